@@ -1,0 +1,132 @@
+"""The app every conformance driver serves: one route per behaviour under test.
+
+Tasks record what they did in `EVENTS`, keyed by a per-test key, and
+`GET /_events/{key}` reports it, so a test can observe tasks the same way
+whether the app runs in-process or in a server subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import defaultdict
+from typing import Annotated, Any
+
+from velocipy import BackgroundTasks, Depends, HTTPException, Query, StreamingResponse, VelociPy
+
+app = VelociPy()
+
+EVENTS: dict[str, list[str]] = defaultdict(list)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "wsgi":  # `gunicorn tests.conformance.app:wsgi`, built on first use
+        return app.wsgi
+    raise AttributeError(name)
+
+
+def record(key: str, name: str, *, fail: bool = False, sleep: float = 0.0) -> None:
+    if sleep:
+        time.sleep(sleep)
+    if fail:
+        EVENTS[key].append(f"{name}:failed")
+        raise RuntimeError(f"task {name} failed on purpose")
+    EVENTS[key].append(name)
+
+
+async def record_async(key: str, name: str, *, fail: bool = False, sleep: float = 0.0) -> None:
+    if sleep:
+        await asyncio.sleep(sleep)
+    if fail:
+        EVENTS[key].append(f"{name}:failed")
+        raise RuntimeError(f"task {name} failed on purpose")
+    EVENTS[key].append(name)
+
+
+@app.get("/hello")
+async def hello() -> dict[str, str]:
+    return {"message": "hello"}
+
+
+@app.get("/hello-sync")
+def hello_sync() -> dict[str, str]:
+    return {"message": "hello"}
+
+
+@app.get("/_events/{key}")
+async def events(key: str) -> list[str]:
+    return EVENTS.get(key, [])
+
+
+@dataclasses.dataclass
+class TaskPlan:
+    names: list[str]
+    fail: list[str] = dataclasses.field(default_factory=list)
+    sleep: float = 0.0
+    kind: str = "mixed"  # "sync", "async" or "mixed" (alternating, async first)
+
+
+@app.post("/tasks/{key}")
+async def schedule(key: str, plan: TaskPlan, background_tasks: BackgroundTasks) -> dict[str, Any]:
+    for index, name in enumerate(plan.names):
+        use_async = plan.kind == "async" or (plan.kind == "mixed" and index % 2 == 0)
+        func = record_async if use_async else record
+        sleep = plan.sleep if index == 0 else 0.0
+        background_tasks.add_task(func, key, name, fail=name in plan.fail, sleep=sleep)
+    return {"scheduled": len(plan.names)}
+
+
+@app.post("/tasks-then-crash/{key}")
+def crash(key: str, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(record, key, "never")
+    raise RuntimeError("handler crashed on purpose")
+
+
+@app.post("/tasks-then-http-error/{key}")
+async def http_error(key: str, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(record, key, "never")
+    raise HTTPException(409, "conflict on purpose")
+
+
+def pagination(limit: Annotated[int, Query(alias="size")] = 10) -> dict[str, int]:
+    return {"limit": limit}
+
+
+@app.get("/items/{item_id}")
+async def item(
+    item_id: int,
+    page: Annotated[dict[str, int], Depends(pagination)],
+    q: str | None = None,
+) -> dict[str, Any]:
+    return {"item_id": item_id, "q": q, **page}
+
+
+@dataclasses.dataclass
+class Signup:
+    email: str
+    age: int
+
+
+@app.post("/signup")
+async def signup(data: Signup) -> dict[str, Any]:
+    return {"email": data.email, "age": data.age}
+
+
+@app.post("/echo")
+async def echo(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+@app.get("/stream")
+def stream() -> StreamingResponse:
+    return StreamingResponse((f"chunk{i}\n" for i in range(3)), media_type="text/plain")
+
+
+@app.get("/stream-async")
+async def stream_async() -> StreamingResponse:
+    async def chunks() -> Any:
+        for i in range(3):
+            yield f"chunk{i}\n"
+
+    return StreamingResponse(chunks(), media_type="text/plain")

@@ -1,0 +1,22 @@
+"""Runs every conformance test once per driver: in-process and on each real server."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conformance.drivers import Driver
+
+#: driver name -> module under tests/conformance/drivers defining `running()`.
+DRIVERS = {
+    "testclient": "testclient",
+}
+
+
+@pytest.fixture(scope="session", params=list(DRIVERS))
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    module = importlib.import_module(f"tests.conformance.drivers.{DRIVERS[request.param]}")
+    with module.running() as running_driver:
+        yield running_driver

@@ -1,0 +1,56 @@
+"""Conformance drivers: one way each of serving `tests/conformance/app.py` and talking to it.
+
+A driver module defines `running() -> ContextManager[Driver]`. `conftest.py`
+lists every module; each test in this folder runs once per driver.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+
+class Reply(Protocol):
+    """The parts of a response conformance tests look at (httpx's and TestClient's both fit)."""
+
+    status_code: int
+
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+class Driver(Protocol):
+    name: str
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        """Send a request (`json=`, `content=`, `headers=`, `params=` as in httpx)."""
+        ...
+
+    def log_text(self) -> str:
+        """Everything the server has logged so far."""
+        ...
+
+
+def wait_for_events(driver: Driver, key: str, count: int, timeout: float = 10.0) -> list[str]:
+    """Poll `GET /_events/{key}` until `count` events are recorded or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: list[str] = driver.request("GET", f"/_events/{key}").json()
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def wait_for_log(driver: Driver, text: str, timeout: float = 10.0) -> str:
+    """Wait until `text` appears in the server's log; return the whole log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = driver.log_text()
+        if text in logs or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.02)

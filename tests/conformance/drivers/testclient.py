@@ -1,0 +1,41 @@
+"""The in-process driver: `velocipy.testing.TestClient`, logs captured from the `velocipy` logger."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from tests.conformance.app import app
+from velocipy.testing import TestClient, TestResponse
+
+
+class TestClientDriver:
+    __test__ = False
+    name = "testclient"
+
+    def __init__(self, client: TestClient, log: io.StringIO) -> None:
+        self.client = client
+        self._log = log
+
+    def request(self, method: str, path: str, **kwargs: Any) -> TestResponse:
+        return self.client.request(method, path, **kwargs)
+
+    def log_text(self) -> str:
+        return self._log.getvalue()
+
+
+@contextlib.contextmanager
+def running() -> Iterator[TestClientDriver]:
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("velocipy")
+    logger.addHandler(handler)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield TestClientDriver(client, log)
+    finally:
+        logger.removeHandler(handler)

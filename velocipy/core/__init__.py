@@ -1,0 +1,78 @@
+"""The Sans-IO core: routing, parameter plans, the exchange state machine, background tasks.
+
+Pure by rule: only the standard library, and nothing that does I/O or
+concurrency (no asyncio, anyio, threading, socket, select, h11). Adapters in
+`velocipy.adapters` perform the effects an `Exchange` asks for.
+"""
+
+from ._application import DEFAULT_MAX_BODY_SIZE, APIRouter, Application
+from ._datastructures import Headers, QueryParams
+from ._errors import (
+    BodyTooLarge,
+    ClientDisconnected,
+    ClientError,
+    DeclarationError,
+    HTTPException,
+    LocalProtocolError,
+    MalformedBody,
+    RequestValidationError,
+)
+from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond, StreamBody
+from ._exchange import Exchange, Phase, default_error_response
+from ._params import Body, Cookie, Depends, Form, Header, Path, Query
+from ._request import Request
+from ._responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+    encode_json,
+)
+from ._status import reason_phrase
+from ._tasks import BackgroundTasks, Task
+
+__all__ = [
+    "APIRouter",
+    "Application",
+    "BackgroundTasks",
+    "Body",
+    "BodyTooLarge",
+    "Call",
+    "ClientDisconnected",
+    "ClientError",
+    "Cookie",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DeclarationError",
+    "Depends",
+    "Done",
+    "Effect",
+    "Exchange",
+    "Form",
+    "HTMLResponse",
+    "HTTPException",
+    "Header",
+    "Headers",
+    "JSONResponse",
+    "LocalProtocolError",
+    "MalformedBody",
+    "Path",
+    "Phase",
+    "PlainTextResponse",
+    "Query",
+    "QueryParams",
+    "ReadBody",
+    "RedirectResponse",
+    "Request",
+    "RequestHead",
+    "RequestValidationError",
+    "Respond",
+    "Response",
+    "StreamBody",
+    "StreamingResponse",
+    "Task",
+    "default_error_response",
+    "encode_json",
+    "reason_phrase",
+]

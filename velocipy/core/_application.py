@@ -1,0 +1,309 @@
+"""The application: routes, dependency overrides, exception handlers and lifespan.
+
+`Application` is pure: declaring routes builds their plans, and `exchange(head)`
+returns an `Exchange` for one request. Serving it is the adapters' job; the
+public `VelociPy` class adds the ASGI and WSGI entry points on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from ._errors import DeclarationError, HTTPException
+from ._events import RequestHead
+from ._exchange import Exchange, exchange_flow
+from ._plans import Plan, build_plan
+from ._routing import Route, Router, template_params
+from ._tasks import is_async_callable
+
+F = TypeVar("F", bound=Callable[..., Any])
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+
+#: The default cap on request bodies: 16 MiB.
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+class _RouteDecorators:
+    """`get`, `post`, ... and `api_route`, shared by applications and routers."""
+
+    def add_api_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Iterable[str] | None = None,
+        status_code: int | None = None,
+        response_class: type[Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        raise NotImplementedError  # each subclass stores routes its own way
+
+    def api_route(
+        self,
+        path: str,
+        *,
+        methods: Iterable[str] | None = None,
+        status_code: int | None = None,
+        response_class: type[Any] | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare `path` for the decorated handler and `methods` (default GET)."""
+
+        def decorate(endpoint: F) -> F:
+            self.add_api_route(
+                path,
+                endpoint,
+                methods=methods,
+                status_code=status_code,
+                response_class=response_class,
+                name=name,
+            )
+            return endpoint
+
+        return decorate
+
+    def _method(self, method: str) -> Callable[..., Callable[[F], F]]:
+        def route(
+            path: str,
+            *,
+            status_code: int | None = None,
+            response_class: type[Any] | None = None,
+            name: str | None = None,
+        ) -> Callable[[F], F]:
+            return self.api_route(
+                path,
+                methods=[method],
+                status_code=status_code,
+                response_class=response_class,
+                name=name,
+            )
+
+        route.__name__ = method.lower()
+        route.__doc__ = f"Declare a {method} route: `@app.{method.lower()}(path)`."
+        return route
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a GET route (HEAD is answered by it too)."""
+        return self._method("GET")(path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a POST route."""
+        return self._method("POST")(path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a PUT route."""
+        return self._method("PUT")(path, **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a PATCH route."""
+        return self._method("PATCH")(path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a DELETE route."""
+        return self._method("DELETE")(path, **options)
+
+    def head(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a HEAD route."""
+        return self._method("HEAD")(path, **options)
+
+    def options(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare an OPTIONS route."""
+        return self._method("OPTIONS")(path, **options)
+
+
+class APIRouter(_RouteDecorators):
+    """A group of routes under a common `prefix`, added to an app with `include_router`."""
+
+    def __init__(self, prefix: str = "") -> None:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise DeclarationError(f"router prefix {prefix!r} must start and not end with '/'")
+        self.prefix = prefix
+        self.declared: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+
+    def add_api_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Iterable[str] | None = None,
+        status_code: int | None = None,
+        response_class: type[Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        options = {
+            "methods": methods,
+            "status_code": status_code,
+            "response_class": response_class,
+            "name": name,
+        }
+        self.declared.append((self.prefix + path, endpoint, options))
+
+    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
+        """Add `router`'s routes to this router, under `prefix`."""
+        for path, endpoint, options in router.declared:
+            self.add_api_route(self.prefix + prefix + path, endpoint, **options)
+
+
+class Application(_RouteDecorators):
+    """Routes and settings of one app; `exchange(head)` serves one request.
+
+    Args:
+        lifespan: An async context manager factory taking the app; code before
+            its `yield` runs at startup, after it at shutdown.
+        on_startup: Callables (sync or async) run at startup, after `lifespan` entered.
+        on_shutdown: Callables run at shutdown, before `lifespan` exits.
+        max_body_size: Requests with a larger body are answered 413.
+    """
+
+    def __init__(
+        self,
+        *,
+        lifespan: Lifespan | None = None,
+        on_startup: Sequence[Callable[[], Any]] = (),
+        on_shutdown: Sequence[Callable[[], Any]] = (),
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        self.router = Router()
+        #: Replace a dependency by another callable, e.g. in tests. Consulted on every request.
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.exception_handlers: dict[Any, tuple[Callable[..., Any], bool]] = {}
+        self.lifespan = lifespan
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+        self.max_body_size = max_body_size
+        #: Free-form application state (e.g. clients opened in the lifespan).
+        self.state: dict[str, Any] = {}
+        self._override_plans: dict[tuple[Any, str], Plan] = {}
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self.router.routes)
+
+    def add_api_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Iterable[str] | None = None,
+        status_code: int | None = None,
+        response_class: type[Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Declare a route; its handler's signature is analysed here, once."""
+        wanted = frozenset(m.upper() for m in (methods or ["GET"]))
+        unknown = wanted - _METHODS
+        if unknown:
+            raise DeclarationError(f"route {path!r}: unknown HTTP method(s) {sorted(unknown)}")
+        regex, names = template_params(path)
+        label = f"{'|'.join(sorted(wanted))} {path}"
+        if not callable(endpoint):
+            raise DeclarationError(f"{label}: the handler {endpoint!r} is not callable")
+        plan = build_plan(endpoint, route=label, path_params=names)
+        if plan.kind.value != "function":
+            raise DeclarationError(
+                f"{label}: a handler cannot be a generator; return a StreamingResponse to stream"
+            )
+        route = Route(
+            path=path,
+            methods=wanted,
+            endpoint=endpoint,
+            plan=plan,
+            status_code=status_code,
+            response_class=response_class,
+            name=name or getattr(endpoint, "__name__", ""),
+            label=label,
+        )
+        self.router.add(route, regex)
+
+    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
+        """Declare every route of `router` on this app, under `prefix`."""
+        for path, endpoint, options in router.declared:
+            self.add_api_route(prefix + path, endpoint, **options)
+
+    def exception_handler(self, key: type[BaseException] | int) -> Callable[[F], F]:
+        """Register `handler(request, exc) -> Response` for an exception class or status code.
+
+        A status code matches `HTTPException`s with that status (404 and 405
+        from routing included).
+        """
+
+        def decorate(handler: F) -> F:
+            self.add_exception_handler(key, handler)
+            return handler
+
+        return decorate
+
+    def add_exception_handler(
+        self, key: type[BaseException] | int, handler: Callable[..., Any]
+    ) -> None:
+        if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
+            raise DeclarationError(
+                f"exception_handler key must be an exception class or a status code, got {key!r}"
+            )
+        self.exception_handlers[key] = (handler, is_async_callable(handler))
+
+    def exception_handler_for(self, error: BaseException) -> tuple[Callable[..., Any], bool] | None:
+        """The registered handler for `error`: by status code first, then by class (MRO order)."""
+        handlers = self.exception_handlers
+        if not handlers:
+            return None
+        if isinstance(error, HTTPException) and error.status_code in handlers:
+            return handlers[error.status_code]
+        for kind in type(error).__mro__:
+            if kind in handlers:
+                return handlers[kind]
+        return None
+
+    def override_plan(self, replacement: Callable[..., Any], route: Route | None) -> Plan:
+        """The plan for an override callable, built on first use and kept."""
+        label = route.label if route is not None else "override"
+        key = (replacement, label)
+        plan = self._override_plans.get(key)
+        if plan is None:
+            names = template_params(route.path)[1] if route is not None else frozenset()
+            plan = build_plan(replacement, route=label, path_params=names, is_dependency=True)
+            self._override_plans[key] = plan
+        return plan
+
+    def exchange(self, head: RequestHead) -> Exchange:
+        """A new exchange for one request; drive it as `velocipy.core._exchange` documents."""
+        return Exchange(head, exchange_flow(self, head))
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self) -> AsyncIterator[None]:
+        """Run the app's lifespan and startup hooks, then (on exit) its shutdown hooks."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.lifespan is not None:
+                state = await stack.enter_async_context(self.lifespan(self))
+                if isinstance(state, dict):
+                    self.state.update(state)
+            for hook in self.on_startup:
+                await _maybe_await(hook)
+            try:
+                yield
+            finally:
+                for hook in self.on_shutdown:
+                    await _maybe_await(hook)
+
+    def on_event(self, event: str) -> Callable[[F], F]:
+        """Register a `"startup"` or `"shutdown"` hook (prefer `lifespan=` in new code)."""
+        if event not in ("startup", "shutdown"):
+            raise DeclarationError(f"unknown event {event!r}; use 'startup' or 'shutdown'")
+
+        def decorate(hook: F) -> F:
+            (self.on_startup if event == "startup" else self.on_shutdown).append(hook)
+            return hook
+
+        return decorate
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} with {len(self.router.routes)} routes>"
+
+
+async def _maybe_await(hook: Callable[[], Any]) -> None:
+    result = hook()
+    if hasattr(result, "__await__"):
+        await result

@@ -1,0 +1,117 @@
+"""Read-only views of request data: case-insensitive headers, query parameters, cookies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import parse_qsl
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued HTTP headers; `headers["x"]` is the first value.
+
+    Built from raw `(name, value)` byte pairs as adapters deliver them; decoded
+    as latin-1, the encoding HTTP header bytes map onto losslessly.
+    """
+
+    __slots__ = ("_raw", "_index")
+
+    def __init__(
+        self, raw: Sequence[tuple[bytes, bytes]] | Mapping[str, str] | None = None
+    ) -> None:
+        if raw is None:
+            pairs: list[tuple[bytes, bytes]] = []
+        elif isinstance(raw, Mapping):
+            pairs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in raw.items()]
+        else:
+            pairs = list(raw)
+        self._raw = pairs
+        self._index: dict[str, str] | None = None
+
+    def _lookup(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._raw:
+                key = name.decode("latin-1").lower()
+                if key not in index:
+                    index[key] = value.decode("latin-1")
+            self._index = index
+        return index
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The header pairs exactly as received."""
+        return list(self._raw)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of header `name`, in the order received."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self._raw if k.lower() == wanted]
+
+    def __getitem__(self, name: str) -> str:
+        return self._lookup()[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._lookup().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lookup()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def __repr__(self) -> str:
+        return f"Headers({self.raw!r})"
+
+
+class QueryParams(Mapping[str, str]):
+    """Query string parameters; `params["x"]` is the last value, `getlist` gives all."""
+
+    __slots__ = ("_items", "_last")
+
+    def __init__(self, query_string: bytes | str = b"") -> None:
+        text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+        self._items = parse_qsl(text, keep_blank_values=True)
+        self._last = dict(self._items)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value given for `name`, in order."""
+        return [v for k, v in self._items if k == name]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """All `(name, value)` pairs, repeats included."""
+        return list(self._items)
+
+    def __getitem__(self, name: str) -> str:
+        return self._last[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self._items!r})"
+
+
+def parse_cookie_header(value: str) -> dict[str, str]:
+    """Parse a `Cookie` request header into a dict, leniently as browsers send it.
+
+    `http.cookies.SimpleCookie` rejects the whole header on one odd cookie, so
+    this splits on `;` and keeps every well-formed `name=value` pair.
+    """
+    cookies: dict[str, str] = {}
+    for chunk in value.split(";"):
+        name, sep, val = chunk.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] == '"':
+            val = val[1:-1]
+        cookies.setdefault(name, val)
+    return cookies

@@ -1,0 +1,91 @@
+"""Exceptions, sorted by whose mistake they report.
+
+- `LocalProtocolError`: an adapter drove an exchange out of order (our bug or theirs).
+- `DeclarationError`: a route or dependency was declared wrongly; raised at declaration.
+- `HTTPException`: raised by user code to answer with an error status.
+- `RequestValidationError`: the client's request did not fit the handler's signature.
+- `ClientError` and its subclasses: the client sent something unusable (a body too
+  large, invalid JSON); each carries the status code that answers it.
+- `ClientDisconnected`: thrown in by an adapter when the peer went away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class LocalProtocolError(RuntimeError):
+    """An adapter called the exchange in a way its protocol does not allow."""
+
+
+class DeclarationError(TypeError):
+    """A route, parameter or dependency cannot work as declared."""
+
+
+class HTTPException(Exception):
+    """Raise from a handler or dependency to answer with `status_code`.
+
+    Args:
+        status_code: The HTTP status to answer with.
+        detail: Any JSON-serialisable value, sent as `{"detail": detail}`.
+        headers: Extra response headers (e.g. `WWW-Authenticate`).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if detail is None:
+            from ._status import reason_phrase
+
+            detail = reason_phrase(status_code)
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = dict(headers) if headers else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class RequestValidationError(Exception):
+    """The request did not match the handler's declared parameters (answered with 422)."""
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self._errors = list(errors)
+
+    def errors(self) -> list[dict[str, Any]]:
+        """The problems found, FastAPI-style: `{"loc": [...], "msg": ..., "type": ...}`."""
+        return self._errors
+
+
+class ClientError(Exception):
+    """The client sent something we cannot use; `status_code` is the answer."""
+
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BodyTooLarge(ClientError):
+    """The request body is larger than the configured limit."""
+
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class MalformedBody(ClientError):
+    """The request body could not be decoded (invalid JSON, bad encoding, nesting too deep)."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the request was read or the response was sent."""

@@ -1,0 +1,104 @@
+"""Events and effects: the data that crosses the boundary between core and adapter.
+
+Everything here is a small frozen dataclass. Adapters build a `RequestHead` from
+their server's view of a request; the exchange answers with effects (`ReadBody`,
+`Call`, `Respond`, `Done`) that the adapter performs in its own concurrency model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """Everything known about a request before its body is read.
+
+    Header names must be lower-case bytes, as in ASGI and h11; values are raw
+    bytes. `path` is the decoded path without the query string.
+    """
+
+    method: str
+    path: str
+    query_string: bytes = b""
+    headers: Headers = ()
+    http_version: str = "1.1"
+    scheme: str = "http"
+    client: tuple[str, int] | None = None
+    server: tuple[str, int] | None = None
+    root_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBody:
+    """Effect: read the whole request body and resume the exchange with it as `bytes`.
+
+    If the body grows past `limit` bytes, throw `BodyTooLarge` into the exchange
+    instead; if the client goes away first, throw `ClientDisconnected`.
+    """
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Effect: call user code and resume the exchange with its result.
+
+    `fn(*args, **kwargs)` returns an awaitable when `is_async` is true: await it.
+    Otherwise call it somewhere it may block (async adapters use a worker
+    thread). If the call raises, throw the exception into the exchange.
+    `purpose` says what is being called ("handler", "dependency", "task", ...)
+    so an adapter can pick a thread pool; it never changes what must be done.
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    is_async: bool = False
+    purpose: str = "handler"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBody:
+    """A streamed response body: an iterator of byte chunks, sync or async.
+
+    Async adapters iterate a sync iterator in a worker thread, a chunk at a time.
+    """
+
+    iterator: Iterator[bytes] | AsyncIterator[bytes]
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Effect: send this response, then resume the exchange with `send(None)`.
+
+    If the response could not be sent completely (the client went away), resume
+    with `throw(ClientDisconnected())` instead: the request's background tasks
+    are then abandoned (and logged as such), never run.
+
+    `body` is the whole body when `stream` is None. For a HEAD request the body
+    is already empty while `content-length` still describes the GET body.
+    `tasks` lists the background tasks the handler scheduled, for adapters and
+    tests that want to see them; they run when the exchange is resumed.
+    `error` is the unhandled exception behind a 500 response, if any.
+    """
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    stream: StreamBody | None = None
+    tasks: tuple[Any, ...] = ()
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Effect: the exchange is over; every task and cleanup has run."""
+
+
+Effect = ReadBody | Call | Respond | Done

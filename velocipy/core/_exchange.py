@@ -1,0 +1,557 @@
+"""The exchange: one request's life, from its head to its last background task.
+
+Protocol (every adapter drives it the same way)::
+
+    ex = app.exchange(head)          # head: RequestHead
+    effect = ex.start()
+    while not isinstance(effect, Done):
+        try:
+            result = perform(effect)  # the adapter's part
+        except Exception as error:
+            effect = ex.throw(error)
+        else:
+            effect = ex.send(result)
+
+`perform` means, by effect:
+
+- `ReadBody(limit)`: read the whole body; send the bytes. Throw `BodyTooLarge`
+  past the limit, `ClientDisconnected` if the client left.
+- `Call(fn, args, kwargs, is_async)`: call user code; send its result (awaited
+  when `is_async`), or throw what it raised.
+- `Respond(...)`: send the response; then `send(None)`, or throw
+  `ClientDisconnected` if it could not be delivered completely. What follows
+  are the background tasks and the cleanup of generator dependencies, as more
+  `Call` effects: the adapter may drive that part anywhere it likes (a task
+  group, a thread pool), since the response is already out.
+- `Done()`: nothing left.
+
+Order of work, written once here: route match; body read (only if some
+parameter needs it); every parameter read and validated (no user code runs
+when one is invalid); dependencies called depth-first in declaration order,
+cached per request; the handler; the response. After it is delivered: the
+tasks in the order added (each failure logged, the rest continue); then the
+generator dependencies' cleanup, last opened first. If the handler or a
+dependency raises, the exception is thrown into the open generator
+dependencies first (so they may translate it), then turned into an error
+response by the exception handlers; that request's tasks never run.
+
+`Exchange` wraps the generator so that misuse (sending after `Done`, bytes
+where a call result was due, starting twice) raises `LocalProtocolError` at
+once instead of corrupting the flow.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import logging
+from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from ._convert import Invalid
+from ._datastructures import Headers, QueryParams, parse_cookie_header
+from ._errors import (
+    ClientDisconnected,
+    ClientError,
+    HTTPException,
+    LocalProtocolError,
+    MalformedBody,
+    RequestValidationError,
+)
+from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond
+from ._plans import Kind, ParamPlan, Plan, Source
+from ._request import Request, decode_json
+from ._responses import JSONResponse, Response
+from ._status import allows_body
+from ._tasks import BackgroundTasks, Task, log_abandoned, run_tasks
+
+if TYPE_CHECKING:
+    from ._application import Application
+    from ._routing import Route
+
+logger = logging.getLogger("velocipy")
+
+_MISSING: Any = object()
+_DONE = Done()
+Flow = Generator[Effect, Any, None]
+
+
+class Phase(enum.Enum):
+    """Where an exchange stands; each phase admits only the adapter calls in `_ALLOWED`."""
+
+    #: Built, not started.
+    IDLE = "idle"
+    #: Waiting for the body bytes of a `ReadBody`.
+    READING = "reading"
+    #: Waiting for the result of a `Call`.
+    CALLING = "calling"
+    #: Waiting to hear that the `Respond` was sent (`send(None)`) or not (`throw`).
+    RESPONDING = "responding"
+    #: Over: `Done` was returned, or the flow raised.
+    DONE = "done"
+
+
+_PHASE_OF = {ReadBody: Phase.READING, Call: Phase.CALLING, Respond: Phase.RESPONDING}
+
+
+class Exchange:
+    """One request/response exchange, driven by an adapter through effects."""
+
+    __slots__ = ("head", "_flow", "_phase", "responded")
+
+    def __init__(self, head: RequestHead, flow: Flow) -> None:
+        self.head = head
+        self._flow = flow
+        self._phase = Phase.IDLE
+        #: True once the response has been handed out (its `Respond` effect returned).
+        self.responded = False
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def start(self) -> Effect:
+        """Begin the exchange and return its first effect."""
+        if self._phase is not Phase.IDLE:
+            raise LocalProtocolError(f"start() called on an exchange in phase {self._phase.name}")
+        return self._advance(None, None)
+
+    def send(self, value: Any) -> Effect:
+        """Resume with the result of the pending effect; return the next effect."""
+        phase = self._phase
+        if phase is Phase.READING:
+            if not isinstance(value, (bytes, bytearray)):
+                raise LocalProtocolError(
+                    f"ReadBody must be answered with bytes, got {type(value).__name__}"
+                )
+        elif phase is Phase.RESPONDING:
+            if value is not None:
+                raise LocalProtocolError("Respond must be answered with send(None) once sent")
+        elif phase is not Phase.CALLING:
+            raise LocalProtocolError(f"send() called on an exchange in phase {phase.name}")
+        return self._advance(value, None)
+
+    def throw(self, error: BaseException) -> Effect:
+        """Resume by raising `error` where the pending effect was; return the next effect."""
+        if self._phase in (Phase.IDLE, Phase.DONE):
+            raise LocalProtocolError(f"throw() called on an exchange in phase {self._phase.name}")
+        if not isinstance(error, BaseException):
+            raise LocalProtocolError(f"throw() needs an exception, got {error!r}")
+        return self._advance(None, error)
+
+    def _advance(self, value: Any, error: BaseException | None) -> Effect:
+        try:
+            if error is None:
+                effect = self._flow.send(value)
+            else:
+                effect = self._flow.throw(error)
+        except StopIteration:
+            self._phase = Phase.DONE
+            return _DONE
+        except BaseException:
+            self._phase = Phase.DONE
+            raise
+        self._phase = _PHASE_OF[type(effect)]
+        if self._phase is Phase.RESPONDING:
+            self.responded = True
+        return effect
+
+    def close(self) -> None:
+        """Abandon the exchange (the adapter is giving up on it); its tasks are logged."""
+        if self._phase is not Phase.DONE:
+            self._phase = Phase.DONE
+            self._flow.close()
+
+
+class _Context:
+    """Per-request state shared by the steps of one flow."""
+
+    __slots__ = (
+        "app",
+        "head",
+        "route",
+        "path_params",
+        "body",
+        "tasks",
+        "cache",
+        "exits",
+        "_request",
+        "_query",
+        "_headers",
+        "_cookies",
+        "_json",
+        "_form",
+    )
+
+    def __init__(self, app: Application, head: RequestHead) -> None:
+        self.app = app
+        self.head = head
+        self.route: Route | None = None
+        self.path_params: dict[str, str] = {}
+        self.body = b""
+        self.tasks: BackgroundTasks | None = None
+        self.cache: dict[Any, Any] = {}
+        self.exits: list[tuple[Any, bool]] = []
+        self._request: Request | None = None
+        self._query: QueryParams | None = None
+        self._headers: Headers | None = None
+        self._cookies: dict[str, str] | None = None
+        self._json: Any = _MISSING
+        self._form: dict[str, list[str]] | None = None
+
+    @property
+    def label(self) -> str:
+        route = self.route
+        return route.label if route is not None else f"{self.head.method} {self.head.path}"
+
+    def request(self) -> Request:
+        if self._request is None:
+            route_path = self.route.path if self.route is not None else ""
+            self._request = Request(self.head, dict(self.path_params), self.body, route_path)
+        return self._request
+
+    def query(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.head.query_string)
+        return self._query
+
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.head.headers)
+        return self._headers
+
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._cookies = parse_cookie_header(self.headers().get("cookie") or "")
+        return self._cookies
+
+    def json(self) -> Any:
+        if self._json is _MISSING:
+            self._json = decode_json(self.body) if self.body else _MISSING
+        return self._json
+
+    def form(self) -> dict[str, list[str]]:
+        if self._form is None:
+            form: dict[str, list[str]] = {}
+            try:
+                text = self.body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedBody("Form body is not valid UTF-8") from None
+            for key, value in parse_qsl(text, keep_blank_values=True):
+                form.setdefault(key, []).append(value)
+            self._form = form
+        return self._form
+
+
+def exchange_flow(app: Application, head: RequestHead) -> Flow:
+    """The generator behind an `Exchange` (see the module docstring for the protocol)."""
+    ctx = _Context(app, head)
+    matched = app.router.match(head.method, head.path)
+    tasks: tuple[Task, ...] = ()
+    error: BaseException | None = None
+    try:
+        if matched is None:
+            raise HTTPException(404, "Not Found")
+        if isinstance(matched, frozenset):
+            allow = ", ".join(sorted(matched))
+            raise HTTPException(405, "Method Not Allowed", headers={"Allow": allow})
+        route, ctx.path_params = matched
+        ctx.route = route
+        plan = route.plan
+        overrides = app.dependency_overrides
+        if plan.trivial:
+            result = yield Call(route.endpoint, (), {}, plan.is_async, "handler")
+        else:
+            if plan.needs_body or (overrides and _needs_body(plan, ctx)):
+                ctx.body = yield ReadBody(app.max_body_size)
+            values: dict[int, dict[str, Any]] = {}
+            problems: list[dict[str, Any]] = []
+            _read_params(plan, ctx, values, problems)
+            if problems:
+                raise RequestValidationError(problems)
+            if plan.wants_tasks:
+                ctx.tasks = BackgroundTasks()
+            kwargs = yield from _solve(plan, ctx, values)
+            result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
+        response = _to_response(result, route)
+        if ctx.tasks is not None:
+            tasks = ctx.tasks.tasks
+    except (ClientDisconnected, GeneratorExit):
+        raise
+    except Exception as raised:
+        raised = yield from _unwind(ctx, raised)
+        response, error = yield from _error_response(ctx, raised)
+
+    try:
+        yield _respond(response, head, tasks, error)
+    except Exception:
+        log_abandoned(tasks, ctx.label, "the response was not delivered")
+    else:
+        if tasks:
+            yield from run_tasks(tasks, ctx.label)
+    if ctx.exits:
+        yield from _cleanup(ctx)
+
+
+def _needs_body(plan: Plan, ctx: _Context) -> bool:
+    if plan.needs_body:
+        return True
+    return any(_needs_body(_effective(param, ctx), ctx) for param in plan.depends)
+
+
+def _effective(param: ParamPlan, ctx: _Context) -> Plan:
+    """The plan for a Depends parameter, honouring `app.dependency_overrides` right now."""
+    plan = param.dependency
+    assert plan is not None
+    overrides = ctx.app.dependency_overrides
+    if overrides:
+        replacement = overrides.get(plan.call)
+        if replacement is not None:
+            return ctx.app.override_plan(replacement, ctx.route)
+    return plan
+
+
+def _read_params(
+    plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]], problems: list[dict[str, Any]]
+) -> None:
+    """Read and convert every request-sourced parameter of `plan` and the plans below it."""
+    if id(plan) in values:
+        return
+    found: dict[str, Any] = {}
+    for param in plan.plain:
+        location: list[Any]
+        raw = _MISSING
+        source = param.source
+        if source is Source.QUERY:
+            location = ["query", param.alias]
+            if param.many:
+                raw = ctx.query().getlist(param.alias) or _MISSING
+            else:
+                raw = ctx.query().get(param.alias, _MISSING)
+        elif source is Source.PATH:
+            location = ["path", param.alias]
+            raw = ctx.path_params.get(param.alias, _MISSING)
+        elif source is Source.HEADER:
+            location = ["header", param.alias]
+            if param.many:
+                raw = ctx.headers().getlist(param.alias) or _MISSING
+            else:
+                raw = ctx.headers().get(param.alias, _MISSING)
+        elif source is Source.COOKIE:
+            location = ["cookie", param.alias]
+            raw = ctx.cookies().get(param.alias, _MISSING)
+        elif source is Source.FORM:
+            location = ["body", param.alias]
+            entries = ctx.form().get(param.alias)
+            if entries:
+                raw = entries if param.many else entries[-1]
+        else:
+            body = ctx.json()
+            if param.embed:
+                location = ["body", param.alias]
+                if isinstance(body, dict):
+                    raw = body.get(param.alias, _MISSING)
+                elif body is not _MISSING:
+                    problems.append(
+                        {
+                            "type": "dict_type",
+                            "loc": ["body"],
+                            "msg": "Input should be a valid dictionary",
+                            "input": body,
+                        }
+                    )
+                    continue
+            else:
+                location = ["body"]
+                raw = body
+        if raw is _MISSING:
+            if param.required:
+                problems.append(
+                    {"type": "missing", "loc": location, "msg": "Field required", "input": None}
+                )
+            else:
+                default = param.default
+                found[param.name] = (
+                    copy.copy(default) if isinstance(default, (list, dict, set)) else default
+                )
+            continue
+        convert = param.convert
+        try:
+            found[param.name] = convert(raw) if convert is not None else raw
+        except Invalid as invalid:
+            for problem in invalid.errors:
+                problems.append({**problem, "loc": [*location, *problem["loc"]]})
+    values[id(plan)] = found
+    for param in plan.depends:
+        _read_params(_effective(param, ctx), ctx, values, problems)
+
+
+def _solve(
+    plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]]
+) -> Generator[Effect, Any, dict[str, Any]]:
+    """Resolve `plan`'s arguments: read values plus Request, tasks and dependencies."""
+    kwargs = dict(values.get(id(plan), ()))
+    for param in plan.params:
+        source = param.source
+        if source is Source.DEPENDS:
+            sub = _effective(param, ctx)
+            key = param.dependency.call if param.dependency is not None else sub.call
+            if param.use_cache and key in ctx.cache:
+                kwargs[param.name] = ctx.cache[key]
+                continue
+            value = yield from _call_dependency(sub, ctx, values)
+            if param.use_cache:
+                ctx.cache[key] = value
+            kwargs[param.name] = value
+        elif source is Source.REQUEST:
+            kwargs[param.name] = ctx.request()
+        elif source is Source.TASKS:
+            kwargs[param.name] = ctx.tasks
+    return kwargs
+
+
+def _call_dependency(
+    plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]]
+) -> Generator[Effect, Any, Any]:
+    kwargs = yield from _solve(plan, ctx, values)
+    if plan.kind is Kind.FUNCTION:
+        return (yield Call(plan.call, (), kwargs, plan.is_async, "dependency"))
+    generator = plan.call(**kwargs)  # creating a generator runs none of its code
+    if plan.kind is Kind.GENERATOR:
+        value = yield Call(first_yield, (generator, plan.label), {}, False, "dependency")
+        ctx.exits.append((generator, False))
+    else:
+        value = yield Call(first_yield_async, (generator, plan.label), {}, True, "dependency")
+        ctx.exits.append((generator, True))
+    return value
+
+
+def first_yield(generator: Generator[Any, None, None], label: str) -> Any:
+    """The value a generator dependency yields (its setup part runs here)."""
+    try:
+        return next(generator)
+    except StopIteration:
+        raise RuntimeError(f"dependency {label} returned without yielding a value") from None
+
+
+async def first_yield_async(generator: AsyncGenerator[Any, None], label: str) -> Any:
+    """The value an async generator dependency yields."""
+    try:
+        return await generator.__anext__()
+    except StopAsyncIteration:
+        raise RuntimeError(f"dependency {label} returned without yielding a value") from None
+
+
+def finish_generator(generator: Generator[Any, None, None], error: BaseException | None) -> None:
+    """Run a generator dependency's cleanup, raising `error` at its `yield` if given."""
+    try:
+        if error is None:
+            next(generator)
+        else:
+            generator.throw(error)
+    except StopIteration:
+        return
+    generator.close()
+    raise RuntimeError("a generator dependency may yield only once")
+
+
+async def finish_generator_async(
+    generator: AsyncGenerator[Any, None], error: BaseException | None
+) -> None:
+    """Run an async generator dependency's cleanup, raising `error` at its `yield` if given."""
+    try:
+        if error is None:
+            await generator.__anext__()
+        else:
+            await generator.athrow(error)
+    except StopAsyncIteration:
+        return
+    await generator.aclose()
+    raise RuntimeError("a generator dependency may yield only once")
+
+
+def _unwind(ctx: _Context, error: Exception) -> Generator[Effect, Any, Exception]:
+    """Throw `error` into each open generator dependency, newest first; return what comes out."""
+    while ctx.exits:
+        generator, is_async = ctx.exits.pop()
+        finish = finish_generator_async if is_async else finish_generator
+        try:
+            yield Call(finish, (generator, error), {}, is_async, "cleanup")
+        except Exception as replaced:
+            error = replaced
+    return error
+
+
+def _cleanup(ctx: _Context) -> Flow:
+    """After the response and tasks: close generator dependencies, newest first, logging failures."""
+    while ctx.exits:
+        generator, is_async = ctx.exits.pop()
+        finish = finish_generator_async if is_async else finish_generator
+        try:
+            yield Call(finish, (generator, None), {}, is_async, "cleanup")
+        except Exception:
+            logger.exception("Cleanup of a dependency for %s failed", ctx.label)
+
+
+def _to_response(result: Any, route: Route) -> Response:
+    if isinstance(result, Response):
+        return result
+    status = route.status_code or 200
+    response_class = route.response_class or JSONResponse
+    if not allows_body(status):
+        return Response(None, status)
+    return response_class(result, status_code=status)  # type: ignore[no-any-return]
+
+
+def _error_response(
+    ctx: _Context, error: Exception
+) -> Generator[Effect, Any, tuple[Response, BaseException | None]]:
+    handler = ctx.app.exception_handler_for(error)
+    if handler is not None:
+        func, is_async = handler
+        try:
+            result = yield Call(func, (ctx.request(), error), {}, is_async, "exception_handler")
+        except Exception as failure:
+            logger.exception("Exception handler %r for %s failed", func, ctx.label)
+            return _server_error(), failure
+        if isinstance(result, Response):
+            return result, None
+        return JSONResponse(result, status_code=500), None
+    return default_error_response(error, ctx.label)
+
+
+def default_error_response(error: Exception, label: str) -> tuple[Response, BaseException | None]:
+    """The built-in answer to `error`: its own status for known kinds, else a logged 500."""
+    if isinstance(error, HTTPException):
+        status = error.status_code
+        if not allows_body(status):
+            return Response(None, status, error.headers), None
+        return JSONResponse({"detail": error.detail}, status, error.headers), None
+    if isinstance(error, RequestValidationError):
+        return JSONResponse({"detail": error.errors()}, 422), None
+    if isinstance(error, ClientError):
+        return JSONResponse({"detail": error.detail}, error.status_code), None
+    logger.error("Exception in handler for %s", label, exc_info=error)
+    return _server_error(), error
+
+
+def _server_error() -> Response:
+    return JSONResponse({"detail": "Internal Server Error"}, 500)
+
+
+def _respond(
+    response: Response, head: RequestHead, tasks: tuple[Task, ...], error: BaseException | None
+) -> Respond:
+    headers = list(response.raw_headers)
+    stream = response.stream_body()
+    status = response.status_code
+    body = b""
+    if stream is None:
+        if allows_body(status):
+            body = response.body
+            headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    if head.method == "HEAD":
+        body = b""
+        stream = None
+    return Respond(status, headers, body, stream, tasks, error)

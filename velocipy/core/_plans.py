@@ -1,0 +1,256 @@
+"""Signature analysis: each handler and dependency becomes a `Plan` once, at declaration.
+
+A plan says, for every parameter, where its value comes from (path, query,
+header, cookie, body, form, the `Request`, the `BackgroundTasks`, or another
+plan via `Depends`) and how to convert it. Mistakes a programmer can make in a
+signature are found here and raised as `DeclarationError`, naming the route and
+the parameter, so they never wait for the first request.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._convert import (
+    Converter,
+    converter_for,
+    is_scalar,
+    is_sequence_of_scalars,
+    strip_annotated,
+    union_members,
+)
+from ._errors import DeclarationError
+from ._params import REQUIRED, Body, Depends, Header, Param
+from ._request import Request
+from ._tasks import BackgroundTasks, callable_name, is_async_callable
+
+
+class Source(enum.Enum):
+    PATH = "path"
+    QUERY = "query"
+    HEADER = "header"
+    COOKIE = "cookie"
+    BODY = "body"
+    FORM = "form"
+    REQUEST = "request"
+    TASKS = "tasks"
+    DEPENDS = "depends"
+
+
+class Kind(enum.Enum):
+    """How a plan's callable produces its value."""
+
+    #: A function or callable; its return value is the value.
+    FUNCTION = "function"
+    #: A generator: the value is what it yields first; the rest runs at cleanup.
+    GENERATOR = "generator"
+    #: An async generator, likewise.
+    ASYNC_GENERATOR = "async_generator"
+
+
+@dataclass(slots=True)
+class ParamPlan:
+    """Where one parameter's value comes from and how it is converted."""
+
+    name: str
+    source: Source
+    alias: str = ""
+    convert: Converter | None = None
+    default: Any = REQUIRED
+    many: bool = False  # query/header: collect every value into a list
+    embed: bool = False  # body: read key `alias` of the JSON object, not the whole body
+    dependency: Plan | None = None
+    use_cache: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything needed to call `call` with its parameters resolved."""
+
+    call: Callable[..., Any]
+    label: str
+    kind: Kind
+    is_async: bool
+    params: list[ParamPlan] = field(default_factory=list)
+    #: Parameters read from the request (not Depends/Request/BackgroundTasks).
+    plain: list[ParamPlan] = field(default_factory=list)
+    depends: list[ParamPlan] = field(default_factory=list)
+    #: This plan or one below it needs the request body read first.
+    needs_body: bool = False
+    #: This plan or one below it takes a BackgroundTasks parameter.
+    wants_tasks: bool = False
+    #: The plan is a bare call: no parameters from anywhere.
+    trivial: bool = False
+
+
+def build_plan(
+    call: Callable[..., Any],
+    *,
+    route: str,
+    path_params: frozenset[str],
+    is_dependency: bool = False,
+    chain: tuple[str, ...] = (),
+) -> Plan:
+    """Analyse `call`'s signature for `route`; raise `DeclarationError` on any mistake."""
+    label = callable_name(call)
+    try:
+        signature = inspect.signature(call)
+    except (TypeError, ValueError) as error:
+        raise DeclarationError(f"{route}: cannot read the signature of {label}: {error}") from None
+    try:
+        hints = typing.get_type_hints(call, include_extras=True)
+    except Exception:
+        hints = {}
+        target = call if inspect.isfunction(call) or inspect.ismethod(call) else type(call).__call__
+        try:
+            hints = typing.get_type_hints(target, include_extras=True)
+        except Exception as error:
+            raise DeclarationError(
+                f"{route}: cannot resolve the annotations of {label}: {error}"
+            ) from None
+
+    if inspect.isasyncgenfunction(call):
+        kind, is_async = Kind.ASYNC_GENERATOR, True
+    elif inspect.isgeneratorfunction(call):
+        kind, is_async = Kind.GENERATOR, False
+    else:
+        kind, is_async = Kind.FUNCTION, is_async_callable(call)
+
+    plan = Plan(call=call, label=label, kind=kind, is_async=is_async)
+    owner = f"{'dependency ' if is_dependency else ''}{label}"
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise DeclarationError(
+                f"{route}: parameter {name!r} of {owner} is positional-only; "
+                "VelociPy passes keywords"
+            )
+        annotation = hints.get(name, parameter.annotation)
+        param = _plan_parameter(
+            name,
+            annotation,
+            parameter.default,
+            where=f"{route}: parameter {name!r} of {owner}",
+            route=route,
+            path_params=path_params,
+            is_dependency=is_dependency,
+            chain=(*chain, label),
+        )
+        plan.params.append(param)
+        if param.source is Source.DEPENDS:
+            plan.depends.append(param)
+            assert param.dependency is not None
+            plan.needs_body |= param.dependency.needs_body
+            plan.wants_tasks |= param.dependency.wants_tasks
+        elif param.source is Source.TASKS:
+            plan.wants_tasks = True
+        elif param.source is not Source.REQUEST:
+            plan.plain.append(param)
+        if param.source in (Source.BODY, Source.FORM, Source.REQUEST):
+            plan.needs_body = True
+
+    body_params = [p for p in plan.plain if p.source is Source.BODY]
+    if len(body_params) > 1:
+        for p in body_params:
+            p.embed = True
+    plan.trivial = not plan.params
+    return plan
+
+
+def _plan_parameter(
+    name: str,
+    annotation: Any,
+    default: Any,
+    *,
+    where: str,
+    route: str,
+    path_params: frozenset[str],
+    is_dependency: bool,
+    chain: tuple[str, ...],
+) -> ParamPlan:
+    marker: Param | Depends | None = None
+    if typing.get_origin(annotation) is typing.Annotated:
+        for extra in typing.get_args(annotation)[1:]:
+            if isinstance(extra, (Param, Depends)):
+                marker = extra
+    if isinstance(default, (Param, Depends)):
+        if marker is not None:
+            raise DeclarationError(f"{where} has a marker both in Annotated and as its default")
+        marker = default
+        default = REQUIRED
+    elif default is inspect.Parameter.empty:
+        default = REQUIRED
+    bare = strip_annotated(annotation)
+
+    if bare is BackgroundTasks:
+        if is_dependency:
+            raise DeclarationError(
+                f"{where} is BackgroundTasks, which only a route handler may declare "
+                f"(dependency chain: {' -> '.join(chain)}); add tasks on the route's own "
+                "BackgroundTasks parameter"
+            )
+        return ParamPlan(name, Source.TASKS)
+    if bare is Request:
+        return ParamPlan(name, Source.REQUEST)
+
+    if isinstance(marker, Depends):
+        target = marker.dependency
+        if target is None:
+            target = bare if callable(bare) and bare is not inspect.Parameter.empty else None
+        if target is None or not callable(target):
+            raise DeclarationError(f"{where}: Depends() needs a callable")
+        sub = build_plan(
+            target, route=route, path_params=path_params, is_dependency=True, chain=chain
+        )
+        return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache)
+
+    if marker is not None:
+        if marker.default is not REQUIRED:
+            if default is not REQUIRED:
+                raise DeclarationError(f"{where} has a default both in its marker and signature")
+            default = marker.default
+        source = Source(marker.source)
+    elif name in path_params:
+        source = Source.PATH
+    elif annotation is inspect.Parameter.empty or is_scalar(bare) or is_sequence_of_scalars(bare):
+        source = Source.QUERY
+    else:
+        source = Source.BODY
+
+    if source is Source.PATH and name not in path_params and (marker is None or not marker.alias):
+        raise DeclarationError(f"{where} is a path parameter but the route has no {{{name}}}")
+
+    if annotation is inspect.Parameter.empty:
+        bare = str if source in (Source.PATH, Source.QUERY, Source.HEADER, Source.COOKIE) else Any
+    many = source in (Source.QUERY, Source.HEADER, Source.FORM) and is_sequence_of_scalars(bare)
+    if source in (Source.PATH, Source.COOKIE) and not is_scalar(bare):
+        raise DeclarationError(f"{where}: a {source.value} parameter must be a scalar type")
+    try:
+        convert = converter_for(bare)
+    except TypeError as error:
+        raise DeclarationError(f"{where}: {error}") from None
+
+    alias = marker.alias if marker is not None and marker.alias else name
+    if isinstance(marker, Header) and not marker.alias and marker.convert_underscores:
+        alias = name.replace("_", "-")
+    if source is Source.HEADER:
+        alias = alias.lower()
+    embed = isinstance(marker, Body) and marker.embed
+    if default is None and union_members(bare) is None and bare is not Any:
+        # `q: int = None` means optional even without `| None`, as in FastAPI.
+        inner = convert
+
+        def convert(value: Any, _inner: Converter = inner) -> Any:
+            return None if value is None else _inner(value)
+
+    return ParamPlan(name, source, alias, convert, default, many=many, embed=embed)

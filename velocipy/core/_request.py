@@ -1,0 +1,123 @@
+"""`Request`: the handler's view of the incoming request.
+
+Handlers that declare a `Request` parameter get one. Its body has already been
+read by the adapter (the exchange asks for it before calling the handler), so
+`await request.body()` and `await request.json()` never do I/O; they are
+coroutines only so code written for Starlette and FastAPI keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from ._datastructures import Headers, QueryParams, parse_cookie_header
+from ._errors import MalformedBody
+from ._events import RequestHead
+
+
+class Request:
+    """The method, URL, headers, parameters and body of the current request."""
+
+    __slots__ = (
+        "head",
+        "path_params",
+        "_body",
+        "_headers",
+        "_query",
+        "_cookies",
+        "_json",
+        "route_path",
+        "state",
+    )
+
+    def __init__(
+        self,
+        head: RequestHead,
+        path_params: dict[str, Any] | None = None,
+        body: bytes = b"",
+        route_path: str = "",
+    ) -> None:
+        self.head = head
+        self.path_params: dict[str, Any] = path_params or {}
+        self._body = body
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._json: Any = _UNSET
+        self.route_path = route_path
+        #: A free namespace for middleware-like dependencies to attach data to.
+        self.state: dict[str, Any] = {}
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
+    def path(self) -> str:
+        return self.head.path
+
+    @property
+    def url(self) -> str:
+        """The full URL as the client asked for it (scheme, host, path, query)."""
+        host = self.headers.get("host")
+        if host is None and self.head.server is not None:
+            host = f"{self.head.server[0]}:{self.head.server[1]}"
+        url = f"{self.head.scheme}://{host or 'localhost'}{quote(self.head.root_path + self.path)}"
+        if self.head.query_string:
+            url += "?" + self.head.query_string.decode("latin-1")
+        return url
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.head.headers)
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.head.query_string)
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._cookies = parse_cookie_header(self.headers.get("cookie", "") or "")
+        return self._cookies
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The peer's `(host, port)`, when the server knows it."""
+        return self.head.client
+
+    async def body(self) -> bytes:
+        """The raw request body."""
+        return self._body
+
+    async def json(self) -> Any:
+        """The body decoded as JSON; a malformed body answers 400."""
+        if self._json is _UNSET:
+            self._json = decode_json(self._body)
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path}>"
+
+
+_UNSET: Any = object()
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON request body, turning every way it can fail into `MalformedBody`."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise MalformedBody("Request body is not valid UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise MalformedBody(
+            f"Invalid JSON body: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise MalformedBody("Invalid JSON body: nested too deeply") from None

@@ -1,0 +1,202 @@
+"""Response classes a handler may return, and the JSON encoding of plain return values.
+
+A handler returning a dict, list, dataclass, pydantic model, str, number or None
+gets a JSON response. Returning a `Response` (or a subclass) gives full control.
+Bodies are rendered when the response is built, so an encoding error surfaces in
+the handler's own traceback, not later in an adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from ._events import StreamBody
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):  # pydantic v2
+        return model_dump(mode="json")
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode `value` as compact UTF-8 JSON, knowing dataclasses, pydantic, dates, UUIDs."""
+    return _encoder.encode(value).encode("utf-8")
+
+
+class Response:
+    """A response with a fully rendered body.
+
+    Args:
+        content: The body: bytes, str (encoded as UTF-8), or None for no body.
+        status_code: The HTTP status.
+        headers: Extra headers; `content-length` is computed, never taken from here.
+        media_type: The `content-type`, completed with `; charset=utf-8` for text.
+    """
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.body = self.render(content)
+        self.raw_headers = self._build_headers(headers)
+
+    def render(self, content: Any) -> bytes:
+        """Turn `content` into body bytes; subclasses override this."""
+        if content is None:
+            return b""
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return bytes(content)
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        raise TypeError(f"{type(self).__name__} content must be bytes or str, got {content!r}")
+
+    def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+        raw: list[tuple[bytes, bytes]] = []
+        has_type = False
+        if headers:
+            for name, value in headers.items():
+                key = name.lower().encode("latin-1")
+                if key == b"content-length":
+                    continue
+                has_type = has_type or key == b"content-type"
+                raw.append((key, str(value).encode("latin-1")))
+        if not has_type and self.media_type is not None:
+            content_type = self.media_type
+            if content_type.startswith("text/") and "charset=" not in content_type:
+                content_type += f"; charset={self.charset}"
+            raw.append((b"content-type", content_type.encode("latin-1")))
+        return raw
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers set so far, as a plain dict (last value wins)."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
+
+    def set_header(self, name: str, value: str) -> None:
+        """Set header `name`, replacing any earlier value."""
+        key = name.lower().encode("latin-1")
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != key]
+        self.raw_headers.append((key, value.encode("latin-1")))
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+    ) -> None:
+        """Add a `Set-Cookie` header."""
+        parts = [f"{key}={quote(value, safe='')}", f"Path={path}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if domain:
+            parts.append(f"Domain={domain}")
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite:
+            parts.append(f"SameSite={samesite.capitalize()}")
+        self.raw_headers.append((b"set-cookie", "; ".join(parts).encode("latin-1")))
+
+    def stream_body(self) -> StreamBody | None:
+        """The streamed body, for streaming responses; None when `body` is complete."""
+        return None
+
+
+class JSONResponse(Response):
+    """`content` encoded as JSON."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    media_type = "text/html"
+
+
+class RedirectResponse(Response):
+    """A redirect to `url` (307 by default, which keeps the method and body)."""
+
+    def __init__(
+        self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(None, status_code, headers)
+        self.set_header("location", quote(url, safe=":/%#?=@[]!$&'()*+,;"))
+
+
+class StreamingResponse(Response):
+    """A body produced chunk by chunk by a sync or async iterator of bytes or str."""
+
+    def __init__(
+        self,
+        content: Iterable[bytes | str] | AsyncIterable[bytes | str],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self._content = content
+        super().__init__(None, status_code, headers, media_type)
+
+    def stream_body(self) -> StreamBody:
+        content = self._content
+        if isinstance(content, AsyncIterable):
+            return StreamBody(_encode_async(content, self.charset), is_async=True)
+        return StreamBody(_encode_sync(content, self.charset), is_async=False)
+
+
+def _encode_sync(chunks: Iterable[bytes | str], charset: str) -> Any:
+    for chunk in chunks:
+        yield chunk.encode(charset) if isinstance(chunk, str) else bytes(chunk)
+
+
+async def _encode_async(chunks: AsyncIterable[bytes | str], charset: str) -> Any:
+    async for chunk in chunks:
+        yield chunk.encode(charset) if isinstance(chunk, str) else bytes(chunk)
