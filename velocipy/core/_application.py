@@ -7,7 +7,9 @@ public `VelociPy` class adds the ASGI and WSGI entry points on top.
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -26,9 +28,10 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
-class _RouteDecorators:
+class _RouteDecorators(abc.ABC):
     """`get`, `post`, ... and `api_route`, shared by applications and routers."""
 
+    @abc.abstractmethod
     def add_api_route(
         self,
         path: str,
@@ -38,8 +41,9 @@ class _RouteDecorators:
         status_code: int | None = None,
         response_class: type[Any] | None = None,
         name: str | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
-        raise NotImplementedError  # each subclass stores routes its own way
+        """Declare `endpoint` for `path`; applications build its plan, routers record it."""
 
     def api_route(
         self,
@@ -60,6 +64,7 @@ class _RouteDecorators:
                 status_code=status_code,
                 response_class=response_class,
                 name=name,
+                localns=sys._getframe(1).f_locals,  # the scope the handler is defined in
             )
             return endpoint
 
@@ -132,19 +137,21 @@ class APIRouter(_RouteDecorators):
         status_code: int | None = None,
         response_class: type[Any] | None = None,
         name: str | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         options = {
             "methods": methods,
             "status_code": status_code,
             "response_class": response_class,
             "name": name,
+            "localns": localns,
         }
         self.declared.append((self.prefix + path, endpoint, options))
 
     def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
         """Add `router`'s routes to this router, under `prefix`."""
         for path, endpoint, options in router.declared:
-            self.add_api_route(self.prefix + prefix + path, endpoint, **options)
+            self.declared.append((self.prefix + prefix + path, endpoint, options))
 
 
 class Application(_RouteDecorators):
@@ -191,8 +198,13 @@ class Application(_RouteDecorators):
         status_code: int | None = None,
         response_class: type[Any] | None = None,
         name: str | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
-        """Declare a route; its handler's signature is analysed here, once."""
+        """Declare a route; its handler's signature is analysed here, once.
+
+        `localns` names the namespace the handler was defined in, for
+        annotations that refer to local names (decorators pass it).
+        """
         wanted = frozenset(m.upper() for m in (methods or ["GET"]))
         unknown = wanted - _METHODS
         if unknown:
@@ -201,7 +213,7 @@ class Application(_RouteDecorators):
         label = f"{'|'.join(sorted(wanted))} {path}"
         if not callable(endpoint):
             raise DeclarationError(f"{label}: the handler {endpoint!r} is not callable")
-        plan = build_plan(endpoint, route=label, path_params=names)
+        plan = build_plan(endpoint, route=label, path_params=names, localns=localns)
         if plan.kind.value != "function":
             raise DeclarationError(
                 f"{label}: a handler cannot be a generator; return a StreamingResponse to stream"
@@ -213,7 +225,7 @@ class Application(_RouteDecorators):
             plan=plan,
             status_code=status_code,
             response_class=response_class,
-            name=name or getattr(endpoint, "__name__", ""),
+            name=name or str(getattr(endpoint, "__name__", "")),
             label=label,
         )
         self.router.add(route, regex)

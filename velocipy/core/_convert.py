@@ -35,6 +35,8 @@ def _fail(kind: str, msg: str, value: Any, loc: tuple[Any, ...] = ()) -> typing.
 
 
 _INT_RE = re.compile(r"[+-]?\d{1,4300}")
+_INT_MSG = "Input should be a valid integer"
+_FLOAT_MSG = "Input should be a valid number"
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 
@@ -311,7 +313,7 @@ def _sequence_converter(annotation: Any, container: Any) -> Converter:
 def _convert_items(values: Any, converters: list[Converter]) -> list[Any]:
     out: list[Any] = []
     errors: list[dict[str, Any]] = []
-    for index, (value, convert) in enumerate(zip(values, converters)):
+    for index, (value, convert) in enumerate(zip(values, converters, strict=True)):
         try:
             out.append(convert(value))
         except Invalid as invalid:

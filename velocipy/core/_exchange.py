@@ -484,7 +484,7 @@ def _unwind(ctx: _Context, error: Exception) -> Generator[Effect, Any, Exception
 
 
 def _cleanup(ctx: _Context) -> Flow:
-    """After the response and tasks: close generator dependencies, newest first, logging failures."""
+    """After the response and tasks: close generator dependencies, newest first; log failures."""
     while ctx.exits:
         generator, is_async = ctx.exits.pop()
         finish = finish_generator_async if is_async else finish_generator
@@ -501,7 +501,7 @@ def _to_response(result: Any, route: Route) -> Response:
     response_class = route.response_class or JSONResponse
     if not allows_body(status):
         return Response(None, status)
-    return response_class(result, status_code=status)  # type: ignore[no-any-return]
+    return response_class(result, status_code=status)
 
 
 def _error_response(

@@ -99,20 +99,26 @@ def build_plan(
     path_params: frozenset[str],
     is_dependency: bool = False,
     chain: tuple[str, ...] = (),
+    localns: dict[str, Any] | None = None,
 ) -> Plan:
-    """Analyse `call`'s signature for `route`; raise `DeclarationError` on any mistake."""
+    """Analyse `call`'s signature for `route`; raise `DeclarationError` on any mistake.
+
+    `localns` is the namespace the route was declared in: with postponed
+    annotations (`from __future__ import annotations`), names local to a
+    function that declares routes are only found there.
+    """
     label = callable_name(call)
     try:
         signature = inspect.signature(call)
     except (TypeError, ValueError) as error:
         raise DeclarationError(f"{route}: cannot read the signature of {label}: {error}") from None
     try:
-        hints = typing.get_type_hints(call, include_extras=True)
+        hints = typing.get_type_hints(call, localns=localns, include_extras=True)
     except Exception:
         hints = {}
         target = call if inspect.isfunction(call) or inspect.ismethod(call) else type(call).__call__
         try:
-            hints = typing.get_type_hints(target, include_extras=True)
+            hints = typing.get_type_hints(target, localns=localns, include_extras=True)
         except Exception as error:
             raise DeclarationError(
                 f"{route}: cannot resolve the annotations of {label}: {error}"
@@ -145,6 +151,7 @@ def build_plan(
             path_params=path_params,
             is_dependency=is_dependency,
             chain=(*chain, label),
+            localns=localns,
         )
         plan.params.append(param)
         if param.source is Source.DEPENDS:
@@ -177,6 +184,7 @@ def _plan_parameter(
     path_params: frozenset[str],
     is_dependency: bool,
     chain: tuple[str, ...],
+    localns: dict[str, Any] | None,
 ) -> ParamPlan:
     marker: Param | Depends | None = None
     if typing.get_origin(annotation) is typing.Annotated:
@@ -210,7 +218,12 @@ def _plan_parameter(
         if target is None or not callable(target):
             raise DeclarationError(f"{where}: Depends() needs a callable")
         sub = build_plan(
-            target, route=route, path_params=path_params, is_dependency=True, chain=chain
+            target,
+            route=route,
+            path_params=path_params,
+            is_dependency=True,
+            chain=chain,
+            localns=localns,
         )
         return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache)
 

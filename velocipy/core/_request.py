@@ -110,9 +110,13 @@ _UNSET: Any = object()
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode a JSON request body, turning every way it can fail into `MalformedBody`."""
+    """Decode a JSON request body, turning every way it can fail into `MalformedBody`.
+
+    JSON on the wire is UTF-8 (RFC 8259, section 8.1): other encodings that
+    `json.loads` would guess from the first bytes are refused.
+    """
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise MalformedBody("Request body is not valid UTF-8") from None
     except json.JSONDecodeError as error:

@@ -25,11 +25,11 @@ logger = logging.getLogger("velocipy")
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
-    """Whether calling `func` returns a coroutine (functions, partials, objects with async __call__)."""
+    """Whether calling `func` returns a coroutine: async functions, partials of them, and
+    objects whose class defines `async def __call__`."""
     if inspect.iscoroutinefunction(func):
         return True
-    call = getattr(type(func), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    return inspect.iscoroutinefunction(type(func).__dict__.get("__call__"))
 
 
 def callable_name(func: Callable[..., Any]) -> str:

@@ -1,0 +1,166 @@
+"""Converters from wire values to annotated types, table-driven."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import uuid
+from typing import Annotated, Any, Literal
+
+import pytest
+
+from velocipy.core._convert import (
+    Invalid,
+    converter_for,
+    is_scalar,
+    is_sequence_of_scalars,
+)
+
+
+class Size(enum.Enum):
+    S = 1
+    M = 2
+
+
+@dataclasses.dataclass
+class Inner:
+    n: int
+    label: str = "x"
+
+
+GOOD: list[tuple[Any, Any, Any]] = [
+    (int, "42", 42),
+    (int, " -7 ", -7),
+    (int, 3.0, 3),
+    (int, 5, 5),
+    (float, "2.5", 2.5),
+    (float, 2, 2.0),
+    (bool, "Yes", True),
+    (bool, "off", False),
+    (bool, 1, True),
+    (bool, False, False),
+    (str, "s", "s"),
+    (bytes, "b", b"b"),
+    (
+        uuid.UUID,
+        "12345678-1234-5678-1234-567812345678",
+        uuid.UUID(int=0x12345678123456781234567812345678),
+    ),
+    (decimal.Decimal, "1.10", decimal.Decimal("1.10")),
+    (datetime.date, "2026-11-27", datetime.date(2026, 11, 27)),
+    (datetime.datetime, "2026-11-27T10:00:00", datetime.datetime(2026, 11, 27, 10)),
+    (datetime.time, "10:30", datetime.time(10, 30)),
+    (Size, 2, Size.M),
+    (Size, "1", Size.S),
+    (Literal[1, "a"], "1", 1),
+    (Literal[1, "a"], "a", "a"),
+    (int | None, None, None),
+    (int | str, "x", "x"),
+    (Annotated[int, "meta"], "3", 3),
+    (list[int], ["1", 2], [1, 2]),
+    (set[str], ["a", "a"], {"a"}),
+    (tuple[int, str], [1, "a"], (1, "a")),
+    (tuple[int, ...], [1, 2], (1, 2)),
+    (list, [1, "a"], [1, "a"]),
+    (dict, {"a": 1}, {"a": 1}),
+    (dict[str, int], {"a": "1"}, {"a": 1}),
+    (Inner, {"n": "4"}, Inner(4)),
+    (Inner, Inner(1), Inner(1)),
+    (Any, {"x": 1}, {"x": 1}),
+    (type(None), None, None),
+]
+
+
+@pytest.mark.parametrize(("annotation", "raw", "expected"), GOOD)
+def test_converts(annotation: Any, raw: Any, expected: Any) -> None:
+    assert converter_for(annotation)(raw) == expected
+
+
+BAD: list[tuple[Any, Any, str, list[Any]]] = [
+    (int, "4.5", "int_parsing", []),
+    (int, True, "int_type", []),
+    (int, 4.5, "int_type", []),
+    (int, "9" * 5000, "int_parsing", []),
+    (float, "abc", "float_parsing", []),
+    (float, True, "float_type", []),
+    (bool, "maybe", "bool_parsing", []),
+    (bool, 2, "bool_parsing", []),
+    (str, 1, "string_type", []),
+    (bytes, 1, "bytes_type", []),
+    (uuid.UUID, "nope", "uuid_parsing", []),
+    (uuid.UUID, 5, "uuid_parsing", []),
+    (decimal.Decimal, "NaN", "decimal_parsing", []),
+    (decimal.Decimal, "x", "decimal_parsing", []),
+    (datetime.date, "27/11/2026", "date_parsing", []),
+    (Size, 3, "enum", []),
+    (Size, [1], "enum", []),
+    (Literal["a"], "b", "literal_error", []),
+    (int | None, "x", "int_parsing", []),
+    (list[int], "1", "list_type", []),
+    (list[int], [1, "x"], "int_parsing", [1]),
+    (tuple[int, str], [1], "tuple_type", []),
+    (dict, [1], "dict_type", []),
+    (dict[str, int], {"a": "x"}, "int_parsing", ["a"]),
+    (Inner, [], "dataclass_type", []),
+    (Inner, {"n": "x"}, "int_parsing", ["n"]),
+    (Inner, {}, "missing", ["n"]),
+    (type(None), 1, "none_required", []),
+]
+
+
+@pytest.mark.parametrize(("annotation", "raw", "kind", "loc"), BAD)
+def test_rejects_with_type_and_location(
+    annotation: Any, raw: Any, kind: str, loc: list[Any]
+) -> None:
+    with pytest.raises(Invalid) as raised:
+        converter_for(annotation)(raw)
+    first = raised.value.errors[0]
+    assert first["type"] == kind
+    assert first["loc"] == loc
+    assert first["msg"]
+
+
+def test_union_of_two_reports_both_failures() -> None:
+    with pytest.raises(Invalid) as raised:
+        converter_for(int | uuid.UUID)("x")
+    assert [e["type"] for e in raised.value.errors] == ["int_parsing", "uuid_parsing"]
+
+
+def test_unknown_types_are_refused_when_building() -> None:
+    class Opaque:
+        pass
+
+    with pytest.raises(TypeError, match="cannot convert"):
+        converter_for(Opaque)
+
+
+def test_pydantic_errors_that_are_not_validation_errors_propagate() -> None:
+    class Weird:
+        @classmethod
+        def model_validate(cls, value: Any) -> Any:
+            raise LookupError("not a validation error")
+
+    with pytest.raises(LookupError):
+        converter_for(Weird)({})
+
+
+@pytest.mark.parametrize(
+    ("annotation", "scalar", "sequence"),
+    [
+        (int, True, False),
+        (Size, True, False),
+        (Literal["a"], True, False),
+        (int | None, True, False),
+        (list[int], False, True),
+        (list[int] | None, False, True),
+        (list, False, True),
+        (list[dict[str, int]], False, False),
+        (dict[str, int], False, False),
+        (Inner, False, False),
+    ],
+)
+def test_classification(annotation: Any, scalar: bool, sequence: bool) -> None:
+    assert is_scalar(annotation) is scalar
+    assert is_sequence_of_scalars(annotation) is sequence
