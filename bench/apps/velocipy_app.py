@@ -1,0 +1,70 @@
+"""The scenarios in VelociPy: `app` (async handlers and task) for ASGI and the built-in server,
+`wsgi` (sync handlers and task, a second app instance) for gunicorn.
+
+`make_app` is also what the core-overhead measurement drives directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from bench.apps._common import current_owner, record_signup, record_signup_async
+from velocipy import BackgroundTasks, Depends, VelociPy
+
+
+@dataclasses.dataclass
+class Signup:
+    email: str
+    name: str
+
+
+def make_app(*, asynchronous: bool) -> VelociPy:
+    """The three scenarios, with async handlers and task, or sync ones."""
+    application = VelociPy()
+    if asynchronous:
+
+        @application.get("/hello")
+        async def hello() -> dict[str, str]:
+            return {"message": "hello"}
+
+        @application.post("/signup")
+        async def signup(data: Signup, background_tasks: BackgroundTasks) -> dict[str, str]:
+            background_tasks.add_task(record_signup_async, data.email)
+            return {"status": "ok", "email": data.email}
+
+        @application.get("/items/{item_id}")
+        async def item(
+            item_id: int, owner: Annotated[str, Depends(current_owner)], q: str | None = None
+        ) -> dict[str, Any]:
+            return {"item_id": item_id, "q": q, "owner": owner}
+
+    else:
+
+        @application.get("/hello")
+        def hello_sync() -> dict[str, str]:
+            return {"message": "hello"}
+
+        @application.post("/signup")
+        def signup_sync(data: Signup, background_tasks: BackgroundTasks) -> dict[str, str]:
+            background_tasks.add_task(record_signup, data.email)
+            return {"status": "ok", "email": data.email}
+
+        @application.get("/items/{item_id}")
+        def item_sync(
+            item_id: int, owner: Annotated[str, Depends(current_owner)], q: str | None = None
+        ) -> dict[str, Any]:
+            return {"item_id": item_id, "q": q, "owner": owner}
+
+    return application
+
+
+app = make_app(asynchronous=True)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "wsgi":  # `gunicorn bench.apps.velocipy_app:wsgi`; built on first use
+        global wsgi
+        wsgi = make_app(asynchronous=False).wsgi
+        return wsgi
+    raise AttributeError(name)
