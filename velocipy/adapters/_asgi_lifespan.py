@@ -1,0 +1,56 @@
+"""ASGI scopes other than `http`: the `lifespan` protocol, and a clean refusal of websockets.
+
+`lifespan` enters the app's `lifespan_context()` (its lifespan function and
+startup hooks) on `lifespan.startup` and leaves it, once, on
+`lifespan.shutdown`. A failure is reported to the server with its traceback as
+the message (uvicorn prints it and exits), never raised into the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from velocipy.core import Application
+
+logger = logging.getLogger("velocipy")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def run_lifespan(app: Application, receive: Receive, send: Send) -> None:
+    """Serve one ASGI `lifespan` scope for `app`."""
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        raise RuntimeError(f"expected 'lifespan.startup', got {message['type']!r}")
+    started = False
+    try:
+        async with app.lifespan_context():
+            started = True
+            await send({"type": "lifespan.startup.complete"})
+            while True:  # servers send nothing else, but be lenient about extensions
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    break
+    except Exception as error:
+        phase = "shutdown" if started else "startup"
+        # The traceback is the message: it is what the server shows the operator.
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        await send({"type": f"lifespan.{phase}.failed", "message": f"{phase} failed:\n{text}"})
+        return
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Close a `websocket` scope cleanly: VelociPy does not serve websockets yet.
+
+    Closing before `websocket.accept` makes the server answer the handshake with
+    403, so the client gets a clear refusal instead of a dropped connection.
+    """
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1000, "reason": ""})

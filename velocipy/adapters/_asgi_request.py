@@ -1,0 +1,115 @@
+"""ASGI request side: an `http` scope becomes a `RequestHead`; `http.request` messages a body.
+
+Kept apart from `asgi.py` so the request translation can be read (and tested) on
+its own. Both functions sit on the hot path of every request, so they do the
+least work that is correct: the scope's header list is handed to the core as it
+is (ASGI already requires lower-case names), and the body is only read when the
+core asks for it with `ReadBody`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from velocipy.core import BodyTooLarge, ClientDisconnected, RequestHead
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+
+def route_path(path: str, root_path: str) -> str:
+    """The path the app routes on: `path` without the `root_path` it is mounted at.
+
+    Current servers (uvicorn since 0.26, hypercorn) put the full path, root
+    included, in `path`, as the ASGI spec now asks; older ones and some
+    middleware leave the root out. Strip it only when it is really there, on a
+    segment boundary, so both kinds work.
+    """
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    if not rest:
+        return "/"
+    if rest[0] == "/":
+        return rest
+    return path  # "/apiary" is not under the root "/api"
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    # Servers give tuples; some give two-item lists, or `[path, None]` for unix sockets.
+    if value is None or type(value) is tuple:
+        return value
+    return (value[0], value[1])
+
+
+def head_from_scope(scope: Scope) -> RequestHead:
+    """The core's `RequestHead` for an ASGI `http` scope."""
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path:
+        path = route_path(path, root_path)
+    return RequestHead(
+        scope["method"],
+        path,
+        scope.get("query_string", b""),
+        scope.get("headers", ()),
+        scope.get("http_version", "1.1"),
+        scope.get("scheme", "http"),
+        _address(scope.get("client")),
+        _address(scope.get("server")),
+        root_path,
+    )
+
+
+def declared_length(headers: Any) -> int | None:
+    """The request's `content-length`, if it declares a valid one."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _not_body(message: Message) -> Exception:
+    if message["type"] == "http.disconnect":
+        return ClientDisconnected()
+    return RuntimeError(f"expected an 'http.request' message, got {message['type']!r}")
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """Read the whole request body from `http.request` messages.
+
+    Raises:
+        BodyTooLarge: The body is (or declares itself) longer than `limit` bytes;
+            a declared length is refused before reading any of it.
+        ClientDisconnected: `http.disconnect` came before the last body message.
+    """
+    declared = declared_length(scope.get("headers", ()))
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(limit)
+    message = await receive()
+    if message["type"] != "http.request":
+        raise _not_body(message)
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: one message holds it all
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _not_body(message)
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

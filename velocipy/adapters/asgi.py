@@ -1,0 +1,244 @@
+"""The ASGI 3 adapter: serve a VelociPy app from uvicorn, hypercorn or any ASGI server.
+
+One ASGI `http` call serves one exchange, in three steps:
+
+1. the scope becomes a `RequestHead`; `drive_async` runs the exchange up to its
+   `Respond`, reading the body from `http.request` messages only if the core
+   asks (`ReadBody`) and running sync user code in worker threads;
+2. the response goes out as `http.response.start` plus one
+   `http.response.body` (or a `more_body` stream for `StreamingResponse`);
+3. then, still inside the same ASGI call, the background tasks and dependency
+   cleanup run, in order. Staying inside the call is deliberate: the server
+   counts it as running work and waits for it at shutdown, while the client
+   already has its response and the connection is free for its next request.
+
+Nothing a task does escapes the call (the core logs task failures; the adapter
+contains anything else), since an exception escaping makes uvicorn close the
+keep-alive connection. If the server cancels the call at shutdown
+(`--timeout-graceful-shutdown`), the cancellation is thrown into the exchange
+first, so the core logs by name the task it interrupted and those it abandons.
+
+Sync calls never run on the event loop: handlers, dependencies and stream
+iteration share one thread limiter, background tasks have their own, so slow
+sync tasks cannot starve request handling of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import sniffio
+
+from velocipy.adapters._asgi_lifespan import refuse_websocket, run_lifespan
+from velocipy.adapters._asgi_request import head_from_scope, read_body
+from velocipy.adapters._drive import call_now, drive_async, iterate_async
+from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
+
+logger = logging.getLogger("velocipy")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Worker threads for sync handlers, dependencies and streams (anyio's usual default).
+DEFAULT_HANDLER_THREADS = 40
+#: Worker threads for sync background tasks, apart from the handlers' threads.
+DEFAULT_TASK_THREADS = 16
+
+_CLOSE = (b"connection", b"close")
+
+
+class ASGIAdapter:
+    """A VelociPy application as an ASGI 3 application.
+
+    `VelociPy.__call__` delegates here, so users never build one themselves;
+    build one directly to choose the thread limits.
+
+    Args:
+        app: The application to serve.
+        handler_threads: How many sync handlers, dependencies and stream steps
+            may run in worker threads at once.
+        task_threads: How many sync background tasks may run in worker threads
+            at once; kept apart so slow tasks never hold the handlers' threads.
+    """
+
+    __slots__ = ("app", "handler_threads", "task_threads", "_limiters", "_run_sync")
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        handler_threads: int = DEFAULT_HANDLER_THREADS,
+        task_threads: int = DEFAULT_TASK_THREADS,
+    ) -> None:
+        self.app = app
+        self.handler_threads = handler_threads
+        self.task_threads = task_threads
+        # anyio limiters belong to one async library; keep a pair per library in use.
+        self._limiters: dict[str, tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]] = {}
+        self._run_sync = self.run_sync  # bind once, not per request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve_http(scope, receive, send)
+        elif kind == "lifespan":
+            await run_lifespan(self.app, receive, send)
+        elif kind == "websocket":
+            await refuse_websocket(receive, send)
+        else:
+            # The ASGI spec asks apps to fail on scope types they do not know.
+            raise ValueError(f"VelociPy cannot serve ASGI scope type {kind!r}")
+
+    async def run_sync(self, call: Call) -> Any:
+        """Perform a sync `Call` in a worker thread, under the limiter its purpose uses."""
+        library = sniffio.current_async_library()
+        limiters = self._limiters.get(library)
+        if limiters is None:
+            limiters = self._limiters[library] = (
+                anyio.CapacityLimiter(self.handler_threads),
+                anyio.CapacityLimiter(self.task_threads),
+            )
+        limiter = limiters[1] if call.purpose == "task" else limiters[0]
+        return await anyio.to_thread.run_sync(call_now, call, limiter=limiter)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self.app.exchange(head_from_scope(scope))
+        reader = functools.partial(read_body, scope, receive)
+        try:
+            effect = await drive_async(
+                exchange, exchange.start(), read_body=reader, run_sync=self._run_sync
+            )
+        except ClientDisconnected:
+            return  # gone before its request was complete: nothing to answer, nothing to run
+        if type(effect) is Done:  # pragma: no cover - the core always responds first
+            raise RuntimeError("the exchange ended without a response")
+        respond: Respond = effect  # type: ignore[assignment]
+        headers = respond.headers
+        if respond.status == 413:
+            # The body was refused, probably unread: do not reuse the connection for it.
+            headers = [*headers, _CLOSE]
+        start = {"type": "http.response.start", "status": respond.status, "headers": headers}
+        if respond.stream is None:
+            try:
+                await send(start)
+                await send({"type": "http.response.body", "body": respond.body})
+            except Exception:
+                # The server could not deliver it (ASGI 2.4 servers raise OSError once the
+                # client is gone): the core logs the tasks as abandoned, then cleans up.
+                await self._finish(exchange, exchange.throw(ClientDisconnected()), reader)
+                return
+            except BaseException:
+                _abandon(exchange)
+                raise
+        else:
+            try:
+                failure = await self._send_stream(exchange, respond, start, receive, send)
+            except BaseException:
+                _abandon(exchange)
+                raise
+            if failure is not None:
+                await self._finish(exchange, exchange.throw(failure), reader)
+                if not isinstance(failure, ClientDisconnected):
+                    raise failure  # an incomplete response: let the server drop the connection
+                return
+        after = exchange.send(None)
+        if type(after) is not Done:
+            await self._finish(exchange, after, reader)
+
+    async def _finish(self, exchange: Exchange, effect: Any, reader: Any) -> None:
+        """Run what follows the response (tasks, cleanup); contain anything that escapes."""
+        if type(effect) is Done:
+            return
+        try:
+            await drive_async(exchange, effect, read_body=reader, run_sync=self._run_sync)
+        except Exception:
+            # The core already logs each task's failure; reaching here is a bug, and it
+            # must still not reach the server, which would drop the keep-alive connection.
+            logger.exception("Background work for %s %s failed", *_label(exchange))
+
+    async def _send_stream(
+        self, exchange: Exchange, respond: Respond, start: Message, receive: Receive, send: Send
+    ) -> Exception | None:
+        """Send a streamed body; return why it was not delivered completely, if it was not.
+
+        A watcher listens for `http.disconnect` meanwhile (uvicorn's `send` keeps
+        accepting chunks for a client that left), and stops an endless stream.
+        """
+        stream = respond.stream
+        assert stream is not None
+        complete = False
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+                try:
+                    await send(start)
+                    async for chunk in iterate_async(stream, self._run_sync):
+                        if chunk:
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
+                    await send({"type": "http.response.body", "body": b""})
+                    complete = True
+                except Exception as error:
+                    failure = error
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_iterator(stream.iterator)
+        if complete:
+            return None
+        if failure is None or isinstance(failure, OSError):
+            return ClientDisconnected()  # the watcher saw the client leave, or send() did
+        if not isinstance(failure, ClientDisconnected):
+            method, path = _label(exchange)
+            logger.error("Streaming the response to %s %s failed", method, path, exc_info=failure)
+        return failure
+
+    async def _close_iterator(self, iterator: Any) -> None:
+        """Close the user's stream (its `finally` blocks run now, not at garbage collection)."""
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("Closing a streamed response body failed")
+            return
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            try:
+                await self._run_sync(Call(close, (), {}, False, "stream"))
+            except Exception:
+                logger.exception("Closing a streamed response body failed")
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel `scope` once the client disconnects (request body messages are skipped)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot receive any more has lost the client too
+        pass
+    scope.cancel()
+
+
+def _abandon(exchange: Exchange) -> None:
+    """The call is being cancelled mid-response: log its tasks as abandoned, then drop it."""
+    try:
+        exchange.throw(ClientDisconnected())
+    except Exception:  # pragma: no cover - the core handles a failed delivery itself
+        pass
+    exchange.close()
+
+
+def _label(exchange: Exchange) -> tuple[str, str]:
+    return exchange.head.method, exchange.head.path
