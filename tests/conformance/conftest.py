@@ -12,6 +12,8 @@ from tests.conformance.drivers import Driver
 #: driver name -> module under tests/conformance/drivers defining `running()`.
 DRIVERS = {
     "testclient": "testclient",
+    "uvicorn-h11": "uvicorn_h11",
+    "uvicorn-httptools": "uvicorn_httptools",
 }
 
 

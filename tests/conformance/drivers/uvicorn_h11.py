@@ -1,0 +1,106 @@
+"""The uvicorn driver (h11 parser): `python -m uvicorn tests.conformance.app:app` in a subprocess.
+
+`running_uvicorn` is shared with the httptools variant. One worker process, so
+the app's module-level `EVENTS` is the one every request sees; a log config adds
+the `velocipy` logger (level, name, message, traceback) to uvicorn's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+
+#: uvicorn's own loggers as it configures them, plus `velocipy` on the same stream.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        "velocipy": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+@contextlib.contextmanager
+def log_config_file() -> Iterator[str]:
+    """`LOG_CONFIG` written to a temporary JSON file, for `uvicorn --log-config`."""
+    handle, path = tempfile.mkstemp(prefix="velocipy-uvicorn-log-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(LOG_CONFIG, file)
+    try:
+        yield path
+    finally:
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def uvicorn_process(
+    target: str, http: str, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A `uvicorn` subprocess serving `target` on a free port, stopped afterwards."""
+    port = free_port()
+    with log_config_file() as log_config:
+        argv = [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--http",
+            http,
+            "--log-config",
+            log_config,
+            *extra,
+        ]
+        with run_server(argv, port=port, env=env) as server:
+            yield server
+
+
+class UvicornDriver:
+    """Talks to a uvicorn subprocess over one keep-alive httpx connection."""
+
+    def __init__(self, name: str, server: ServerProcess, client: httpx.Client) -> None:
+        self.name = name
+        self.server = server
+        self.client = client
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
+
+    def log_text(self) -> str:
+        return self.server.logs()
+
+
+@contextlib.contextmanager
+def running_uvicorn(http: str) -> Iterator[UvicornDriver]:
+    with uvicorn_process("tests.conformance.app:app", http) as server:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            yield UvicornDriver(f"uvicorn-{http}", server, client)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[UvicornDriver]:
+    with running_uvicorn("h11") as driver:
+        yield driver

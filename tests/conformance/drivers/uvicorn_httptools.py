@@ -1,0 +1,17 @@
+"""The uvicorn driver with the httptools parser (and uvloop when installed)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conformance.drivers.uvicorn_h11 import UvicornDriver, running_uvicorn
+
+
+@contextlib.contextmanager
+def running() -> Iterator[UvicornDriver]:
+    pytest.importorskip("httptools")
+    with running_uvicorn("httptools") as driver:
+        yield driver
