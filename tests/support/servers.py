@@ -53,7 +53,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-                raise AssertionError(f"server did not stop within {timeout}s:\n{self.logs()}")
+                raise AssertionError(
+                    f"server did not stop within {timeout}s:\n{self.logs()}"
+                ) from None
         return int(self.process.returncode)
 
 

@@ -1,4 +1,4 @@
-"""The in-process driver: `velocipy.testing.TestClient`, logs captured from the `velocipy` logger."""
+"""The in-process driver: `velocipy.testing.TestClient`; logs captured from `velocipy`."""
 
 from __future__ import annotations
 
