@@ -1,0 +1,122 @@
+"""What a WSGI process shares: its event-loop thread, and the drain of background tasks at exit.
+
+At exit (gunicorn's graceful stop on SIGTERM, `max_requests` recycling, Ctrl-C,
+or any interpreter exit) `shutdown()` drains every task runner until a
+deadline, then stops the loop thread. It runs from `atexit`, and from gunicorn's
+`worker_exit` hook when `velocipy run --server gunicorn` installed it; the second
+call does nothing.
+
+The deadline: `drain_timeout` when an adapter set one; else, inside a gunicorn
+worker, what its `graceful_timeout` and `timeout` allow (see `_wsgi_gunicorn`),
+counted from the stop signal when it was seen; else `DEFAULT_DRAIN_TIMEOUT`,
+which fits gunicorn's default `graceful_timeout` of 30 s.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from velocipy.adapters import _wsgi_gunicorn
+from velocipy.adapters._wsgi_loop import LoopThread
+from velocipy.adapters.task_runner import drain_all
+
+logger = logging.getLogger("velocipy")
+
+#: Seconds the drain may take when nothing better is known.
+DEFAULT_DRAIN_TIMEOUT = 25.0
+
+#: The event loop every async call of every WSGI adapter in this process runs on.
+LOOP = LoopThread()
+
+
+class _ProcessState:
+    """Per-process facts the drain needs; reset in a forked child."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.drain_timeout: float | None = None
+        self.worker: Any | None = None
+        self.looked_for_worker = False
+        self.stop_time: float | None = None
+        self.shut_down = False
+
+
+_state = _ProcessState()
+
+
+def _current() -> _ProcessState:
+    global _state
+    if _state.pid != os.getpid():
+        _state = _ProcessState()
+    return _state
+
+
+def set_drain_timeout(seconds: float) -> None:
+    """Let the drain at exit take at most `seconds` after the stop began."""
+    if seconds < 0:
+        raise ValueError(f"drain_timeout must not be negative, got {seconds}")
+    _current().drain_timeout = seconds
+
+
+def note_stop(when: float) -> None:
+    """Record that the process was told to stop at `when` (`time.monotonic()`); first wins."""
+    state = _current()
+    if state.stop_time is None:
+        state.stop_time = when
+
+
+def find_server(worker: Any | None = None) -> None:
+    """Learn the gunicorn worker this process runs (given, or found), once per process.
+
+    Cheap after the first call. From the main thread it also starts watching the
+    worker's stop signals.
+    """
+    state = _current()
+    if state.looked_for_worker and worker is None:
+        return
+    with state.lock:
+        if worker is None:
+            if state.looked_for_worker:
+                return
+            worker = _wsgi_gunicorn.current_worker()
+        state.looked_for_worker = True
+        if worker is None or state.worker is worker:
+            return
+        state.worker = worker
+    _wsgi_gunicorn.watch_stop_signals(worker, note_stop)
+
+
+def drain_deadline(now: float) -> float:
+    """When the drain must be over, if it starts at `now`."""
+    state = _current()
+    if state.drain_timeout is not None:
+        budget = state.drain_timeout
+    elif state.worker is not None:
+        budget = _wsgi_gunicorn.drain_budget(state.worker)
+    else:
+        budget = DEFAULT_DRAIN_TIMEOUT
+    start = state.stop_time if state.stop_time is not None else now
+    return min(start, now) + budget
+
+
+def shutdown() -> None:
+    """Drain the task runners until the deadline, then stop the loop thread (once per process)."""
+    state = _current()
+    with state.lock:
+        if state.shut_down:
+            return
+        state.shut_down = True
+    deadline = drain_deadline(time.monotonic())
+    try:
+        drain_all(deadline)
+    finally:
+        LOOP.stop(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+
+
+atexit.register(shutdown)

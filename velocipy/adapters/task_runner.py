@@ -1,0 +1,299 @@
+"""The bounded task runner: runs the rest of exchanges (their background tasks) on threads.
+
+The WSGI adapter hands an exchange here once its response has been sent
+completely. A pool of daemon threads picks exchanges off a bounded queue and
+drives each to its end with the sync driver: the request's tasks in order, then
+its dependencies' cleanup. Async tasks run on the shared event-loop thread
+while the runner thread waits for them.
+
+Limits and policy:
+
+- `threads` threads run exchanges; an exchange's tasks run one after another on
+  one thread, so a request's tasks keep their order.
+- `queue_size` exchanges may wait. When the queue is full, the exchange runs
+  right away in the submitting thread (the server's), which slows that server
+  thread to the tasks' pace: backpressure rather than loss. A warning says so
+  (at most one every `WARN_EVERY` seconds, with a count).
+- `drain(deadline)` (at process exit) stops taking new work, waits until every
+  queued and running exchange is done or `deadline` passes, then logs by name
+  every task it abandons: the tasks of exchanges never started, the task still
+  running (a thread cannot be interrupted; it dies with the process) and those
+  after it. A running exchange is stopped between two tasks after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, cast
+
+from velocipy.adapters._drive import drive_sync
+from velocipy.core import Call, Effect, Exchange, Task
+from velocipy.core._tasks import log_abandoned
+
+logger = logging.getLogger("velocipy")
+
+RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
+
+#: Seconds between two "queue full" warnings.
+WARN_EVERY = 5.0
+
+
+class _Abandoned(BaseException):
+    """Raised in a runner thread to stop an exchange the drain has given up on."""
+
+
+def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
+    raise RuntimeError("the request body was already read")
+
+
+class Job:
+    """The rest of one exchange after its response: what it still has to run, and how far it is.
+
+    It stands in for the exchange when driven, so it sees each effect go by
+    and knows which task runs: that is how the drain names what it abandons.
+    """
+
+    __slots__ = ("exchange", "tasks", "label", "started", "tasks_begun", "in_task", "give_up")
+
+    def __init__(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
+        self.exchange = exchange
+        self.tasks = tasks
+        head = exchange.head
+        self.label = f"{head.method} {head.path}"
+        self.started = False
+        #: How many of `tasks` have been started.
+        self.tasks_begun = 0
+        #: Whether the effect being performed is one of `tasks` (not a cleanup).
+        self.in_task = False
+        #: Set by the drain: stop before the next effect.
+        self.give_up = False
+
+    def send(self, value: Any) -> Effect:
+        return self._seen(self.exchange.send(value))
+
+    def throw(self, error: BaseException) -> Effect:
+        return self._seen(self.exchange.throw(error))
+
+    def _seen(self, effect: Effect) -> Effect:
+        if self.give_up:
+            raise _Abandoned
+        self.in_task = isinstance(effect, Call) and effect.purpose == "task"
+        if self.in_task:
+            self.tasks_begun += 1
+        return effect
+
+    def run(self, run_coroutine: RunCoroutine) -> None:
+        """Resume the exchange (its response was sent) and drive it to its end here."""
+        self.started = True
+        try:
+            drive_sync(
+                cast(Exchange, self),
+                self.send(None),
+                read_body=_no_body,
+                run_coroutine=run_coroutine,
+            )
+        except _Abandoned:
+            return
+        except Exception:  # the flow logs task failures itself; this would be a bug
+            logger.exception("Running the background tasks of %s failed", self.label)
+        except BaseException:
+            if not self.give_up:  # cut off after the drain gave up: already logged
+                raise
+
+    def abandon(self, reason_running: str, reason_waiting: str) -> None:
+        """Log every task of this job that has not finished and will not: by name."""
+        self.give_up = True
+        if not self.started:
+            log_abandoned(self.tasks, self.label, reason_waiting)
+            return
+        begun = self.tasks_begun
+        if self.in_task:
+            log_abandoned(self.tasks[begun - 1 : begun], self.label, reason_running)
+        log_abandoned(self.tasks[begun:], self.label, reason_waiting)
+
+
+class TaskRunner:
+    """A bounded pool of threads running exchanges' background tasks; drained at exit.
+
+    Args:
+        run_coroutine: How async tasks run (the shared event-loop thread).
+        threads: How many threads run tasks (exchanges run in parallel, up to this).
+        queue_size: How many exchanges may wait for a thread before the policy
+            for a full queue applies (run in the submitting thread).
+        name: Prefix of the threads' names.
+    """
+
+    def __init__(
+        self,
+        run_coroutine: RunCoroutine,
+        *,
+        threads: int = 8,
+        queue_size: int = 1024,
+        name: str = "velocipy-tasks",
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self.threads = threads
+        self.queue_size = queue_size
+        self._run_coroutine = run_coroutine
+        self._name = name
+        self._state = threading.Condition()
+        self._reset()
+        _RUNNERS.add(self)
+
+    def _reset(self) -> None:
+        self._queue: queue.Queue[Job | None] = queue.Queue(self.queue_size)
+        self._workers: list[threading.Thread] = []
+        self._running: set[Job] = set()
+        self._pending = 0  # queued + running
+        self._draining = False
+        self._closed = False
+        self._overflow = 0
+        self._last_warning = -WARN_EVERY
+        self._pid = os.getpid()
+
+    @property
+    def pending(self) -> int:
+        """Exchanges queued or running right now."""
+        return self._pending
+
+    def submit(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
+        """Run the rest of `exchange` (its response was sent) on a runner thread.
+
+        Returns at once, unless the queue is full or the runner is draining: then
+        the exchange runs here, in the calling thread, before this returns.
+        """
+        job = Job(exchange, tasks)
+        if self._pid != os.getpid():
+            self._after_fork()
+        if not self._workers:
+            self._start_workers()
+        with self._state:
+            if not self._draining:
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:
+                    pass
+                else:
+                    self._pending += 1
+                    return
+            self._overflow += 1
+            now = time.monotonic()
+            warn = now - self._last_warning >= WARN_EVERY
+            if warn:
+                count, self._overflow, self._last_warning = self._overflow, 0, now
+        if warn:
+            logger.warning(
+                "Background task queue full (%d waiting, %d threads): ran the tasks of %d "
+                "request(s) in the server thread instead, which delays its next request",
+                self.queue_size,
+                self.threads,
+                count,
+            )
+        job.run(self._run_coroutine)
+
+    def _start_workers(self) -> None:
+        with self._state:
+            if self._workers:
+                return
+            for index in range(self.threads):
+                worker = threading.Thread(
+                    target=self._work, name=f"{self._name}-{index}", daemon=True
+                )
+                worker.start()
+                self._workers.append(worker)
+
+    def _after_fork(self) -> None:
+        # The threads stayed in the parent; whatever was queued belongs to it too.
+        self._state = threading.Condition()
+        self._reset()
+
+    def _work(self) -> None:
+        jobs = self._queue
+        state = self._state
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            with state:
+                closed = self._closed
+                if not closed:
+                    self._running.add(job)
+            if closed:  # taken off the queue just as the drain gave up
+                job.abandon("", "the server stopped before it started")
+                with state:
+                    self._pending -= 1
+                continue
+            try:
+                job.run(self._run_coroutine)
+            finally:
+                with state:
+                    self._running.discard(job)
+                    self._pending -= 1
+                    state.notify_all()
+
+    def drain(self, deadline: float) -> bool:
+        """Finish queued and running exchanges until `deadline` (`time.monotonic()`).
+
+        Afterwards the runner takes no more work (late submissions run in the
+        caller). Tasks not finished by the deadline are logged by name.
+
+        Returns:
+            True if everything finished; False if some tasks were abandoned.
+        """
+        if self._pid != os.getpid():
+            return True
+        with self._state:
+            self._draining = True
+            while self._pending and time.monotonic() < deadline:
+                self._state.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            if not self._pending:
+                self._stop_workers()
+                return True
+            running = list(self._running)
+            waiting: list[Job] = []
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    waiting.append(job)
+            self._closed = True
+            for job in running + waiting:
+                job.give_up = True
+        for job in running:
+            job.abandon(
+                "still running at the drain deadline; it is cut off when the process exits",
+                "the server stopped first",
+            )
+        for job in waiting:
+            job.abandon("", "the server stopped before it started")
+        return False
+
+    def _stop_workers(self) -> None:
+        for _ in self._workers:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:  # pragma: no cover - the queue is empty when this runs
+                break
+
+
+#: Every runner in this process, for the drain at exit.
+_RUNNERS: weakref.WeakSet[TaskRunner] = weakref.WeakSet()
+
+
+def drain_all(deadline: float) -> bool:
+    """Drain every task runner of this process until `deadline`; True if nothing was abandoned."""
+    finished = True
+    for runner in list(_RUNNERS):
+        finished = runner.drain(deadline) and finished
+    return finished

@@ -1,0 +1,305 @@
+"""The WSGI adapter: a VelociPy app as a PEP 3333 application, for gunicorn and friends.
+
+`app.wsgi` is a `WSGIAdapter`. Per request it builds the core's `RequestHead`
+from the environ, drives the exchange with the sync driver in the server's
+thread (sync user code runs right there; async user code on the process's one
+event-loop thread, see `_wsgi_loop`), calls `start_response` and returns an
+iterable body: buffered bodies carry `Content-Length`, streamed ones are
+iterated chunk by chunk as the server writes them.
+
+Background tasks ("via threads"): the server calls the iterable's `close()`
+when it is done with the response. Only if the body was iterated to its end
+(the response went out completely) are the tasks released; otherwise the
+exchange is told the client went away and the core logs them as abandoned.
+With `tasks="thread"` (the default) `close()` hands the rest of the exchange to
+a bounded `TaskRunner` and returns at once, so the server thread is free for
+the next request; with `tasks="inline"` `close()` runs the tasks itself, and
+the server thread (with its keep-alive connection) waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+from velocipy.adapters import _wsgi_process
+from velocipy.adapters._drive import drive_sync, iterate_sync
+from velocipy.adapters.task_runner import TaskRunner
+from velocipy.core import (
+    Application,
+    BodyTooLarge,
+    ClientDisconnected,
+    ClientError,
+    Exchange,
+    RequestHead,
+    Respond,
+    reason_phrase,
+)
+
+logger = logging.getLogger("velocipy")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Callable[[bytes], object]]
+TaskMode = Literal["thread", "inline"]
+
+_READ_CHUNK = 64 * 1024
+
+
+class WSGIAdapter:
+    """A VelociPy application as a PEP 3333 WSGI application (`app.wsgi`).
+
+    Args:
+        app: The application to serve.
+        tasks: Where background tasks run after a complete response. "thread"
+            (default): on a bounded pool of runner threads, so the server thread
+            is free at once. "inline": in the response iterable's `close()`, in
+            the server thread, which waits for them before its next request.
+        task_threads: Runner threads (tasks of different requests run in parallel
+            up to this; those of one request run in order).
+        task_queue_size: Requests whose tasks may wait for a runner thread; past
+            that, tasks run in the server thread (see `TaskRunner`).
+        drain_timeout: Seconds the drain at process exit may take after the stop
+            began. Default: derived from gunicorn's `graceful_timeout` and
+            `timeout` under gunicorn, else 25 s.
+    """
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        tasks: TaskMode = "thread",
+        task_threads: int = 8,
+        task_queue_size: int = 1024,
+        drain_timeout: float | None = None,
+    ) -> None:
+        if tasks not in ("thread", "inline"):
+            raise ValueError(f'tasks must be "thread" or "inline", got {tasks!r}')
+        self.app = app
+        self.tasks_mode = tasks
+        self._run_coroutine = _wsgi_process.LOOP.run_coroutine
+        self.runner: TaskRunner | None = None
+        if tasks == "thread":
+            self.runner = TaskRunner(
+                self._run_coroutine, threads=task_threads, queue_size=task_queue_size
+            )
+        if drain_timeout is not None:
+            _wsgi_process.set_drain_timeout(drain_timeout)
+        _wsgi_process.find_server()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request (PEP 3333)."""
+        exchange = self.app.exchange(request_head(environ))
+        effect = drive_sync(
+            exchange,
+            exchange.start(),
+            read_body=_BodyReader(environ),
+            run_coroutine=self._run_coroutine,
+        )
+        if type(effect) is not Respond:  # pragma: no cover - the core always responds first
+            raise RuntimeError("the exchange ended without a response")
+        respond: Respond = effect
+        start_response(
+            status_line(respond.status),
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in respond.headers],
+        )
+        stream = respond.stream
+        if stream is None:
+            chunks: Iterator[bytes] = iter((respond.body,) if respond.body else ())
+        else:
+            chunks = iterate_sync(stream, self._run_coroutine)
+        return ResponseBody(self, exchange, respond, chunks)
+
+    def finish(self, exchange: Exchange, respond: Respond, complete: bool) -> None:
+        """After the server is done with the response: release or abandon its tasks."""
+        if not complete:
+            effect = exchange.throw(ClientDisconnected())  # the core logs the tasks abandoned
+        elif self.runner is not None and respond.tasks:
+            self.runner.submit(exchange, respond.tasks)
+            return
+        else:  # inline mode, or only dependency cleanup left (quick, usually nothing)
+            effect = exchange.send(None)
+        drive_sync(exchange, effect, read_body=_no_body, run_coroutine=self._run_coroutine)
+
+
+class ResponseBody:
+    """The iterable a WSGI server gets: the body's chunks, and `close()` to finish the exchange.
+
+    It is complete only once iterated to its end: the server asks for the next
+    chunk after writing the last one.
+    """
+
+    __slots__ = ("_adapter", "_exchange", "_respond", "_chunks", "complete", "_closed")
+
+    def __init__(
+        self,
+        adapter: WSGIAdapter,
+        exchange: Exchange,
+        respond: Respond,
+        chunks: Iterator[bytes],
+    ) -> None:
+        self._adapter = adapter
+        self._exchange = exchange
+        self._respond = respond
+        self._chunks = chunks
+        #: True once every chunk has been taken by the server.
+        self.complete = False
+        self._closed = False
+
+    def __iter__(self) -> ResponseBody:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self.complete = True
+            raise
+
+    def close(self) -> None:
+        """Called by the server when done (after errors and disconnects too); never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.complete:
+                self._close_stream()
+            self._adapter.finish(self._exchange, self._respond, self.complete)
+        except Exception:
+            logger.exception(
+                "Finishing %s %s failed", self._exchange.head.method, self._exchange.head.path
+            )
+
+    def _close_stream(self) -> None:
+        """Let a stream the server stopped reading run its own cleanup (finally blocks)."""
+        chunks = self._chunks
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        stream = self._respond.stream
+        if stream is not None and stream.is_async:
+            aclose = getattr(stream.iterator, "aclose", None)
+            if aclose is not None:
+                self._adapter._run_coroutine(aclose())
+
+
+def request_head(environ: Environ) -> RequestHead:
+    """The core's view of a request from a PEP 3333 environ.
+
+    Paths arrive as latin-1 "bytes in a str" (PEP 3333) and are decoded as UTF-8;
+    header names come from `HTTP_*` keys plus `CONTENT_TYPE` and `CONTENT_LENGTH`,
+    lower-cased, as the core wants them.
+    """
+    names = _HEADER_NAMES
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            name = names.get(key)
+            if name is None:
+                name = names[key] = key[5:].replace("_", "-").lower().encode("latin-1")
+            headers.append((name, value.encode("latin-1")))
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        headers.append((b"content-length", content_length.encode("latin-1")))
+    protocol: str = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+    return RequestHead(
+        method=environ["REQUEST_METHOD"],
+        path=_wsgi_str(environ.get("PATH_INFO", "")) or "/",
+        query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
+        headers=headers,
+        http_version=protocol[5:] if protocol[:5] == "HTTP/" else protocol,
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        client=_address(environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
+        server=_address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
+        root_path=_wsgi_str(environ.get("SCRIPT_NAME", "")),
+    )
+
+
+#: environ key -> header name, filled as keys are seen (a server sends few distinct ones).
+_HEADER_NAMES: dict[str, bytes] = {}
+
+
+def _wsgi_str(value: str) -> str:
+    """A PEP 3333 native string (latin-1 code points standing for bytes) decoded as UTF-8."""
+    if value.isascii():
+        return value
+    return value.encode("latin-1").decode("utf-8", "replace")
+
+
+def _address(host: str | None, port: Any) -> tuple[str, int] | None:
+    if not host:
+        return None
+    try:
+        return host, int(port)
+    except (TypeError, ValueError):
+        return host, 0
+
+
+_STATUS_LINES: dict[int, str] = {}
+
+
+def status_line(status: int) -> str:
+    """`"200 OK"` for 200: the status line WSGI's `start_response` takes."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"{status} {reason_phrase(status) or 'Unknown'}"
+    return line
+
+
+class _BodyReader:
+    """`read_body` for the driver: the request body from `wsgi.input`, capped at `limit`."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Environ) -> None:
+        self._environ = environ
+
+    def __call__(self, limit: int) -> bytes:
+        environ = self._environ
+        stream = environ["wsgi.input"]
+        declared = environ.get("CONTENT_LENGTH")
+        if declared:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise ClientError("Invalid Content-Length header") from None
+            if length < 0:
+                raise ClientError("Invalid Content-Length header")
+            if length > limit:
+                raise BodyTooLarge(limit)
+            if not length:
+                return b""
+            body = _read(stream, length)
+            while len(body) < length:  # a short read is allowed; an empty one means EOF
+                more = _read(stream, length - len(body))
+                if not more:
+                    raise ClientDisconnected()
+                body += more
+            return body
+        if environ.get("wsgi.input_terminated"):  # chunked: read to the end, up to the cap
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                part = _read(stream, _READ_CHUNK)
+                if not part:
+                    return b"".join(parts)
+                size += len(part)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                parts.append(part)
+        return b""
+
+
+def _read(stream: Any, size: int) -> bytes:
+    try:
+        data: bytes = stream.read(size)
+    except (OSError, ValueError) as error:  # the connection broke mid-body
+        raise ClientDisconnected() from error
+    return data
+
+
+def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
+    raise RuntimeError("the request body was already read")
