@@ -14,6 +14,8 @@ DRIVERS = {
     "testclient": "testclient",
     "uvicorn-h11": "uvicorn_h11",
     "uvicorn-httptools": "uvicorn_httptools",
+    "gunicorn-sync": "gunicorn_sync",
+    "gunicorn-gthread": "gunicorn_gthread",
 }
 
 

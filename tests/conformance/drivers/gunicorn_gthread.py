@@ -1,0 +1,14 @@
+"""The gunicorn driver, gthread worker (4 threads, keep-alive): see `gunicorn_sync`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from tests.conformance.drivers.gunicorn_sync import GunicornDriver, running_gunicorn
+
+
+@contextlib.contextmanager
+def running() -> Iterator[GunicornDriver]:
+    with running_gunicorn("gthread") as driver:
+        yield driver

@@ -1,0 +1,109 @@
+"""The gunicorn driver, sync worker: `python -m gunicorn tests.conformance.app:wsgi -k sync`.
+
+`gunicorn_process` and `running_gunicorn` are shared with the gthread variant.
+One worker process, so the app's module-level `EVENTS` is the one every request
+sees; a log config puts the `velocipy` logger (level, name, message, traceback)
+on gunicorn's stderr next to its own error log. gunicorn is started plainly,
+without velocipy's hooks: the adapter finds the worker by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+
+#: gunicorn's error log and the `velocipy` logger on stderr; no access log.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        "velocipy": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+@contextlib.contextmanager
+def log_config_file() -> Iterator[str]:
+    """`LOG_CONFIG` written to a temporary JSON file, for `gunicorn --log-config-json`."""
+    handle, path = tempfile.mkstemp(prefix="velocipy-gunicorn-log-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(LOG_CONFIG, file)
+    try:
+        yield path
+    finally:
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def gunicorn_process(
+    target: str, worker_class: str, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A one-worker `gunicorn` subprocess serving `target` on a free port, stopped afterwards."""
+    port = free_port()
+    threads = ["--threads", "4"] if worker_class == "gthread" else []
+    with log_config_file() as log_config:
+        argv = [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            target,
+            "-b",
+            f"127.0.0.1:{port}",
+            "-k",
+            worker_class,
+            "-w",
+            "1",
+            *threads,
+            "--log-config-json",
+            log_config,
+            *extra,
+        ]
+        with run_server(argv, port=port, env=env) as server:
+            yield server
+
+
+class GunicornDriver:
+    """Talks to a gunicorn subprocess with an httpx client (keep-alive where gunicorn allows)."""
+
+    def __init__(self, name: str, server: ServerProcess, client: httpx.Client) -> None:
+        self.name = name
+        self.server = server
+        self.client = client
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
+
+    def log_text(self) -> str:
+        return self.server.logs()
+
+
+@contextlib.contextmanager
+def running_gunicorn(worker_class: str) -> Iterator[GunicornDriver]:
+    with gunicorn_process("tests.conformance.app:wsgi", worker_class) as server:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            yield GunicornDriver(f"gunicorn-{worker_class}", server, client)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[GunicornDriver]:
+    with running_gunicorn("sync") as driver:
+        yield driver
