@@ -118,7 +118,4 @@ async def checkout(
 
 
 # For WSGI servers: `gunicorn examples.background_tasks:wsgi`.
-def __getattr__(name: str) -> Any:  # TEMP until the WSGI adapter lands
-    if name == "wsgi":
-        return app.wsgi
-    raise AttributeError(name)
+wsgi = app.wsgi
