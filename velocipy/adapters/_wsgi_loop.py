@@ -75,6 +75,14 @@ class LoopThread:
         done.acquire()
         return outcome[0].result()
 
+    def portal(self) -> BlockingPortal:
+        """The portal of the running loop (started if needed), for context managers."""
+        self._start()
+        portal = self._portal
+        if portal is None:  # pragma: no cover - stopped concurrently
+            raise LoopStopped("the event loop thread has stopped")
+        return portal
+
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._pid != os.getpid():  # forked (gunicorn --preload): the thread stayed behind

@@ -15,6 +15,7 @@ which fits gunicorn's default `graceful_timeout` of 30 s.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -24,11 +25,29 @@ from typing import Any
 from velocipy.adapters import _wsgi_gunicorn
 from velocipy.adapters._wsgi_loop import LoopThread
 from velocipy.adapters.task_runner import drain_all
+from velocipy.core import Application
 
 logger = logging.getLogger("velocipy")
 
 #: Seconds the drain may take when nothing better is known.
 DEFAULT_DRAIN_TIMEOUT = 25.0
+
+#: This process's id, kept current across forks (cheaper than calling `os.getpid()`).
+PID = os.getpid()
+
+
+def _forked() -> None:
+    global PID
+    PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def current_pid() -> int:
+    """This process's id."""
+    return PID
+
 
 #: The event loop every async call of every WSGI adapter in this process runs on.
 LOOP = LoopThread()
@@ -45,6 +64,8 @@ class _ProcessState:
         self.looked_for_worker = False
         self.stop_time: float | None = None
         self.shut_down = False
+        #: Lifespans entered in this process, to leave after the drain.
+        self.lifespans: list[contextlib.AbstractContextManager[Any]] = []
 
 
 _state = _ProcessState()
@@ -52,7 +73,7 @@ _state = _ProcessState()
 
 def _current() -> _ProcessState:
     global _state
-    if _state.pid != os.getpid():
+    if _state.pid != PID:
         _state = _ProcessState()
     return _state
 
@@ -105,8 +126,26 @@ def drain_deadline(now: float) -> float:
     return min(start, now) + budget
 
 
+def has_lifespan(app: Application) -> bool:
+    """Whether `app` has startup or shutdown code to run."""
+    return app.lifespan is not None or bool(app.on_startup) or bool(app.on_shutdown)
+
+
+def enter_lifespan(app: Application) -> None:
+    """Run `app`'s lifespan startup on the loop thread; its shutdown runs in `shutdown()`.
+
+    Raises what the startup raised.
+    """
+    manager = LOOP.portal().wrap_async_context_manager(app.lifespan_context())
+    manager.__enter__()
+    _current().lifespans.append(manager)
+
+
 def shutdown() -> None:
-    """Drain the task runners until the deadline, then stop the loop thread (once per process)."""
+    """Drain the task runners until the deadline, leave the lifespans, stop the loop thread.
+
+    Once per process; later calls return at once.
+    """
     state = _current()
     with state.lock:
         if state.shut_down:
@@ -115,6 +154,11 @@ def shutdown() -> None:
     deadline = drain_deadline(time.monotonic())
     try:
         drain_all(deadline)
+        while state.lifespans:
+            try:
+                state.lifespans.pop().__exit__(None, None, None)
+            except Exception:
+                logger.exception("Application shutdown failed")
     finally:
         LOOP.stop(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
 

@@ -20,6 +20,7 @@ the server thread (with its keep-alive connection) waits for them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
@@ -44,6 +45,11 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 TaskMode = Literal["thread", "inline"]
 
 _READ_CHUNK = 64 * 1024
+_DISCONNECTED_BODY = b'{"detail":"The client disconnected before sending the whole body"}'
+_DISCONNECTED_HEADERS = (
+    ("content-type", "application/json"),
+    ("content-length", str(len(_DISCONNECTED_BODY))),
+)
 
 
 class WSGIAdapter:
@@ -86,16 +92,27 @@ class WSGIAdapter:
         if drain_timeout is not None:
             _wsgi_process.set_drain_timeout(drain_timeout)
         _wsgi_process.find_server()
+        #: Whether the app's lifespan has been entered in this process (or there is none).
+        self._started_in: int | None = None
+        self._start_lock = threading.Lock()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request (PEP 3333)."""
+        if self._started_in != _wsgi_process.PID:
+            self._start()
         exchange = self.app.exchange(request_head(environ))
-        effect = drive_sync(
-            exchange,
-            exchange.start(),
-            read_body=_BodyReader(environ),
-            run_coroutine=self._run_coroutine,
-        )
+        try:
+            effect = drive_sync(
+                exchange,
+                exchange.start(),
+                read_body=_BodyReader(environ),
+                run_coroutine=self._run_coroutine,
+            )
+        except ClientDisconnected:
+            # The body was cut short: nobody is left to answer, but a WSGI app must
+            # answer something, and raising would make the server log a traceback.
+            start_response("400 Bad Request", list(_DISCONNECTED_HEADERS))
+            return [_DISCONNECTED_BODY]
         if type(effect) is not Respond:  # pragma: no cover - the core always responds first
             raise RuntimeError("the exchange ended without a response")
         respond: Respond = effect
@@ -109,6 +126,22 @@ class WSGIAdapter:
         else:
             chunks = iterate_sync(stream, self._run_coroutine)
         return ResponseBody(self, exchange, respond, chunks)
+
+    def _start(self) -> None:
+        """First request in this process: run the app's lifespan startup, if it has one.
+
+        WSGI has no lifespan protocol, so startup happens lazily here and shutdown
+        at process exit, after the background tasks have drained. If the startup
+        fails, the request fails (the server answers 500) and the next one retries.
+        """
+        with self._start_lock:
+            pid = _wsgi_process.current_pid()
+            if self._started_in == pid:
+                return
+            _wsgi_process.find_server()
+            if _wsgi_process.has_lifespan(self.app):
+                _wsgi_process.enter_lifespan(self.app)
+            self._started_in = pid
 
     def finish(self, exchange: Exchange, respond: Respond, complete: bool) -> None:
         """After the server is done with the response: release or abandon its tasks."""
