@@ -6,6 +6,7 @@ three baselines are measured in the same run as everything compared to them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ BASE_ASGI_H11 = "bare-asgi/uvicorn-h11"
 BASE_WSGI = "bare-wsgi/gunicorn-gthread"
 BASELINES = (BASE_ASGI_HTTPTOOLS, BASE_ASGI_H11, BASE_WSGI)
 
+#: uvicorn's event loop: uvloop when installed (what `uvicorn[standard]` users get), else asyncio.
+UVICORN_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
 #: gunicorn gthread settings shared by every WSGI configuration.
 GTHREAD_THREADS = 8
 
@@ -75,7 +79,7 @@ class Config:
 def uvicorn(target: str, http: str) -> tuple[str, ...]:
     return (
         PY, "-m", "uvicorn", f"bench.apps.{target}", "--host", "127.0.0.1", "--port", "{port}",
-        "--http", http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+        "--http", http, "--loop", UVICORN_LOOP, "--no-access-log", "--log-level", "warning",
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import pstats
@@ -139,7 +140,7 @@ def measure(number: int = 20_000, repeat: int = 5) -> dict[str, Any]:
             if response.status != 200 or json.loads(response.body) != scenario.expected:
                 raise RuntimeError(f"{scenario.name}: core answered {response!r}")
             body = scenario.body
-            core = per_call_us(lambda a=app, h=head, b=body: serve(a, h, b), number, repeat)
+            core = per_call_us(functools.partial(serve, app, head, body), number, repeat)
             row[f"core_{flavour}_us"] = core
             row[f"overhead_{flavour}_us"] = core["median"] - row["by_hand_us"]["median"]
         results["scenarios"][scenario.name] = row

@@ -62,9 +62,12 @@ def make_app(*, asynchronous: bool) -> VelociPy:
 app = make_app(asynchronous=True)
 
 
+_built: dict[str, Any] = {}
+
+
 def __getattr__(name: str) -> Any:
     if name == "wsgi":  # `gunicorn bench.apps.velocipy_app:wsgi`; built on first use
-        global wsgi
-        wsgi = make_app(asynchronous=False).wsgi
-        return wsgi
+        if "wsgi" not in _built:
+            _built["wsgi"] = make_app(asynchronous=False).wsgi
+        return _built["wsgi"]
     raise AttributeError(name)

@@ -1,0 +1,129 @@
+"""Memory: peak RSS of a server holding many idle keep-alive connections, or many queued tasks.
+
+Idle connections: each makes one `GET /hello` (so the server has really
+served it and keeps it alive), then stays open and silent while the server's
+peak RSS (VmHWM, with its child processes) is read. Queued tasks: the server
+runs with the signup task sleeping for minutes, receives that many
+`POST /signup` requests, and its RSS is read while every task still waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import time
+from typing import Any
+
+from bench.configs import BY_NAME, SCENARIOS
+from bench.loadgen import run_pyload
+from bench.pyload import ResponseReader, build_request
+from bench.servers import Server, free_port, rss_kib
+
+SIGNUP = next(s for s in SCENARIOS if s.name == "signup")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's (and so its children's) open-file limit toward `wanted`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open_idle(port: int, count: int, batch: int = 250) -> list[Stream]:
+    request = build_request("GET", "/hello", f"127.0.0.1:{port}", b"")
+
+    async def one() -> Stream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        parser = ResponseReader()
+        while not parser.feed(await reader.read(65536)):
+            pass
+        return reader, writer
+
+    writers: list[Stream] = []
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        writers += await asyncio.gather(*(one() for _ in range(size)))
+    return writers
+
+
+async def _hold(port: int, count: int, pid: int) -> dict[str, Any]:
+    before = rss_kib(pid)
+    began = time.monotonic()
+    writers = await _open_idle(port, count)
+    opened = time.monotonic() - began
+    await asyncio.sleep(0.5)
+    after = rss_kib(pid)
+    # A server may drop idle connections (keep-alive timeout): count those still open.
+    open_now = sum(1 for reader, _ in writers if not reader.at_eof())
+    for _, writer in writers:
+        writer.close()
+    return {
+        "connections": count,
+        "open_at_reading": open_now,
+        "seconds_to_open": opened,
+        "rss_before_kib": before[0],
+        "rss_kib": after[0],
+        "peak_rss_kib": after[1],
+        "per_connection_kib": (after[0] - before[0]) / count,
+    }
+
+
+def idle_connections(name: str, count: int) -> dict[str, Any]:
+    """Peak RSS of configuration `name` holding `count` idle keep-alive connections."""
+    raise_open_files(count * 2 + 1024)
+    port = free_port()
+    server = Server(name, BY_NAME[name].command(port), port)
+    try:
+        server.start()
+        if not server.wait_ready(30) or server.check(SCENARIOS[0]):
+            return {"status": "unavailable", "reason": server.problem or server.check(SCENARIOS[0])}
+        log(f"memory: {name} holding {count} idle connections ...")
+        result = asyncio.run(_hold(port, count, server.pid))
+        return {"status": "ok", "reason": "", **result}
+    except Exception as error:
+        return {"status": "failed", "reason": repr(error)[:300]}
+    finally:
+        server.stop()
+
+
+def queued_tasks(name: str, count: int, connections: int) -> dict[str, Any]:
+    """RSS of configuration `name` after `count` requests whose tasks all still sleep."""
+    port = free_port()
+    server = Server(name, BY_NAME[name].command(port), port)
+    server.env = {"BENCH_TASK_SLEEP": "600"}
+    try:
+        server.start()
+        if not server.wait_ready(30) or server.check(SIGNUP):
+            return {"status": "unavailable", "reason": server.problem or server.check(SIGNUP)}
+        before = rss_kib(server.pid)
+        log(f"memory: {name} queuing {count} background tasks ...")
+        load = run_pyload(port, SIGNUP, 600, connections, requests=count - 1)
+        time.sleep(0.5)
+        after = rss_kib(server.pid)
+        return {
+            "status": "ok",
+            "reason": "",
+            "tasks": load["requests"] + 1,
+            "errors": load["errors"] + load["non_2xx"],
+            "seconds": load["elapsed"],
+            "rss_before_kib": before[0],
+            "rss_kib": after[0],
+            "peak_rss_kib": after[1],
+            "per_task_kib": (after[0] - before[0]) / count,
+        }
+    except Exception as error:
+        return {"status": "failed", "reason": repr(error)[:300]}
+    finally:
+        server.stop(grace=0.2)  # its tasks sleep for minutes: no point waiting for them
