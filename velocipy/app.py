@@ -8,6 +8,8 @@ are imported on first use, so a WSGI deployment never imports the ASGI code.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from velocipy.core import Application
@@ -26,6 +28,13 @@ class VelociPy(Application):
 
     _asgi_adapter: ASGIAdapter | None = None
     _wsgi_adapter: WSGIAdapter | None = None
+
+    def __init__(self, **options: Any) -> None:
+        # The pure core takes its clock and lock from here: task handles get
+        # wall-clock timestamps, and task counts stay exact across threads.
+        options.setdefault("clock", time.time)
+        options.setdefault("lock", threading.Lock())
+        super().__init__(**options)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI 3 entry point."""

@@ -12,10 +12,25 @@ cleanup wherever it chooses.
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
-from velocipy.core import Call, Done, Effect, Exchange, ReadBody, Respond, StreamBody
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from velocipy.core import (
+    Call,
+    Done,
+    Effect,
+    Exchange,
+    ReadBody,
+    Respond,
+    StreamBody,
+    TaskTimedOut,
+)
 
 RunSync = Callable[[Call], Awaitable[Any]]
 RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -34,9 +49,12 @@ def drive_sync(
         if kind is Call:
             call: Call = effect  # type: ignore[assignment]
             try:
-                result = call.fn(*call.args, **call.kwargs)
-                if call.is_async or inspect.iscoroutine(result):
-                    result = run_coroutine(result)
+                if call.purpose == "task":
+                    result = _run_task_sync(exchange, call, run_coroutine)
+                else:
+                    result = call.fn(*call.args, **call.kwargs)
+                    if call.is_async or inspect.iscoroutine(result):
+                        result = run_coroutine(result)
             except Exception as error:
                 effect = exchange.throw(error)
             else:
@@ -69,7 +87,9 @@ async def drive_async(
         if kind is Call:
             call: Call = effect  # type: ignore[assignment]
             try:
-                if call.is_async:
+                if call.purpose == "task":
+                    result = await _run_task_async(exchange, call, run_sync)
+                elif call.is_async:
                     result = await call.fn(*call.args, **call.kwargs)
                 else:
                     result = await run_sync(call)
@@ -91,6 +111,121 @@ async def drive_async(
                 effect = exchange.send(body)
         else:
             return effect  # type: ignore[return-value]
+
+
+# -- tasks: the app-wide running cap and per-task timeouts --------------------------------------
+#
+# `app.max_running_tasks` caps tasks running at once across the whole app: a task
+# waits for a slot before it starts (the policy is "wait"; the pending limit in
+# the core is where tasks are refused). Async drivers share an anyio semaphore
+# per app and event loop; sync drivers a thread semaphore per app.
+
+_async_slots: weakref.WeakKeyDictionary[Any, dict[object, anyio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+_thread_slots: weakref.WeakKeyDictionary[Any, threading.BoundedSemaphore] = (
+    weakref.WeakKeyDictionary()
+)
+_slots_lock = threading.Lock()
+
+
+def _thread_slot(exchange: Exchange) -> threading.BoundedSemaphore | None:
+    app = exchange.app
+    limit = getattr(app, "max_running_tasks", None)
+    if limit is None:
+        return None
+    with _slots_lock:
+        slot = _thread_slots.get(app)
+        if slot is None:
+            slot = _thread_slots[app] = threading.BoundedSemaphore(limit)
+    return slot
+
+
+def _async_slot(exchange: Exchange) -> anyio.Semaphore | None:
+    app = exchange.app
+    limit = getattr(app, "max_running_tasks", None)
+    if limit is None:
+        return None
+    token = anyio.lowlevel.current_token()
+    with _slots_lock:
+        per_loop = _async_slots.setdefault(app, {})
+        slot = per_loop.get(token)
+        if slot is None:
+            slot = per_loop[token] = anyio.Semaphore(limit)
+    return slot
+
+
+def _run_task_sync(exchange: Exchange, call: Call, run_coroutine: RunCoroutine) -> Any:
+    slot = _thread_slot(exchange)
+    if slot is not None:
+        slot.acquire()
+    try:
+        timeout = call.timeout
+        if call.is_async:
+            coroutine = call.fn(*call.args, **call.kwargs)
+            if timeout is not None:
+                coroutine = _within(coroutine, timeout)
+            return run_coroutine(coroutine)
+        if timeout is None:
+            return call.fn(*call.args, **call.kwargs)
+        return _call_in_thread_within(call, timeout)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+async def _run_task_async(exchange: Exchange, call: Call, run_sync: RunSync) -> Any:
+    slot = _async_slot(exchange)
+    if slot is not None:
+        await slot.acquire()
+    try:
+        timeout = call.timeout
+        if timeout is None:
+            if call.is_async:
+                return await call.fn(*call.args, **call.kwargs)
+            return await run_sync(call)
+        if call.is_async:
+            return await _within(call.fn(*call.args, **call.kwargs), timeout)
+        # A thread cannot be stopped: past the deadline we stop waiting for it
+        # (it runs on, on anyio's default thread pool) and the next task starts.
+        with anyio.move_on_after(timeout) as scope:
+            return await anyio.to_thread.run_sync(call_now, call, abandon_on_cancel=True)
+        if scope.cancelled_caught:
+            raise TaskTimedOut(timeout)
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+async def _within(coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+    """Await `coroutine`, cancelling it after `timeout` seconds (then raise TaskTimedOut)."""
+    with anyio.move_on_after(timeout) as scope:
+        return await coroutine
+    if scope.cancelled_caught:
+        raise TaskTimedOut(timeout)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _call_in_thread_within(call: Call, timeout: float) -> Any:
+    """Run a sync call on its own thread; past `timeout`, stop waiting (it runs on)."""
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call_now(call))
+        except BaseException as error:  # handed to the waiting thread
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="velocipy-timed-task", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TaskTimedOut(timeout)
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 async def await_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:

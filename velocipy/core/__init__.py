@@ -16,10 +16,12 @@ from ._errors import (
     LocalProtocolError,
     MalformedBody,
     RequestValidationError,
+    TaskTimedOut,
 )
 from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond, StreamBody
 from ._exchange import Exchange, Phase, default_error_response
 from ._params import Body, Cookie, Depends, Form, Header, Path, Query
+from ._registry import TaskRegistry
 from ._request import Request
 from ._responses import (
     HTMLResponse,
@@ -31,7 +33,7 @@ from ._responses import (
     encode_json,
 )
 from ._status import reason_phrase
-from ._tasks import BackgroundTasks, Task
+from ._tasks import BackgroundTasks, Task, TaskState
 
 __all__ = [
     "APIRouter",
@@ -72,6 +74,9 @@ __all__ = [
     "StreamBody",
     "StreamingResponse",
     "Task",
+    "TaskRegistry",
+    "TaskState",
+    "TaskTimedOut",
     "default_error_response",
     "encode_json",
     "reason_phrase",

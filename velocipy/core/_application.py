@@ -17,6 +17,7 @@ from ._errors import DeclarationError, HTTPException
 from ._events import RequestHead
 from ._exchange import Exchange, exchange_flow
 from ._plans import Plan, build_plan
+from ._registry import TaskRegistry
 from ._routing import Route, Router, template_params
 from ._tasks import is_async_callable
 
@@ -163,6 +164,13 @@ class Application(_RouteDecorators):
         on_startup: Callables (sync or async) run at startup, after `lifespan` entered.
         on_shutdown: Callables run at shutdown, before `lifespan` exits.
         max_body_size: Requests with a larger body are answered 413.
+        max_pending_tasks: At most this many background tasks may wait to run,
+            app-wide; a request whose tasks would pass it has them abandoned,
+            each logged as an error. None (the default) means no limit.
+        max_running_tasks: At most this many background tasks run at once,
+            app-wide; the others wait their turn. None means no limit.
+        clock: Seconds now, for task handles' timestamps; None leaves them unset.
+        lock: A context manager guarding the task counts across threads.
     """
 
     def __init__(
@@ -172,6 +180,10 @@ class Application(_RouteDecorators):
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_pending_tasks: int | None = None,
+        max_running_tasks: int | None = None,
+        clock: Callable[[], float | None] | None = None,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
         self.router = Router()
         #: Replace a dependency by another callable, e.g. in tests. Consulted on every request.
@@ -184,6 +196,15 @@ class Application(_RouteDecorators):
         #: Free-form application state (e.g. clients opened in the lifespan).
         self.state: dict[str, Any] = {}
         self._override_plans: dict[tuple[Any, str], Plan] = {}
+        #: Live counts of background tasks by state; see `TaskRegistry`.
+        self.tasks = TaskRegistry(
+            clock=clock or _no_clock, lock=lock, max_pending=max_pending_tasks
+        )
+        if max_running_tasks is not None and max_running_tasks < 1:
+            raise DeclarationError("max_running_tasks must be at least 1")
+        self.max_running_tasks = max_running_tasks
+        #: Called as `hook(task, exception)` for every failed or timed-out task.
+        self.task_error_hooks: list[tuple[Callable[..., Any], bool]] = []
 
     @property
     def routes(self) -> list[Route]:
@@ -282,7 +303,7 @@ class Application(_RouteDecorators):
 
     def exchange(self, head: RequestHead) -> Exchange:
         """A new exchange for one request; drive it as `velocipy.core._exchange` documents."""
-        return Exchange(head, exchange_flow(self, head))
+        return Exchange(head, exchange_flow(self, head), self)
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:
@@ -300,6 +321,21 @@ class Application(_RouteDecorators):
                 for hook in self.on_shutdown:
                     await _maybe_await(hook)
 
+    def on_task_error(self, hook: F) -> F:
+        """Register `hook(task, exception)`, sync or async, for every failed or timed-out task.
+
+        The place for error trackers and metrics. It runs after the failure was
+        logged, before the next task; an exception in the hook is logged too.
+        """
+        self.add_task_error_handler(hook)
+        return hook
+
+    def add_task_error_handler(self, hook: Callable[..., Any]) -> None:
+        """Register a task-error hook (see `on_task_error`)."""
+        if not callable(hook):
+            raise DeclarationError(f"task-error hook {hook!r} is not callable")
+        self.task_error_hooks.append((hook, is_async_callable(hook)))
+
     def on_event(self, event: str) -> Callable[[F], F]:
         """Register a `"startup"` or `"shutdown"` hook (prefer `lifespan=` in new code)."""
         if event not in ("startup", "shutdown"):
@@ -313,6 +349,10 @@ class Application(_RouteDecorators):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} with {len(self.router.routes)} routes>"
+
+
+def _no_clock() -> None:
+    return None
 
 
 async def _maybe_await(hook: Callable[[], Any]) -> None:

@@ -7,6 +7,7 @@
 - `ClientError` and its subclasses: the client sent something unusable (a body too
   large, invalid JSON); each carries the status code that answers it.
 - `ClientDisconnected`: thrown in by an adapter when the peer went away.
+- `TaskTimedOut`: thrown in by an adapter when a task overran its timeout.
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ class BodyTooLarge(ClientError):
 
 class MalformedBody(ClientError):
     """The request body could not be decoded (invalid JSON, bad encoding, nesting too deep)."""
+
+
+class TaskTimedOut(Exception):
+    """Thrown into an exchange by an adapter when a task's `Call` ran past its timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the task ran longer than its {timeout}s timeout")
+        self.timeout = timeout
 
 
 class ClientDisconnected(Exception):

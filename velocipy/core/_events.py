@@ -53,6 +53,9 @@ class Call:
     thread). If the call raises, throw the exception into the exchange.
     `purpose` says what is being called ("handler", "dependency", "task", ...)
     so an adapter can pick a thread pool; it never changes what must be done.
+    `timeout`, when set (tasks only), is a limit in seconds: past it, throw
+    `TaskTimedOut` instead of a result. An async call is cancelled; a sync one
+    cannot be stopped, so it is left running and the exchange moves on.
     """
 
     fn: Callable[..., Any]
@@ -60,6 +63,7 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
     is_async: bool = False
     purpose: str = "handler"
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ tasks in the order added (each failure logged, the rest continue); then the
 generator dependencies' cleanup, last opened first. If the handler or a
 dependency raises, the exception is thrown into the open generator
 dependencies first (so they may translate it), then turned into an error
-response by the exception handlers; that request's tasks never run.
+response by the exception handlers; that request's tasks do not run, unless
+they asked to with `run_on="error"` or `"always"` (see `_tasks.py`).
 
 `Exchange` wraps the generator so that misuse (sending after `Done`, bytes
 where a call result was due, starting twice) raises `LocalProtocolError` at
@@ -64,7 +65,7 @@ from ._plans import Kind, ParamPlan, Plan, Source
 from ._request import Request, decode_json
 from ._responses import JSONResponse, Response
 from ._status import allows_body
-from ._tasks import BackgroundTasks, Task, log_abandoned, run_tasks
+from ._tasks import BackgroundTasks, Task, log_abandoned, run_tasks, select_tasks
 
 if TYPE_CHECKING:
     from ._application import Application
@@ -98,10 +99,12 @@ _PHASE_OF = {ReadBody: Phase.READING, Call: Phase.CALLING, Respond: Phase.RESPON
 class Exchange:
     """One request/response exchange, driven by an adapter through effects."""
 
-    __slots__ = ("head", "_flow", "_phase", "responded")
+    __slots__ = ("head", "app", "_flow", "_phase", "responded")
 
-    def __init__(self, head: RequestHead, flow: Flow) -> None:
+    def __init__(self, head: RequestHead, flow: Flow, app: Application | None = None) -> None:
         self.head = head
+        #: The application serving this exchange (drivers read its task limits).
+        self.app = app
         self._flow = flow
         self._phase = Phase.IDLE
         #: True once the response has been handed out (its `Respond` effect returned).
@@ -247,6 +250,17 @@ class _Context:
 def exchange_flow(app: Application, head: RequestHead) -> Flow:
     """The generator behind an `Exchange` (see the module docstring for the protocol)."""
     ctx = _Context(app, head)
+    try:
+        yield from _serve(ctx)
+    finally:
+        if ctx.tasks is not None:
+            # Only an exchange cut short (closed, client gone mid-handler, cancelled)
+            # leaves tasks unsettled; say so rather than lose them silently.
+            log_abandoned(ctx.tasks.tasks, ctx.label, "the exchange was cut short")
+
+
+def _serve(ctx: _Context) -> Flow:
+    app, head = ctx.app, ctx.head
     matched = app.router.match(head.method, head.path)
     tasks: tuple[Task, ...] = ()
     error: BaseException | None = None
@@ -271,17 +285,19 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
             if problems:
                 raise RequestValidationError(problems)
             if plan.wants_tasks:
-                ctx.tasks = BackgroundTasks()
+                ctx.tasks = BackgroundTasks(app.tasks)
             kwargs = yield from _solve(plan, ctx, values)
             result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
         response = _to_response(result, route)
         if ctx.tasks is not None:
-            tasks = ctx.tasks.tasks
+            tasks = _release(ctx, handler_failed=False)
     except (ClientDisconnected, GeneratorExit):
         raise
     except Exception as raised:
         raised = yield from _unwind(ctx, raised)
         response, error = yield from _error_response(ctx, raised)
+        if ctx.tasks is not None:
+            tasks = _release(ctx, handler_failed=True)
 
     try:
         yield _respond(response, head, tasks, error)
@@ -289,9 +305,27 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
         log_abandoned(tasks, ctx.label, "the response was not delivered")
     else:
         if tasks:
-            yield from run_tasks(tasks, ctx.label)
+            yield from run_tasks(tasks, ctx.label, app.task_error_hooks)
     if ctx.exits:
         yield from _cleanup(ctx)
+
+
+def _release(ctx: _Context, *, handler_failed: bool) -> tuple[Task, ...]:
+    """The tasks that run for how the handler ended, within the app's pending-task limit."""
+    assert ctx.tasks is not None
+    chosen = select_tasks(
+        ctx.tasks.tasks, handler_failed=handler_failed, route=ctx.label, method=ctx.head.method
+    )
+    registry = ctx.app.tasks
+    if chosen and not registry.admits():
+        log_abandoned(
+            chosen,
+            ctx.label,
+            f"more than {registry.max_pending} tasks are pending app-wide",
+            level=logging.ERROR,
+        )
+        return ()
+    return chosen
 
 
 def _needs_body(plan: Plan, ctx: _Context) -> bool:

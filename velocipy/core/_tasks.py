@@ -1,28 +1,45 @@
-"""Background tasks: the container handlers fill, and the one place their semantics live.
+"""Background tasks: the container handlers fill, the task handles, and the one place
+their semantics live.
 
-A handler declares a `BackgroundTasks` parameter and calls `add_task`. The exchange
-holds the list until the adapter reports the response sent, then yields one `Call`
-per task, in the order added. `run_tasks` is that flow: an exception thrown back in
-for a task is logged on the `velocipy` logger with the task's name, route and
-traceback, and the next task follows. If the flow itself is interrupted (the
-adapter is cancelled at shutdown), the interrupted task and every task not yet
-started are logged by name before the interruption propagates: nothing is lost
-silently.
+A handler declares a `BackgroundTasks` parameter and calls `add_task`, which
+returns a `Task`: a handle whose `state` moves `pending → running →
+succeeded | failed | timed_out | cancelled`, or from `pending` to `abandoned`
+(never run: the response was not delivered, the server stopped, the queue was
+full) or `skipped` (its `run_on` rule did not match how the handler ended).
+
+The exchange holds the tasks until the adapter reports the response sent, then
+`run_tasks` yields one `Call` per task, in the order added. A failure is logged
+on the `velocipy` logger with the task's name, route and traceback, passed to
+the app's task-error hooks, and the next task follows. If the flow itself is
+interrupted (the adapter is cancelled at shutdown), the interrupted task is
+logged as cancelled and every task not yet started as abandoned, by name,
+before the interruption propagates: nothing is lost silently.
+
+Each task runs in a copy of the `contextvars` context taken when it was added,
+so request ids and tracing context reach it, whether it is sync or async.
 """
 
 from __future__ import annotations
 
+import contextvars
+import enum
 import functools
 import inspect
+import itertools
 import logging
 import types
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ._errors import TaskTimedOut
 from ._events import Call
 
+if TYPE_CHECKING:
+    from ._registry import TaskRegistry
+
 logger = logging.getLogger("velocipy")
+
+_ids = itertools.count(1)
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
@@ -53,19 +70,225 @@ def callable_name(func: Callable[..., Any]) -> str:
     return repr(func)
 
 
-@dataclass(slots=True)
+class TaskState(enum.Enum):
+    """Where a task stands. The last six are final."""
+
+    #: Scheduled, not started.
+    PENDING = "pending"
+    #: Being run now.
+    RUNNING = "running"
+    #: Returned normally.
+    SUCCEEDED = "succeeded"
+    #: Raised an exception (logged, passed to the task-error hooks).
+    FAILED = "failed"
+    #: Ran past its `timeout` (an async task was cancelled; a sync one was left to finish).
+    TIMED_OUT = "timed_out"
+    #: Interrupted while running, by a server shutdown.
+    CANCELLED = "cancelled"
+    #: Never run though it should have: undelivered response, shutdown, full queue.
+    ABANDONED = "abandoned"
+    #: Never run by rule: its `run_on` did not match how the handler ended.
+    SKIPPED = "skipped"
+
+
+FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING, TaskState.RUNNING}
+
+_STILL_RUNNING = " (a sync task cannot be stopped; it may still be running)"
+
+#: When a task runs, depending on how the handler ended.
+RUN_ON = frozenset({"success", "error", "always"})
+
+
 class Task:
-    """One scheduled call: `func(*args, **kwargs)`, awaited when `is_async`."""
+    """The handle of one scheduled call, `func(*args, **kwargs)`.
 
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    is_async: bool
-    name: str = field(default="")
+    Handles are data: read `state`, `error`, the timestamps (`created_at`,
+    `started_at`, `finished_at`, in seconds from the app's clock) and
+    `duration`. Options are set with `with_options`, never through `add_task`'s
+    keyword arguments, which all belong to `func`.
+    """
 
-    def __post_init__(self) -> None:
-        if not self.name:
-            self.name = callable_name(self.func)
+    __slots__ = (
+        "id",
+        "func",
+        "args",
+        "kwargs",
+        "is_async",
+        "name",
+        "timeout",
+        "run_on",
+        "state",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "route",
+        "method",
+        "context",
+        "_registry",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        is_async: bool | None = None,
+        name: str = "",
+        *,
+        registry: TaskRegistry | None = None,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        self.id: int = next(_ids)
+        self.func = func
+        self.args = args
+        self.kwargs: dict[str, Any] = kwargs if kwargs is not None else {}
+        self.is_async = is_async_callable(func) if is_async is None else is_async
+        self.name = name or callable_name(func)
+        self.timeout: float | None = None
+        self.run_on = "success"
+        self.state = TaskState.PENDING
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.route = ""
+        self.method = ""
+        self.context = context
+        self._registry = registry
+        self.created_at: float | None = registry.now() if registry is not None else None
+        if registry is not None:
+            registry.added(self)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        name: str | None = None,
+        run_on: str | None = None,
+    ) -> Task:
+        """Set options of this task and return it, for chaining after `add_task`.
+
+        Args:
+            timeout: Seconds the task may run. An async task is cancelled at the
+                deadline; a sync one cannot be stopped and is left to finish, but
+                the next task starts. Either way it is logged as timed out.
+            name: The name used in logs and counts (default: the function's
+                qualified name).
+            run_on: `"success"` (default: only when the handler returned
+                normally), `"error"` (only when it raised, after the error
+                response is sent) or `"always"`.
+        """
+        if self.state is not TaskState.PENDING:
+            raise RuntimeError(f"task {self.name} has already {self.state.value}")
+        if timeout is not None:
+            if not timeout > 0:
+                raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+            self.timeout = float(timeout)
+        if name is not None:
+            if self._registry is not None:
+                self._registry.renamed(self, name)
+            self.name = name
+        if run_on is not None:
+            if run_on not in RUN_ON:
+                raise ValueError(f"run_on must be one of {sorted(RUN_ON)}, got {run_on!r}")
+            self.run_on = run_on
+        return self
+
+    @property
+    def done(self) -> bool:
+        """Whether the task has reached a final state."""
+        return self.state in FINAL_STATES
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds between start and finish, once finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def _move(self, state: TaskState) -> None:
+        previous = self.state
+        self.state = state
+        registry = self._registry
+        if registry is not None:
+            now = registry.now()
+            if state is TaskState.RUNNING:
+                self.started_at = now
+            elif state in FINAL_STATES:
+                self.finished_at = now
+            registry.moved(self, previous, state)
+
+    def _call(self) -> Call:
+        """The effect that runs this task, in its captured context, with its timeout."""
+        context = self.context
+        if context is None:
+            return Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
+        if self.is_async:
+            return Call(
+                run_in_context,
+                (context, self.func, self.args, self.kwargs),
+                {},
+                True,
+                "task",
+                self.timeout,
+            )
+        return Call(context.run, (self.func, *self.args), self.kwargs, False, "task", self.timeout)
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {
+            "task_id": self.id,
+            "task_name": self.name,
+            "route": self.route,
+            "method": self.method,
+            "duration": self.duration,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Task #{self.id} {self.name} {self.state.value}>"
+
+
+class _InContext:
+    """Await a coroutine with every step run inside `context`.
+
+    Works on any event loop (asyncio, trio): it only passes the coroutine's
+    yields through, entering the context around each step.
+    """
+
+    __slots__ = ("_context", "_coroutine")
+
+    def __init__(self, context: contextvars.Context, coroutine: Any) -> None:
+        self._context = context
+        self._coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        run = self._context.run
+        coroutine = self._coroutine
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    yielded = run(coroutine.send, value)
+                else:
+                    yielded = run(coroutine.throw, error)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value = yield yielded
+                error = None
+            except BaseException as raised:  # cancellation included: hand it in
+                value, error = None, raised
+
+
+async def run_in_context(
+    context: contextvars.Context,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Call async `func(*args, **kwargs)` and await it inside `context`."""
+    coroutine = context.run(func, *args, **kwargs)
+    return await _InContext(context, coroutine)
 
 
 class BackgroundTasks:
@@ -75,23 +298,31 @@ class BackgroundTasks:
     fresh container per request. It cannot be declared in a dependency.
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_tasks", "_registry")
 
-    def __init__(self) -> None:
+    def __init__(self, registry: TaskRegistry | None = None) -> None:
         self._tasks: list[Task] = []
+        self._registry = registry
 
     def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
         """Schedule `func(*args, **kwargs)` to run after the response.
 
         `func` may be a sync or async function, or any callable. Arguments are
-        forwarded exactly as `functools.partial` would forward them.
+        forwarded exactly as `functools.partial` would forward them; options
+        (timeout, name, run_on) go through the returned handle's `with_options`.
 
         Returns:
-            The scheduled `Task` (its function, arguments and name).
+            The task's handle.
         """
         if not callable(func):
             raise TypeError(f"add_task() needs a callable, got {func!r}")
-        task = Task(func, args, kwargs, is_async_callable(func))
+        task = Task(
+            func,
+            args,
+            kwargs,
+            registry=self._registry,
+            context=contextvars.copy_context(),
+        )
         self._tasks.append(task)
         return task
 
@@ -103,41 +334,120 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def __iter__(self) -> Any:
+        return iter(tuple(self._tasks))
+
     def __repr__(self) -> str:
         return f"BackgroundTasks({[task.name for task in self._tasks]!r})"
 
 
-def log_abandoned(tasks: Sequence[Task], route: str, reason: str) -> None:
-    """Log every task in `tasks` as abandoned: they were scheduled and will never run."""
+def select_tasks(
+    tasks: Iterable[Task], *, handler_failed: bool, route: str, method: str
+) -> tuple[Task, ...]:
+    """The tasks to run for how the handler ended; the others are marked skipped."""
+    wanted = ("error", "always") if handler_failed else ("success", "always")
+    chosen: list[Task] = []
     for task in tasks:
-        logger.warning(
+        task.route, task.method = route, method
+        if task.run_on in wanted:
+            chosen.append(task)
+        else:
+            task._move(TaskState.SKIPPED)
+    return tuple(chosen)
+
+
+def log_abandoned(
+    tasks: Sequence[Task], route: str, reason: str, *, level: int = logging.WARNING
+) -> None:
+    """Mark every unfinished task in `tasks` abandoned and log each, by name.
+
+    Also for a task still running that its runner gives up on (a thread that
+    cannot be interrupted and dies with the process).
+    """
+    for task in tasks:
+        if task.done:
+            continue
+        task._move(TaskState.ABANDONED)
+        logger.log(
+            level,
             "Background task %s for %s abandoned: %s",
             task.name,
             route,
             reason,
-            extra={"task_name": task.name, "route": route},
+            extra=task._log_extra(),
         )
 
 
-def run_tasks(tasks: Sequence[Task], route: str) -> Generator[Call, Any, None]:
-    """The task flow: one `Call` per task, in order; failures logged, the rest continue."""
+def run_tasks(
+    tasks: Sequence[Task],
+    route: str,
+    error_hooks: Sequence[tuple[Callable[..., Any], bool]] = (),
+) -> Generator[Call, Any, None]:
+    """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on."""
     for index, task in enumerate(tasks):
+        if task.done:  # abandoned before its turn (e.g. the queue was full)
+            continue
+        task._move(TaskState.RUNNING)
         try:
-            yield Call(task.func, task.args, task.kwargs, task.is_async, "task")
-        except Exception:
-            logger.exception(
+            yield task._call()
+        except TaskTimedOut as timed_out:
+            task.error = timed_out
+            task._move(TaskState.TIMED_OUT)
+            logger.error(
+                "Background task %s for %s timed out after %ss%s",
+                task.name,
+                route,
+                task.timeout,
+                ""
+                if task.is_async
+                else " (a sync task cannot be stopped; it may still be running)",
+                extra=task._log_extra(),
+            )
+            yield from _call_hooks(error_hooks, task, timed_out, route)
+        except Exception as failure:
+            task.error = failure
+            task._move(TaskState.FAILED)
+            logger.error(
                 "Background task %s for %s failed",
                 task.name,
                 route,
-                extra={"task_name": task.name, "route": route},
+                exc_info=failure,
+                extra=task._log_extra(),
             )
+            yield from _call_hooks(error_hooks, task, failure, route)
         except BaseException as interruption:
+            task.error = interruption
+            task._move(TaskState.CANCELLED)
             logger.warning(
                 "Background task %s for %s interrupted (%s)",
                 task.name,
                 route,
                 type(interruption).__name__,
-                extra={"task_name": task.name, "route": route},
+                extra=task._log_extra(),
             )
             log_abandoned(tasks[index + 1 :], route, "the server stopped first")
             raise
+        else:
+            task._move(TaskState.SUCCEEDED)
+            logger.debug(
+                "Background task %s for %s succeeded", task.name, route, extra=task._log_extra()
+            )
+
+
+def _call_hooks(
+    hooks: Sequence[tuple[Callable[..., Any], bool]],
+    task: Task,
+    error: BaseException,
+    route: str,
+) -> Generator[Call, Any, None]:
+    for hook, is_async in hooks:
+        try:
+            yield Call(hook, (task, error), {}, is_async, "task_error_hook")
+        except Exception:
+            logger.exception(
+                "Task-error hook %s failed for task %s of %s",
+                callable_name(hook),
+                task.name,
+                route,
+                extra=task._log_extra(),
+            )
