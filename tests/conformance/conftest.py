@@ -16,6 +16,7 @@ DRIVERS = {
     "uvicorn-httptools": "uvicorn_httptools",
     "gunicorn-sync": "gunicorn_sync",
     "gunicorn-gthread": "gunicorn_gthread",
+    "server": "server",
 }
 
 

@@ -1,0 +1,368 @@
+"""The `velocipy` command: `velocipy run MODULE:APP` serves an app (also `python -m velocipy`).
+
+The built-in HTTP/1.1 server is the default; `--server uvicorn` and `--server
+gunicorn` hand the app to those servers instead (imported only when asked
+for). Every mistake on the command line (a bad flag value, a module or
+attribute that does not exist, a port already in use) ends with exit code 2
+and one line saying what is wrong, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import inspect
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from velocipy.server import _config as defaults
+
+PROG = "velocipy"
+SERVERS = ("velocipy", "uvicorn", "gunicorn")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        raise UsageError(message)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size(text: str) -> int:
+    """A byte count: `65536`, `64k`, `64KiB`, `16M`, `16MiB` (binary units)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"not a size in bytes: {text!r} (e.g. 65536, 64KiB, 16MiB)"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a usable number of seconds: {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `velocipy` argument parser (one sub-command: `run`)."""
+    parser = _Parser(prog=PROG, description="Serve a VelociPy application.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    run = commands.add_parser(
+        "run",
+        help="serve MODULE:APP",
+        description="Serve a VelociPy application (see docs/server.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("target", metavar="MODULE:APP", help="the app, e.g. examples.app:app")
+    run.add_argument("--host", default=defaults.DEFAULT_HOST, help="interface to bind")
+    run.add_argument("--port", type=port_number, default=defaults.DEFAULT_PORT, help="TCP port")
+    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level")
+    run.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per request on velocipy.access",
+    )
+    run.add_argument(
+        "--server", choices=SERVERS, default="velocipy", help="which HTTP server to run"
+    )
+    run.add_argument(
+        "--loop",
+        choices=defaults.LOOPS,
+        default="asyncio",
+        help="event loop of the built-in server",
+    )
+    run.add_argument(
+        "--workers",
+        type=count,
+        default=1,
+        help="worker processes (more than 1 needs --server uvicorn or gunicorn)",
+    )
+    run.add_argument(
+        "--threads",
+        type=count,
+        default=None,
+        help="threads for sync handlers (built-in: "
+        f"{defaults.DEFAULT_HANDLER_THREADS}; gunicorn: threads per worker, default 1)",
+    )
+    limits = run.add_argument_group("limits of the built-in server")
+    limits.add_argument(
+        "--max-head-size",
+        type=size,
+        default=defaults.DEFAULT_MAX_HEAD_SIZE,
+        help="largest request head in bytes (431 beyond)",
+    )
+    limits.add_argument(
+        "--max-request-line",
+        type=size,
+        default=defaults.DEFAULT_MAX_REQUEST_LINE,
+        help="longest request line in bytes (414 beyond)",
+    )
+    limits.add_argument(
+        "--max-headers",
+        type=count,
+        default=defaults.DEFAULT_MAX_HEADERS,
+        help="most header fields per request (431 beyond)",
+    )
+    limits.add_argument(
+        "--max-body-size",
+        type=size,
+        default=defaults.DEFAULT_MAX_BODY_SIZE,
+        help="largest request body in bytes (413 beyond, then the connection closes)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=defaults.DEFAULT_HEADER_TIMEOUT,
+        help="seconds to receive a whole request head (408 and close beyond)",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=defaults.DEFAULT_BODY_TIMEOUT,
+        help="longest pause in seconds while reading a request body (408 and close)",
+    )
+    limits.add_argument(
+        "--keepalive-timeout",
+        "--timeout-keep-alive",
+        dest="keepalive_timeout",
+        type=seconds,
+        default=defaults.DEFAULT_KEEPALIVE_TIMEOUT,
+        help="seconds an idle keep-alive connection stays open",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=count,
+        default=defaults.DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once; more wait in the listen backlog",
+    )
+    limits.add_argument(
+        "--backlog", type=count, default=defaults.DEFAULT_BACKLOG, help="listen backlog"
+    )
+    limits.add_argument(
+        "--graceful-timeout",
+        type=seconds,
+        default=defaults.DEFAULT_GRACEFUL_TIMEOUT,
+        help="seconds a stop waits for requests and background tasks",
+    )
+    limits.add_argument(
+        "--task-threads",
+        type=count,
+        default=defaults.DEFAULT_TASK_THREADS,
+        help="threads for sync background tasks (separate from handler threads)",
+    )
+    return parser
+
+
+def load_app(target: str, *, require_velocipy: bool = True) -> Any:
+    """Import `MODULE:ATTRIBUTE` from the current directory; `UsageError` when it is not there."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise UsageError(f"the app must be given as MODULE:APP, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UsageError(
+                f"cannot import module {module_name!r}: no module named {missing!r}"
+            ) from None
+        raise  # the module exists but imports something missing: show where
+    app: Any = module
+    for part in attribute.split("."):
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if require_velocipy:
+        from velocipy.core import Application
+
+        if not isinstance(app, Application):
+            raise UsageError(f"{target} is not a VelociPy application (it is {type(app).__name__})")
+    return app
+
+
+class _Formatter(logging.Formatter):
+    """uvicorn-like lines: `INFO:     message`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelprefix = f"{record.levelname}:".ljust(9)
+        return super().format(record)
+
+
+def configure_logging(level: str) -> None:
+    """Send `velocipy`, `velocipy.server` and `velocipy.access` to stderr at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(levelprefix)s %(message)s"))
+    logger = logging.getLogger("velocipy")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False  # an app calling logging.basicConfig() must not double our lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `velocipy` console script; returns the exit code."""
+    try:
+        options = build_parser().parse_args(argv)
+        return _run(options)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 1
+
+
+def _run(options: argparse.Namespace) -> int:
+    configure_logging(options.log_level)
+    if options.server == "uvicorn":
+        load_app(options.target, require_velocipy=False)
+        return _run_uvicorn(options)
+    if options.server == "gunicorn":
+        load_app(options.target, require_velocipy=False)
+        return _run_gunicorn(options)
+    return _run_builtin(options)
+
+
+def _runner(module: str, function: str, server: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"--server {server} is not available: {error}") from None
+
+
+def _run_uvicorn(options: argparse.Namespace) -> int:
+    run_uvicorn = _runner("velocipy.adapters.uvicorn_runner", "run_uvicorn", "uvicorn")
+    extra: dict[str, Any] = {}
+    if "timeout_graceful_shutdown" in inspect.signature(run_uvicorn).parameters:
+        extra["timeout_graceful_shutdown"] = options.graceful_timeout
+    return int(
+        run_uvicorn(
+            options.target,
+            host=options.host,
+            port=options.port,
+            workers=options.workers,
+            log_level=options.log_level,
+            access_log=options.access_log,
+            **extra,
+        )
+    )
+
+
+def _run_gunicorn(options: argparse.Namespace) -> int:
+    run_gunicorn = _runner("velocipy.adapters.gunicorn_runner", "run_gunicorn", "gunicorn")
+    return int(
+        run_gunicorn(
+            options.target,
+            host=options.host,
+            port=options.port,
+            workers=options.workers,
+            threads=options.threads or 1,
+            log_level=options.log_level,
+            access_log=options.access_log,
+            graceful_timeout=options.graceful_timeout,
+        )
+    )
+
+
+def _run_builtin(options: argparse.Namespace) -> int:
+    from velocipy.server import (
+        LoopUnavailable,
+        ServerConfig,
+        backend_for,
+        bind_socket,
+        describe,
+        run_server,
+    )
+
+    if options.workers > 1:
+        raise UsageError(
+            "the built-in server runs one process; for --workers > 1 use "
+            "--server uvicorn or --server gunicorn"
+        )
+    try:
+        backend_for(options.loop)
+    except LoopUnavailable as error:
+        raise UsageError(str(error)) from None
+    config = ServerConfig(
+        host=options.host,
+        port=options.port,
+        max_head_size=options.max_head_size,
+        max_request_line=options.max_request_line,
+        max_headers=options.max_headers,
+        max_body_size=options.max_body_size,
+        header_timeout=options.header_timeout,
+        body_timeout=options.body_timeout,
+        keepalive_timeout=options.keepalive_timeout,
+        max_connections=options.max_connections,
+        backlog=options.backlog,
+        graceful_timeout=options.graceful_timeout,
+        handler_threads=options.threads or defaults.DEFAULT_HANDLER_THREADS,
+        task_threads=options.task_threads,
+        access_log=options.access_log,
+    )
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    app = load_app(options.target)
+    try:
+        sock = bind_socket(options.host, options.port, options.backlog)
+    except OSError as error:
+        where = f"{options.host}:{options.port}"
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(f"cannot listen on {where}: the address is already in use") from None
+        reason = error.strerror or str(error)
+        raise UsageError(f"cannot listen on {where}: {reason}") from None
+    url = describe(sock)
+
+    def ready() -> None:
+        print(f"VelociPy serving {options.target} on {url} (press CTRL+C to stop)", flush=True)
+
+    return run_server(app, config, sock, loop=options.loop, ready=ready)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

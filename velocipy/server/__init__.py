@@ -1,0 +1,27 @@
+"""The built-in HTTP/1.1 server behind `velocipy run`: h11 over anyio, no other server needed.
+
+Modules, one job each: `_config` (limits and their defaults), `_hardening`
+(what is refused before the app runs), `_wire` (Date header, bare error
+responses), `_connection` (one socket's requests, in order), `_server` (accept
+loop, background tasks, graceful stop) and `_run` (running it on a loop).
+"""
+
+from __future__ import annotations
+
+from ._config import LOOPS, ServerConfig
+from ._run import LoopUnavailable, backend_for, run_server
+from ._server import EXIT_FORCED, EXIT_OK, EXIT_STARTUP_FAILED, Server, bind_socket, describe
+
+__all__ = [
+    "EXIT_FORCED",
+    "EXIT_OK",
+    "EXIT_STARTUP_FAILED",
+    "LOOPS",
+    "LoopUnavailable",
+    "Server",
+    "ServerConfig",
+    "backend_for",
+    "bind_socket",
+    "describe",
+    "run_server",
+]

@@ -1,0 +1,97 @@
+"""The socket server's settings: every limit and timeout, with its default, in one place.
+
+`ServerConfig` is what `velocipy run` builds from its flags and what tests build
+directly with short values. `validate()` names the first bad value, so the
+command line can report it in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+#: Loop implementations `--loop` accepts (uvloop and trio only when installed).
+LOOPS = ("asyncio", "uvloop", "trio")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_HEAD_SIZE = 16 * 1024  # the whole request head, like h11's and uvicorn's default
+DEFAULT_MAX_REQUEST_LINE = 8 * 1024  # longer request lines get 414
+DEFAULT_MAX_HEADERS = 100  # more header fields get 431 (gunicorn's limit too)
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0  # from the first byte of a head to its last
+DEFAULT_BODY_TIMEOUT = 30.0  # longest pause while a request body is being read
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0  # idle time allowed between requests, like uvicorn
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_BACKLOG = 2048
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
+DEFAULT_HANDLER_THREADS = 40  # anyio's default worker-thread capacity
+DEFAULT_TASK_THREADS = 10
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and timeouts of the built-in HTTP/1.1 server (see docs/server.md).
+
+    Attributes:
+        host: Interface to bind.
+        port: TCP port to bind (0 picks a free one).
+        max_head_size: Largest request head (request line and headers) in bytes; 431 beyond.
+        max_request_line: Longest request line in bytes; 414 beyond.
+        max_headers: Most header fields in one request; 431 beyond.
+        max_body_size: Largest request body in bytes; 413 beyond, then the connection
+            closes. None keeps the app's own `max_body_size`.
+        header_timeout: Seconds a client may take to send a whole head once it has
+            started; 408 and close beyond.
+        body_timeout: Longest pause, in seconds, while a request body is being read;
+            408 and close beyond.
+        keepalive_timeout: Seconds an idle keep-alive connection is kept open.
+        max_connections: Connections served at once; further ones wait in the
+            listen backlog until a slot frees (they are never answered 503).
+        backlog: The listen backlog.
+        graceful_timeout: Seconds a stop waits for in-flight responses and
+            background tasks before cancelling them.
+        handler_threads: Worker threads for sync handlers, dependencies and streams.
+        task_threads: Worker threads for sync background tasks (a separate pool).
+        access_log: Log one line per response on `velocipy.access`.
+        server_header: Value of the `Server` response header ("" sends none).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE
+    max_request_line: int = DEFAULT_MAX_REQUEST_LINE
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    backlog: int = DEFAULT_BACKLOG
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    handler_threads: int = DEFAULT_HANDLER_THREADS
+    task_threads: int = DEFAULT_TASK_THREADS
+    access_log: bool = True
+    server_header: str = "velocipy"
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the first setting that cannot work."""
+        positive_ints = ("max_head_size", "max_request_line", "max_headers", "max_connections")
+        for name in (*positive_ints, "backlog", "handler_threads", "task_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_body_size is not None and self.max_body_size < 0:
+            raise ValueError(f"max_body_size must not be negative, got {self.max_body_size}")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
+        if not self.graceful_timeout >= 0:
+            raise ValueError(f"graceful_timeout must not be negative, got {self.graceful_timeout}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if self.max_request_line > self.max_head_size:
+            raise ValueError("max_request_line must not exceed max_head_size")
+
+    def replace(self, **changes: object) -> ServerConfig:
+        """A copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,428 @@
+"""One client connection: h11 over an anyio byte stream, its requests served one after another.
+
+Theory of operation. A connection loops over three phases:
+
+- `IDLE`: waiting for the first byte of the next request (keep-alive idle time,
+  or the header timeout on a fresh connection);
+- `HEAD`: bytes of a head have arrived; the whole head must follow within the
+  header timeout. `HeadScanner` checks the raw bytes as they come; h11 parses
+  the head once it is complete; `check_request` refuses what h11 lets through;
+- `BUSY`: the app is running, the body being read or the response being written.
+
+Timeouts are not cancel scopes per read (too costly on the hot path): the
+connection records a `deadline`, and the server's sweeper calls `expire()` on
+connections past it. Only IDLE and HEAD connections carry a deadline; body
+reads use their own per-read timeout. Pipelined requests need nothing special:
+h11 keeps bytes past the current request, and the next loop starts from them.
+
+After the response's last byte is written the exchange is resumed; if
+background tasks follow, the server drives them in its own task group and this
+connection goes straight on to the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import anyio
+import anyio.abc
+import h11
+
+from velocipy.adapters._drive import drive_async, iterate_async
+from velocipy.core import (
+    BodyTooLarge,
+    ClientDisconnected,
+    ClientError,
+    Done,
+    Exchange,
+    RequestHead,
+    Respond,
+)
+
+from ._hardening import ChunkOverLimit, HeadScanner, Rejected, check_chunk, check_request
+from ._wire import date_header, error_response, reason
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+logger = logging.getLogger("velocipy.server")
+access_logger = logging.getLogger("velocipy.access")
+
+#: Phases (plain ints: compared on every request).
+IDLE, HEAD, BUSY = 0, 1, 2
+
+#: Most unread request-body bytes drained after a response to keep the connection open.
+MAX_DRAIN = 64 * 1024
+
+#: What a vanished or misbehaving peer raises on our stream.
+NETWORK_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+
+_monotonic = time.monotonic
+_Request = h11.Request
+_Data = h11.Data
+_EndOfMessage = h11.EndOfMessage
+_NEED_DATA = h11.NEED_DATA
+_DONE = h11.DONE
+
+
+class BodyReadTimeout(ClientError):
+    """The client paused longer than the body timeout while sending a body."""
+
+    status_code = 408
+
+
+class BadBodyFraming(ClientError):
+    """The request body's framing (chunked encoding) is malformed."""
+
+
+class HTTPConnection:
+    """Serves the requests of one socket in order until either side closes it."""
+
+    __slots__ = (
+        "server",
+        "stream",
+        "h11",
+        "scanner",
+        "phase",
+        "deadline",
+        "scope",
+        "expired",
+        "client",
+        "local",
+        "close_after",
+        "content_length",
+    )
+
+    def __init__(self, server: Server, stream: anyio.abc.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        config = server.config
+        # h11's own cap on incomplete events stays as a backstop behind HeadScanner's.
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_size + 4)
+        self.scanner = HeadScanner(config)
+        self.phase = IDLE
+        #: When this connection is to be closed for being idle or slow (None: never).
+        self.deadline: float | None = None
+        self.scope = anyio.CancelScope()
+        self.expired = False
+        self.client = _address(stream, anyio.abc.SocketAttribute.remote_address)
+        self.local = _address(stream, anyio.abc.SocketAttribute.local_address)
+        self.close_after = False
+        self.content_length: int | None = None
+
+    def expire(self) -> None:
+        """Close this connection now (it is idle past its deadline, or the server is stopping)."""
+        self.expired = True
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        """Serve requests until the connection ends; never raises for anything a client does."""
+        stream = self.stream
+        try:
+            with self.scope:
+                await self._serve()
+            if self.expired and self.phase == HEAD:
+                # A slow head: answer 408 if the client is still listening, briefly.
+                with anyio.move_on_after(1):
+                    await stream.send(error_response(408, self.server.server_header))
+        except NETWORK_ERRORS:
+            pass
+        except Exception:
+            logger.exception("Unexpected error on connection from %s", _format(self.client))
+        finally:
+            await anyio.aclose_forcefully(stream)
+
+    async def _serve(self) -> None:
+        conn = self.h11
+        stream = self.stream
+        server = self.server
+        config = server.config
+        scanner = self.scanner
+        header_timeout = config.header_timeout
+        idle_timeout = header_timeout
+        while True:
+            # -- read a head ---------------------------------------------------------------
+            pending: bytes = conn.trailing_data[0]
+            scanner.reset()
+            try:
+                if pending:
+                    self.phase = HEAD
+                    self.deadline = _monotonic() + header_timeout
+                    end = scanner.feed(pending)
+                else:
+                    if server.shutting_down:
+                        return
+                    self.phase = IDLE
+                    self.deadline = _monotonic() + idle_timeout
+                    end = -1
+                while end < 0:
+                    try:
+                        data = await stream.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if self.phase == IDLE:
+                        self.phase = HEAD
+                        self.deadline = _monotonic() + header_timeout
+                    conn.receive_data(data)
+                    pending = pending + data if pending else data
+                    end = scanner.feed(pending)
+                self.phase = BUSY
+                self.deadline = None
+                event = conn.next_event()
+                if type(event) is not _Request:
+                    raise Rejected(400, "incomplete request head")
+                length, chunked = check_request(event.headers, event.http_version)
+                self.content_length = length
+                if not chunked and not length:
+                    conn.next_event()  # the EndOfMessage of a body-less request, already here
+            except Rejected as rejected:
+                await self._reject(rejected.status)
+                return
+            except h11.RemoteProtocolError as error:
+                await self._reject(error.error_status_hint)
+                return
+            idle_timeout = config.keepalive_timeout
+            # -- answer it -------------------------------------------------------------------
+            if not await self._answer(event):
+                return
+            if conn.our_state is not _DONE or conn.their_state is not _DONE:
+                return
+            conn.start_next_cycle()
+
+    async def _reject(self, status: int) -> None:
+        self.phase = BUSY
+        self.deadline = None
+        with anyio.move_on_after(1):
+            await self.stream.send(error_response(status, self.server.server_header))
+
+    def _request_head(self, event: h11.Request) -> RequestHead:
+        target = event.target
+        if target[:1] != b"/":
+            target = _origin_form(target)
+        query_at = target.find(b"?")
+        if query_at < 0:
+            raw_path, query = target, b""
+        else:
+            raw_path, query = target[:query_at], target[query_at + 1 :]
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        return RequestHead(
+            event.method.decode("ascii"),
+            path,
+            bytes(query),
+            list(event.headers),
+            event.http_version.decode("ascii"),
+            "http",
+            self.client,
+            self.local,
+        )
+
+    async def _answer(self, event: h11.Request) -> bool:
+        """Serve one request; return whether the connection may serve another."""
+        server = self.server
+        conn = self.h11
+        self.close_after = False
+        head = self._request_head(event)
+        exchange = server.app.exchange(head)
+        try:
+            effect = await drive_async(
+                exchange, exchange.start(), read_body=self._read_body, run_sync=server.run_sync
+            )
+        except ClientDisconnected:
+            return False
+        if type(effect) is not Respond:
+            logger.error("The exchange for %s %s ended without a response", head.method, head.path)
+            await self._reject(500)
+            return False
+        respond: Respond = effect
+        close = self.close_after or server.shutting_down
+        if not close and conn.their_state is not _DONE:
+            close = not self._can_drain()
+        headers = respond.headers
+        headers.append((b"date", date_header()))
+        if server.server_header:
+            headers.append((b"server", server.server_header))
+        if close:
+            headers.append((b"connection", b"close"))
+        status = respond.status
+        delivered = False
+        started = False
+        try:
+            head_bytes = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=reason(status))
+            )
+            started = True
+            if respond.stream is None:
+                if respond.body:
+                    head_bytes += conn.send(_Data(data=respond.body))
+                head_bytes += conn.send(_EndOfMessage())
+                await self.stream.send(head_bytes)
+            else:
+                await self._stream(respond, head_bytes)
+            delivered = True
+        except NETWORK_ERRORS:
+            pass
+        except Exception:
+            # The app's headers are invalid, or its stream failed: nothing a client did.
+            logger.exception("Could not send the response for %s %s", head.method, head.path)
+            if not started:
+                status = 500
+                with anyio.move_on_after(1):
+                    await self.stream.send(error_response(500, server.server_header))
+        if server.access_log:
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                _format(self.client),
+                head.method,
+                event.target.decode("latin-1"),
+                head.http_version,
+                status,
+            )
+        self._finish(exchange, delivered)
+        if not delivered or close:
+            return False
+        if conn.their_state is not _DONE:
+            return await self._drain()
+        return True
+
+    async def _stream(self, respond: Respond, head_bytes: bytes) -> None:
+        conn = self.h11
+        send = self.stream.send
+        assert respond.stream is not None
+        await send(head_bytes)
+        async for chunk in iterate_async(respond.stream, self.server.run_sync):
+            if chunk:
+                await send(conn.send(_Data(data=chunk)))
+        await send(conn.send(_EndOfMessage()))
+
+    def _finish(self, exchange: Exchange, delivered: bool) -> None:
+        """Resume the exchange after its response; hand any tasks and cleanup to the server."""
+        try:
+            rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
+        except Exception:
+            logger.exception("Resuming the exchange after its response failed")
+            return
+        if type(rest) is not Done:
+            self.server.start_flow(exchange, rest)
+
+    async def _read_body(self, limit: int) -> bytes:
+        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue."""
+        conn = self.h11
+        server = self.server
+        if server.max_body_size is not None and server.max_body_size < limit:
+            limit = server.max_body_size
+        if self.content_length is not None and self.content_length > limit:
+            self.close_after = True
+            raise BodyTooLarge(limit)
+        if conn.they_are_waiting_for_100_continue:
+            informational = h11.InformationalResponse(
+                status_code=100, headers=[], reason=b"Continue"
+            )
+            await self._send_or_disconnect(conn.send(informational))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                self.close_after = True
+                raise BadBodyFraming("Malformed request body framing") from None
+            kind = type(event)
+            if kind is _Data:
+                data: bytes = event.data  # type: ignore[union-attr]
+                size += len(data)
+                if size > limit:
+                    self.close_after = True
+                    raise BodyTooLarge(limit)
+                chunks.append(data)
+            elif kind is _EndOfMessage:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            elif event is _NEED_DATA:
+                if self.content_length is None:
+                    try:
+                        check_chunk(conn, limit - size)
+                    except Rejected:
+                        self.close_after = True
+                        raise BadBodyFraming("Chunk size too large") from None
+                    except ChunkOverLimit:
+                        self.close_after = True
+                        raise BodyTooLarge(limit) from None
+                conn.receive_data(await self._receive_body_bytes())
+            else:  # ConnectionClosed, PAUSED: the body ended early
+                raise ClientDisconnected()
+
+    async def _receive_body_bytes(self) -> bytes:
+        with anyio.move_on_after(self.server.config.body_timeout):
+            try:
+                return bytes(await self.stream.receive())
+            except NETWORK_ERRORS:
+                raise ClientDisconnected() from None
+        self.close_after = True
+        raise BodyReadTimeout("Timed out reading the request body")
+
+    async def _send_or_disconnect(self, data: bytes) -> None:
+        try:
+            await self.stream.send(data)
+        except NETWORK_ERRORS:
+            raise ClientDisconnected() from None
+
+    def _can_drain(self) -> bool:
+        """Whether the unread rest of the body is small enough to read and discard."""
+        conn = self.h11
+        if conn.they_are_waiting_for_100_continue or self.content_length is None:
+            return False
+        return self.content_length <= MAX_DRAIN
+
+    async def _drain(self) -> bool:
+        """Read and discard the unread body of the request just answered; False to close."""
+        conn = self.h11
+        with anyio.move_on_after(self.server.config.body_timeout):
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError:
+                    return False
+                if type(event) is _EndOfMessage:
+                    return True
+                if event is _NEED_DATA:
+                    try:
+                        conn.receive_data(await self.stream.receive())
+                    except NETWORK_ERRORS:
+                        return False
+                elif type(event) is not _Data:
+                    return False
+        return False
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form (`http://host/p?q`) or asterisk-form target."""
+    if target == b"*":
+        return target
+    scheme_end = target.find(b"://")
+    if scheme_end > 0:
+        path_at = target.find(b"/", scheme_end + 3)
+        return target[path_at:] if path_at >= 0 else b"/"
+    return target
+
+
+def _address(stream: anyio.abc.SocketStream, attribute: object) -> tuple[str, int] | None:
+    try:
+        address = stream.extra(attribute)
+    except Exception:
+        return None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None
+
+
+def _format(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else "-"

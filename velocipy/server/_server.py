@@ -1,0 +1,286 @@
+"""The serve loop: accept connections, run background tasks server-wide, stop gracefully.
+
+`Server.serve(sock)` runs until `request_stop()` (or SIGINT/SIGTERM when it
+handles signals). Three task groups nest, outermost first:
+
+- the *tasks* group: every exchange's background tasks and dependency cleanup,
+  so they outlive the connection that produced them;
+- the *connections* group: the accept loop and one task per connection;
+- a sweeper that closes connections past their idle or header deadline.
+
+Stopping: stop accepting; close idle keep-alive connections; let in-flight
+requests finish (their responses carry `Connection: close`); wait for
+connections and task flows until `graceful_timeout`; then cancel what is left.
+Cancellation is thrown into each exchange by `drive_async`, so the core logs
+every interrupted and abandoned task by name; this module logs how many flows
+it cancelled. A second signal cancels everything at once and exits with 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from velocipy.adapters._drive import call_now, drive_async
+from velocipy.core import Application, Call, Effect, Exchange
+
+from ._config import ServerConfig
+from ._connection import IDLE, HTTPConnection
+
+logger = logging.getLogger("velocipy.server")
+access_logger = logging.getLogger("velocipy.access")
+
+#: Exit codes of `serve`.
+EXIT_OK, EXIT_FORCED, EXIT_STARTUP_FAILED = 0, 1, 3
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on (`host`, `port`); raises `OSError` (e.g. the port is in use)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _no_body(limit: int) -> Any:
+    raise RuntimeError("the request body cannot be read after the response")
+
+
+class Server:
+    """The built-in HTTP/1.1 server for one application.
+
+    Args:
+        app: The VelociPy application to serve.
+        config: Limits and timeouts (see `ServerConfig`).
+    """
+
+    def __init__(self, app: Application, config: ServerConfig | None = None) -> None:
+        self.app = app
+        self.config = config = config or ServerConfig()
+        config.validate()
+        self.max_body_size = config.max_body_size
+        self.server_header = config.server_header.encode("latin-1")
+        self.access_log = config.access_log
+        #: Connections open right now.
+        self.connections: set[HTTPConnection] = set()
+        #: True once a stop has begun: no new requests are read.
+        self.shutting_down = False
+        #: Background-task flows (tasks plus cleanup of one exchange) still running.
+        self.flows = 0
+        self.exit_code = EXIT_OK
+        self._stop: anyio.Event | None = None
+        self._forced = False
+        self._tasks_group: anyio.abc.TaskGroup | None = None
+        self._connections_group: anyio.abc.TaskGroup | None = None
+        self._handler_limiter: anyio.CapacityLimiter | None = None
+        self._task_limiter: anyio.CapacityLimiter | None = None
+
+    # -- performing the core's effects ------------------------------------------------------
+
+    async def run_sync(self, call: Call) -> Any:
+        """Run a sync `Call` in a worker thread: tasks and requests use separate limiters."""
+        limiter = self._task_limiter if call.purpose == "task" else self._handler_limiter
+        # Abandon on cancel: at the shutdown deadline a stuck thread must not hold the
+        # process; the exchange still learns of the interruption and logs it.
+        return await anyio.to_thread.run_sync(
+            call_now, call, limiter=limiter, abandon_on_cancel=True
+        )
+
+    def start_flow(self, exchange: Exchange, effect: Effect) -> None:
+        """Drive the rest of `exchange` (its tasks and cleanup) in the server-wide task group."""
+        assert self._tasks_group is not None
+        self.flows += 1
+        self._tasks_group.start_soon(self._run_flow, exchange, effect)
+
+    async def _run_flow(self, exchange: Exchange, effect: Effect) -> None:
+        try:
+            await drive_async(exchange, effect, read_body=_no_body, run_sync=self.run_sync)
+        except Exception:  # the core logs task failures itself; this would be a core bug
+            logger.exception("Background work for %s failed", exchange.head.path)
+        finally:
+            self.flows -= 1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (call on the server's event loop)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def force_stop(self) -> None:
+        """Cancel every connection and background task now; `serve` then returns 1."""
+        self._forced = True
+        self.exit_code = EXIT_FORCED
+        self.request_stop()
+        for group in (self._connections_group, self._tasks_group):
+            if group is not None:
+                group.cancel_scope.cancel()
+
+    async def serve(
+        self,
+        sock: socket.socket,
+        *,
+        handle_signals: bool = False,
+        ready: Callable[[], None] | None = None,
+    ) -> int:
+        """Serve on the listening socket `sock` until stopped; return the exit code.
+
+        Args:
+            sock: A bound, listening socket (see `bind_socket`); the server closes it.
+            handle_signals: Stop gracefully on SIGINT/SIGTERM (main thread only).
+            ready: Called once the app has started and connections are accepted.
+        """
+        config = self.config
+        self._stop = anyio.Event()
+        self._handler_limiter = anyio.CapacityLimiter(config.handler_threads)
+        self._task_limiter = anyio.CapacityLimiter(config.task_threads)
+        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        listener = await anyio.abc.SocketListener.from_socket(sock)
+        async with anyio.create_task_group() as outer:
+            if handle_signals:
+                outer.start_soon(self._watch_signals)
+            try:
+                async with self.app.lifespan_context():
+                    outer.start_soon(self._sweep)
+                    await self._serve_until_stopped(listener, ready)
+            except Exception:
+                if self._stop.is_set():
+                    logger.exception("Application shutdown failed")
+                else:
+                    logger.exception("Application startup failed")
+                    self.exit_code = EXIT_STARTUP_FAILED
+            finally:
+                await listener.aclose()
+            outer.cancel_scope.cancel()
+        return self.exit_code
+
+    async def _serve_until_stopped(
+        self, listener: anyio.abc.SocketListener, ready: Callable[[], None] | None
+    ) -> None:
+        assert self._stop is not None
+        async with anyio.create_task_group() as tasks:
+            self._tasks_group = tasks
+            async with anyio.create_task_group() as connections:
+                self._connections_group = connections
+                accepting = anyio.CancelScope()
+                connections.start_soon(self._accept, listener, connections, accepting)
+                if ready is not None:
+                    ready()
+                await self._stop.wait()
+                accepting.cancel()
+                await self._drain()
+
+    async def _drain(self) -> None:
+        """The graceful part of a stop: see the module docstring."""
+        self.shutting_down = True
+        for connection in list(self.connections):
+            if connection.phase == IDLE:
+                connection.expire()
+        timeout = self.config.graceful_timeout
+        deadline = time.monotonic() + timeout
+        while (self.connections or self.flows) and not self._forced:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "Graceful timeout (%gs) reached: cancelling %d background task flow(s) "
+                    "and %d connection(s)",
+                    timeout,
+                    self.flows,
+                    len(self.connections),
+                )
+                for group in (self._connections_group, self._tasks_group):
+                    if group is not None:
+                        group.cancel_scope.cancel()
+                return
+            await anyio.sleep(0.01)
+
+    async def _accept(
+        self,
+        listener: anyio.abc.SocketListener,
+        group: anyio.abc.TaskGroup,
+        scope: anyio.CancelScope,
+    ) -> None:
+        # Connections beyond max_connections are not accepted: they wait in the
+        # kernel's listen backlog until a slot frees, and are never answered 503.
+        slots = anyio.Semaphore(self.config.max_connections)
+        with scope:
+            while True:
+                await slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except anyio.ClosedResourceError:
+                    slots.release()
+                    return
+                except OSError as error:  # e.g. out of file descriptors: back off, go on
+                    slots.release()
+                    logger.error("Accepting a connection failed: %s", error)
+                    await anyio.sleep(0.1)
+                    continue
+                group.start_soon(self._handle, stream, slots)
+
+    async def _handle(self, stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
+        connection = HTTPConnection(self, stream)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            slots.release()
+
+    async def _sweep(self) -> None:
+        """Close connections past their deadline, checking a few times per shortest timeout."""
+        config = self.config
+        shortest = min(config.header_timeout, config.keepalive_timeout)
+        tick = min(max(shortest / 4, 0.02), 0.5)
+        while True:
+            await anyio.sleep(tick)
+            now = time.monotonic()
+            for connection in self.connections:
+                deadline = connection.deadline
+                if deadline is not None and deadline <= now:
+                    connection.deadline = None
+                    connection.expire()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                assert self._stop is not None
+                if not self._stop.is_set():
+                    logger.info(
+                        "Received %s: shutting down (waiting up to %gs for requests and tasks)",
+                        name,
+                        self.config.graceful_timeout,
+                    )
+                    self.request_stop()
+                else:
+                    logger.warning("Received %s again: exiting now", name)
+                    self.force_stop()
+
+
+def describe(sock: socket.socket) -> str:
+    """The `http://host:port` a listening socket serves on."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+__all__ = ["Server", "bind_socket", "describe", "EXIT_OK", "EXIT_FORCED", "EXIT_STARTUP_FAILED"]
