@@ -6,6 +6,7 @@ await anything that suspends, so one step finishes them.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,12 @@ def head(
     return RequestHead(method, path, query, tuple(headers or ()))
 
 
-def serve(
+def serve(app: Application, method: str, path: str, **options: Any) -> Outcome:
+    """Run one whole exchange in a context of its own, as servers run each request."""
+    return contextvars.copy_context().run(_serve, app, method, path, **options)
+
+
+def _serve(
     app: Application,
     method: str,
     path: str,
