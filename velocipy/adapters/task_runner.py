@@ -18,7 +18,7 @@ Limits and policy:
   queued and running exchange is done or `deadline` passes, then logs by name
   every task it abandons: the tasks of exchanges never started, the task still
   running (a thread cannot be interrupted; it dies with the process) and those
-  after it. A running exchange is stopped between two tasks after that.
+  after it, which are marked abandoned so the exchange skips them.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
 
 from velocipy.adapters._drive import drive_sync
-from velocipy.core import Call, Effect, Exchange, Task
-from velocipy.core._tasks import log_abandoned
+from velocipy.core import Exchange, Task
+from velocipy.core._tasks import TaskState, log_abandoned
 
 logger = logging.getLogger("velocipy")
 
@@ -44,78 +44,47 @@ RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
 WARN_EVERY = 5.0
 
 
-class _Abandoned(BaseException):
-    """Raised in a runner thread to stop an exchange the drain has given up on."""
-
-
 def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
     raise RuntimeError("the request body was already read")
 
 
 class Job:
-    """The rest of one exchange after its response: what it still has to run, and how far it is.
+    """The rest of one exchange after its response: its tasks, then its dependencies' cleanup.
 
-    It stands in for the exchange when driven, so it sees each effect go by
-    and knows which task runs: that is how the drain names what it abandons.
+    The tasks' own states (`Task.state`) tell the drain which one is running
+    and which have not started.
     """
 
-    __slots__ = ("exchange", "tasks", "label", "started", "tasks_begun", "in_task", "give_up")
+    __slots__ = ("exchange", "tasks", "label")
 
     def __init__(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
         self.exchange = exchange
         self.tasks = tasks
         head = exchange.head
         self.label = f"{head.method} {head.path}"
-        self.started = False
-        #: How many of `tasks` have been started.
-        self.tasks_begun = 0
-        #: Whether the effect being performed is one of `tasks` (not a cleanup).
-        self.in_task = False
-        #: Set by the drain: stop before the next effect.
-        self.give_up = False
-
-    def send(self, value: Any) -> Effect:
-        return self._seen(self.exchange.send(value))
-
-    def throw(self, error: BaseException) -> Effect:
-        return self._seen(self.exchange.throw(error))
-
-    def _seen(self, effect: Effect) -> Effect:
-        if self.give_up:
-            raise _Abandoned
-        self.in_task = isinstance(effect, Call) and effect.purpose == "task"
-        if self.in_task:
-            self.tasks_begun += 1
-        return effect
 
     def run(self, run_coroutine: RunCoroutine) -> None:
         """Resume the exchange (its response was sent) and drive it to its end here."""
-        self.started = True
+        exchange = self.exchange
         try:
             drive_sync(
-                cast(Exchange, self),
-                self.send(None),
-                read_body=_no_body,
-                run_coroutine=run_coroutine,
+                exchange, exchange.send(None), read_body=_no_body, run_coroutine=run_coroutine
             )
-        except _Abandoned:
-            return
         except Exception:  # the flow logs task failures itself; this would be a bug
             logger.exception("Running the background tasks of %s failed", self.label)
-        except BaseException:
-            if not self.give_up:  # cut off after the drain gave up: already logged
-                raise
 
-    def abandon(self, reason_running: str, reason_waiting: str) -> None:
-        """Log every task of this job that has not finished and will not: by name."""
-        self.give_up = True
-        if not self.started:
-            log_abandoned(self.tasks, self.label, reason_waiting)
-            return
-        begun = self.tasks_begun
-        if self.in_task:
-            log_abandoned(self.tasks[begun - 1 : begun], self.label, reason_running)
-        log_abandoned(self.tasks[begun:], self.label, reason_waiting)
+    def abandon(self) -> None:
+        """Log every task of this job that has not finished and will not: by name.
+
+        A task still running is logged too (its thread cannot be interrupted and
+        dies with the process); those not started are marked abandoned, so the
+        exchange skips them if its thread gets that far.
+        """
+        tasks = self.tasks
+        route = next((task.route for task in tasks if task.route), self.label)
+        running = [task for task in tasks if task.state is TaskState.RUNNING]
+        log_abandoned(running, route, "still running at the drain deadline; cut off at exit")
+        log_abandoned(tasks, route, "the server stopped first")
 
 
 class TaskRunner:
@@ -228,7 +197,7 @@ class TaskRunner:
                 if not closed:
                     self._running.add(job)
             if closed:  # taken off the queue just as the drain gave up
-                job.abandon("", "the server stopped before it started")
+                job.abandon()
                 with state:
                     self._pending -= 1
                 continue
@@ -268,15 +237,8 @@ class TaskRunner:
                 if job is not None:
                     waiting.append(job)
             self._closed = True
-            for job in running + waiting:
-                job.give_up = True
-        for job in running:
-            job.abandon(
-                "still running at the drain deadline; it is cut off when the process exits",
-                "the server stopped first",
-            )
-        for job in waiting:
-            job.abandon("", "the server stopped before it started")
+        for job in running + waiting:
+            job.abandon()
         return False
 
     def _stop_workers(self) -> None:

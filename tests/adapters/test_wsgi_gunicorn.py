@@ -1,0 +1,229 @@
+"""The WSGI adapter under real gunicorn subprocesses: tasks free the worker, stops drain them.
+
+This module is also the app gunicorn serves (`tests.adapters.test_wsgi_gunicorn:wsgi`):
+its tasks print what they do, so a test can read it from the server's output even
+after the server has stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conformance.drivers.gunicorn_sync import gunicorn_process
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+from velocipy import BackgroundTasks, VelociPy
+
+app = VelociPy()
+
+
+def step(name: str, sleep: float = 0.0) -> None:
+    print(f"task started: {name}", flush=True)
+    time.sleep(sleep)
+    print(f"task done: {name}", flush=True)
+
+
+async def step_async(name: str) -> None:
+    print(f"task done: {name}", flush=True)
+
+
+@app.post("/work")
+def work(names: str, background_tasks: BackgroundTasks, sleep: float = 0.0) -> dict[str, int]:
+    """Schedule `names` (comma-separated); the first sleeps `sleep` seconds, odd ones are async."""
+    for index, name in enumerate(names.split(",")):
+        if index % 2:
+            background_tasks.add_task(step_async, name)
+        else:
+            background_tasks.add_task(step, name, sleep if index == 0 else 0.0)
+    return {"scheduled": len(names.split(","))}
+
+
+@app.get("/hello")
+def hello() -> dict[str, str]:
+    return {"message": "hello"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "wsgi":  # built on first use, in the gunicorn worker
+        return app.wsgi
+    raise AttributeError(name)
+
+
+pytestmark = pytest.mark.server
+
+TARGET = "tests.adapters.test_wsgi_gunicorn:wsgi"
+STEP = "tests.adapters.test_wsgi_gunicorn.step"
+STEP_ASYNC = "tests.adapters.test_wsgi_gunicorn.step_async"
+
+
+def wait_for_output(server: ServerProcess, text: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in server.logs():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never appeared in:\n{server.logs()}")
+        time.sleep(0.02)
+    return server.logs()
+
+
+def timed(connection: http.client.HTTPConnection, method: str, path: str) -> tuple[int, float]:
+    """Send one request on `connection`, read the whole response; (status, seconds taken)."""
+    started = time.monotonic()
+    connection.request(method, path, headers={"Content-Length": "0"} if method == "POST" else {})
+    response = connection.getresponse()
+    response.read()
+    return response.status, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def connection_to(server: ServerProcess) -> Iterator[http.client.HTTPConnection]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def test_gthread_answers_the_next_request_on_the_same_connection_at_once() -> None:
+    with gunicorn_process(TARGET, "gthread") as server, connection_to(server) as connection:
+        assert timed(connection, "GET", "/hello")[0] == 200  # the worker has booted
+        status, took = timed(connection, "POST", "/work?names=slow,after&sleep=1.5")
+        assert status == 200 and took < 0.5, f"the response waited {took:.2f}s"
+        socket_used = connection.sock
+        status, took = timed(connection, "GET", "/hello")
+        assert status == 200 and took < 0.5, f"the next request waited {took:.2f}s"
+        assert connection.sock is socket_used  # the same keep-alive connection
+        assert "task started: slow" in server.logs()
+        assert "task done: slow" not in server.logs()  # still sleeping: it did not block us
+        wait_for_output(server, "task done: after")
+
+
+def test_a_sync_worker_takes_the_next_client_at_once() -> None:
+    with gunicorn_process(TARGET, "sync") as server:
+        with connection_to(server) as warm_up:
+            assert timed(warm_up, "GET", "/hello")[0] == 200  # the worker has booted
+        with connection_to(server) as first:
+            status, took = timed(first, "POST", "/work?names=slow&sleep=1.5")
+            assert status == 200 and took < 0.5, f"the response waited {took:.2f}s"
+        with connection_to(server) as second:
+            status, took = timed(second, "GET", "/hello")
+            assert status == 200 and took < 0.5, f"the next client waited {took:.2f}s"
+        assert "task done: slow" not in server.logs()
+        wait_for_output(server, "task done: slow")
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_sigterm_lets_every_task_finish_then_the_worker_exits_cleanly(worker_class: str) -> None:
+    with gunicorn_process(TARGET, worker_class, "--graceful-timeout", "10") as server:
+        with connection_to(server) as connection:
+            assert timed(connection, "POST", "/work?names=a,b,c,d&sleep=1.0")[0] == 200
+            assert timed(connection, "POST", "/work?names=e,f")[0] == 200
+        wait_for_output(server, "task started: a")
+        started = time.monotonic()
+        code = server.stop(signal.SIGTERM, timeout=15)
+        logs = server.logs()
+    assert code == 0, logs
+    for name in "abcdef":
+        assert f"task done: {name}" in logs, logs
+    assert "abandoned" not in logs
+    assert "Worker exiting" in logs
+    assert time.monotonic() - started < 8
+
+
+def test_a_task_past_the_drain_deadline_is_logged_by_name_as_abandoned() -> None:
+    # graceful_timeout 3 s leaves the drain 2 s after SIGTERM (a tenth, at least 1 s, spare).
+    with gunicorn_process(TARGET, "gthread", "--graceful-timeout", "3") as server:
+        with connection_to(server) as connection:
+            assert timed(connection, "POST", "/work?names=stuck,next,last&sleep=30")[0] == 200
+        wait_for_output(server, "task started: stuck")
+        started = time.monotonic()
+        code = server.stop(signal.SIGTERM, timeout=15)
+        stopped_after = time.monotonic() - started
+        logs = server.logs()
+    assert code == 0, logs
+    assert stopped_after < 3.0, f"the worker took {stopped_after:.1f}s: killed, not drained"
+    lines = [line for line in logs.splitlines() if "abandoned" in line]
+    assert any(f"{STEP} for POST /work abandoned: still running" in line for line in lines), logs
+    assert any(f"{STEP_ASYNC} for POST /work abandoned" in line for line in lines), logs
+    assert sum(f"{STEP} for" in line for line in lines) == 2, logs  # stuck and last
+    assert "task done" not in logs
+
+
+def test_run_gunicorn_serves_an_app_and_drains_through_its_hooks() -> None:
+    port = free_port()
+    script = (
+        "import sys; from velocipy.adapters.gunicorn_runner import run_gunicorn; "
+        f"sys.exit(run_gunicorn({'tests.adapters.test_wsgi_gunicorn:app'!r}, host='127.0.0.1', "
+        f"port={port}, workers=1, threads=2, log_level='info', access_log=False, "
+        "graceful_timeout=5))"
+    )
+    with run_server([PYTHON, "-c", script], port=port) as server, connection_to(server) as conn:
+        assert timed(conn, "GET", "/hello")[0] == 200
+        status, took = timed(conn, "POST", "/work?names=one,two&sleep=1.5")
+        assert status == 200 and took < 0.5
+        wait_for_output(server, "task started: one")
+        code = server.stop(signal.SIGTERM, timeout=15)
+        logs = server.logs()
+    assert code == 0, logs
+    assert "task done: one" in logs and "task done: two" in logs
+    assert "gthread" in logs  # threads > 1 chose the gthread worker
+
+
+def test_run_gunicorn_says_how_to_install_gunicorn_when_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from velocipy.adapters.gunicorn_runner import run_gunicorn
+
+    monkeypatch.setitem(sys.modules, "gunicorn.app.base", None)  # import now fails
+    code = run_gunicorn(
+        "tests.conformance.app:app",
+        host="127.0.0.1",
+        port=free_port(),
+        workers=1,
+        threads=1,
+        log_level="info",
+        access_log=False,
+        graceful_timeout=5,
+    )
+    assert code == 1
+    assert "pip install 'velocipy[gunicorn]'" in capsys.readouterr().err
+
+
+def test_run_gunicorn_reports_a_target_it_cannot_load(capsys: pytest.CaptureFixture[str]) -> None:
+    from velocipy.adapters.gunicorn_runner import load_wsgi, run_gunicorn
+
+    code = run_gunicorn(
+        "tests.no_such_module:app",
+        host="127.0.0.1",
+        port=free_port(),
+        workers=1,
+        threads=1,
+        log_level="info",
+        access_log=False,
+        graceful_timeout=5,
+    )
+    assert code == 1
+    assert "cannot load 'tests.no_such_module:app'" in capsys.readouterr().err
+    assert load_wsgi("tests.adapters.test_wsgi_gunicorn:app") is app.wsgi
+    assert load_wsgi("tests.adapters.test_wsgi_gunicorn:hello") is hello  # a plain callable
+
+
+def test_the_background_tasks_example_runs_under_gunicorn() -> None:
+    with gunicorn_process("examples.background_tasks:wsgi", "gthread") as server:
+        with connection_to(server) as connection:
+            connection.request(
+                "POST",
+                "/signup",
+                body=b'{"email": "ada@example.com"}',
+                headers={"Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            assert b"ada@example.com" in response.read()
+        wait_for_output(server, "Sent welcome email to ada@example.com")

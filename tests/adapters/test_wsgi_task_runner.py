@@ -1,0 +1,188 @@
+"""The bounded task runner behind the WSGI adapter: order, the full-queue policy, the drain.
+
+Exchanges come from a real app driven to their response by the sync driver, as
+the adapter does; the runner then gets the rest of each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from velocipy import BackgroundTasks, VelociPy
+from velocipy.adapters._drive import drive_sync
+from velocipy.adapters._wsgi_process import LOOP, drain_deadline, set_drain_timeout
+from velocipy.adapters.task_runner import TaskRunner
+from velocipy.core import Exchange, RequestHead, Respond
+
+EVENTS: list[str] = []
+RELEASE = threading.Event()
+
+
+def step(name: str) -> None:
+    EVENTS.append(name)
+
+
+async def step_async(name: str) -> None:
+    EVENTS.append(name)
+
+
+def blocked(name: str) -> None:
+    EVENTS.append(f"{name}:start")
+    RELEASE.wait(10)
+    EVENTS.append(name)
+
+
+app = VelociPy()
+
+
+@app.get("/run/{names}")
+def schedule(names: str, background_tasks: BackgroundTasks) -> None:
+    for index, name in enumerate(names.split(",")):
+        if name.startswith("block"):
+            background_tasks.add_task(blocked, name)
+        else:
+            background_tasks.add_task(step_async if index % 2 else step, name)
+
+
+def responded(names: str) -> tuple[Exchange, Respond]:
+    """An exchange whose response has just been sent: what the runner is handed."""
+    exchange = app.exchange(RequestHead("GET", f"/run/{names}"))
+    effect = drive_sync(
+        exchange, exchange.start(), read_body=lambda limit: b"", run_coroutine=LOOP.run_coroutine
+    )
+    assert isinstance(effect, Respond)
+    return exchange, effect
+
+
+def submit(runner: TaskRunner, names: str) -> None:
+    exchange, respond = responded(names)
+    runner.submit(exchange, respond.tasks)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    return LOOP.run_coroutine(coroutine)
+
+
+@pytest.fixture(autouse=True)
+def clean() -> Any:
+    EVENTS.clear()
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def test_the_tasks_of_one_request_run_in_order_on_one_runner_thread() -> None:
+    runner = TaskRunner(run_coroutine, threads=4)
+    submit(runner, "a,b,c,d,e,f")
+    assert wait_until(lambda: runner.pending == 0)
+    assert EVENTS == ["a", "b", "c", "d", "e", "f"]
+    assert runner.drain(time.monotonic() + 1)
+
+
+def test_requests_run_in_parallel_up_to_the_thread_count() -> None:
+    runner = TaskRunner(run_coroutine, threads=2, queue_size=10)
+    for name in ("block1", "block2", "x"):
+        submit(runner, name)
+    assert wait_until(lambda: {"block1:start", "block2:start"} <= set(EVENTS))
+    time.sleep(0.05)
+    assert "x" not in EVENTS  # both threads are busy; x waits in the queue
+    RELEASE.set()
+    assert wait_until(lambda: runner.pending == 0)
+    assert EVENTS.index("x") > min(EVENTS.index("block1"), EVENTS.index("block2"))
+
+
+def test_a_full_queue_runs_the_tasks_in_the_submitting_thread_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = TaskRunner(run_coroutine, threads=1, queue_size=1)
+    submit(runner, "block1")
+    assert wait_until(lambda: "block1:start" in EVENTS)
+    submit(runner, "queued")  # fills the queue
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        submit(runner, "overflow")  # no room: runs right here, before submit returns
+    assert EVENTS == ["block1:start", "overflow"]
+    assert "queue full" in caplog.text
+    RELEASE.set()
+    assert wait_until(lambda: runner.pending == 0)
+    assert EVENTS[-1] == "queued"
+
+
+def test_the_drain_waits_for_running_and_queued_tasks() -> None:
+    runner = TaskRunner(run_coroutine, threads=1)
+    submit(runner, "block1,after")
+    submit(runner, "later")
+    assert wait_until(lambda: "block1:start" in EVENTS)
+    threading.Timer(0.2, RELEASE.set).start()
+    assert runner.drain(time.monotonic() + 5)
+    assert EVENTS == ["block1:start", "block1", "after", "later"]
+
+
+def test_the_drain_logs_every_task_it_abandons_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    runner = TaskRunner(run_coroutine, threads=1)
+    submit(runner, "a,block1,after1,after2")
+    submit(runner, "queued1,queued2")
+    assert wait_until(lambda: "block1:start" in EVENTS)
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        assert not runner.drain(time.monotonic() + 0.2)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("blocked" in m and "still running" in m for m in messages), messages
+    # after1/after2 (same request, not started) and the queued request's tasks:
+    step_name = "tests.adapters.test_wsgi_task_runner.step"
+    step_async_name = "tests.adapters.test_wsgi_task_runner.step_async"
+    waiting = [m for m in messages if "stopped" in m]
+    assert sum(step_name + " " in m for m in waiting) == 2  # after2 and queued1
+    assert sum(step_async_name in m for m in waiting) == 2  # after1 and queued2
+    assert all("GET /run/" in m for m in messages)
+    RELEASE.set()
+    time.sleep(0.1)
+    assert "after1" not in EVENTS  # the cut-off exchange stopped before its next task
+    assert "queued1" not in EVENTS
+
+
+def test_after_the_drain_late_work_runs_in_the_caller() -> None:
+    runner = TaskRunner(run_coroutine, threads=1)
+    assert runner.drain(time.monotonic() + 1)
+    submit(runner, "late")
+    assert EVENTS == ["late"]
+
+
+def test_the_drain_deadline_counts_from_the_stop_when_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from velocipy.adapters import _wsgi_process
+
+    state = _wsgi_process._current()
+    monkeypatch.setattr(state, "drain_timeout", None)
+    monkeypatch.setattr(state, "worker", None)
+    monkeypatch.setattr(state, "stop_time", None)
+    assert drain_deadline(100.0) == 100.0 + _wsgi_process.DEFAULT_DRAIN_TIMEOUT
+    set_drain_timeout(3.0)
+    assert drain_deadline(100.0) == 103.0
+    _wsgi_process.note_stop(98.0)
+    assert drain_deadline(100.0) == 101.0
+
+    class Cfg:
+        graceful_timeout = 30
+        timeout = 20
+
+    class Worker:
+        cfg = Cfg()
+
+    monkeypatch.setattr(state, "drain_timeout", None)
+    monkeypatch.setattr(state, "worker", Worker())
+    assert drain_deadline(100.0) == 98.0 + 18.0  # min(30, 20) less a tenth (at least 1 s)
