@@ -93,8 +93,19 @@ def gunicorn(target: str) -> tuple[str, ...]:
 
 OWN_SERVER = (
     PY, "-m", "velocipy", "run", "bench.apps.velocipy_app:app",
-    "--host", "127.0.0.1", "--port", "{port}",
+    "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP,
+    "--no-access-log", "--log-level", "warning",
 )  # fmt: skip
+
+
+def idle_options(config: Config, connections: int) -> list[str]:
+    """Extra server options so `connections` idle keep-alive connections are all served and kept."""
+    if config.server == "own server":
+        return ["--max-connections", str(connections + 100), "--keepalive-timeout", "300"]
+    if config.server.startswith("uvicorn"):
+        return ["--timeout-keep-alive", "300"]
+    return ["--keep-alive", "300", "--worker-connections", str(connections + 100)]
+
 
 _HTTPTOOLS, _H11 = "uvicorn httptools", "uvicorn h11"
 _GTHREAD = "gunicorn gthread"

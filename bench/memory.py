@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from bench.configs import BY_NAME, SCENARIOS
+from bench.configs import BY_NAME, SCENARIOS, idle_options
 from bench.loadgen import run_pyload
 from bench.pyload import ResponseReader, build_request
 from bench.servers import Server, free_port, rss_kib
@@ -43,18 +43,29 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 async def _open_idle(port: int, count: int, batch: int = 250) -> list[Stream]:
     request = build_request("GET", "/hello", f"127.0.0.1:{port}", b"")
 
-    async def one() -> Stream:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
+    async def exchange(reader: asyncio.StreamReader) -> None:
         parser = ResponseReader()
         while not parser.feed(await reader.read(65536)):
-            pass
+            if reader.at_eof():
+                raise ConnectionError("closed before answering")
+
+    async def one() -> Stream | None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return None
+        writer.write(request)
+        try:
+            await asyncio.wait_for(exchange(reader), 15)
+        except (OSError, ConnectionError, asyncio.TimeoutError):
+            writer.close()  # never served (a connection cap?): not counted as held
+            return None
         return reader, writer
 
     writers: list[Stream] = []
     for start in range(0, count, batch):
         size = min(batch, count - start)
-        writers += await asyncio.gather(*(one() for _ in range(size)))
+        writers += [s for s in await asyncio.gather(*(one() for _ in range(size))) if s]
     return writers
 
 
@@ -76,7 +87,8 @@ async def _hold(port: int, count: int, pid: int) -> dict[str, Any]:
         "rss_before_kib": before[0],
         "rss_kib": after[0],
         "peak_rss_kib": after[1],
-        "per_connection_kib": (after[0] - before[0]) / count,
+        "served": len(writers),
+        "per_connection_kib": (after[0] - before[0]) / max(1, len(writers)),
     }
 
 
@@ -84,7 +96,8 @@ def idle_connections(name: str, count: int) -> dict[str, Any]:
     """Peak RSS of configuration `name` holding `count` idle keep-alive connections."""
     raise_open_files(count * 2 + 1024)
     port = free_port()
-    server = Server(name, BY_NAME[name].command(port), port)
+    config = BY_NAME[name]
+    server = Server(name, config.command(port) + idle_options(config, count), port)
     try:
         server.start()
         if not server.wait_ready(30) or server.check(SCENARIOS[0]):

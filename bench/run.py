@@ -72,7 +72,7 @@ def plan_for(mode: str) -> Plan:
         all_configs, 3, 5.0, 2.0,
         (OWN, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread"), 1000, 5.0, 3, 1.0,
         5000, (OWN, "velocipy/uvicorn-httptools", "bare-asgi/uvicorn-h11"),
-        50_000, (OWN, "velocipy/uvicorn-httptools"),
+        50_000, (OWN,),
         20_000, 5, 50_000, HERE,
     )  # fmt: skip
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             row = memory.idle_connections(name, plan.idle_connections)
             what = f"{plan.idle_connections:,} idle keep-alive connections"
             note = (
-                f"{row.get('open_at_reading', 0):,} still open when read"
+                f"{row.get('served', 0):,} served, {row.get('open_at_reading', 0):,} open when read"
                 if row["status"] == "ok"
                 else ""
             )
