@@ -63,14 +63,23 @@ def head_from_scope(scope: Scope) -> RequestHead:
     )
 
 
-def declared_length(headers: Any) -> int | None:
-    """The request's `content-length`, if it declares a valid one."""
-    for name, value in headers:
+def declared_length(scope: Scope) -> int | None:
+    """The body length the request declares: its `content-length`, or 0 when HTTP/1.x
+    framing says there is no body (neither `content-length` nor `transfer-encoding`).
+
+    None means "unknown until read": chunked, HTTP/2 and later, or an invalid length
+    (which the server would have refused already).
+    """
+    for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
                 return int(value)
             except ValueError:
                 return None
+        if name == b"transfer-encoding":
+            return None
+    if scope.get("http_version", "1.1") in ("1.1", "1.0"):
+        return 0  # RFC 9112, section 6.3: no framing headers means no body
     return None
 
 
@@ -88,9 +97,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             a declared length is refused before reading any of it.
         ClientDisconnected: `http.disconnect` came before the last body message.
     """
-    declared = declared_length(scope.get("headers", ()))
-    if declared is not None and declared > limit:
-        raise BodyTooLarge(limit)
+    declared = declared_length(scope)
+    if declared is not None:
+        if declared > limit:
+            raise BodyTooLarge(limit)
+        if declared == 0:
+            return b""  # nothing to wait for (a GET with a `Request` parameter, say)
     message = await receive()
     if message["type"] != "http.request":
         raise _not_body(message)
