@@ -1,7 +1,7 @@
 """The one command: `python -m bench.run [--quick | --smoke]` measures and writes the report.
 
-Full run (about 15 minutes on 2 cores): every configuration, 3 interleaved
-rounds of 5 s per scenario, latency under tasks, memory, core overhead and a
+Full run (about 15 minutes on 2 cores): every configuration, 5 interleaved
+rounds of 3 s per scenario, latency under tasks, memory, core overhead and a
 profile; writes `bench/RESULTS.md` and `bench/results.json`. `--quick` (under
 2 minutes, for optimising) measures the baselines and VelociPy only, shorter,
 into `bench/quick/`. `--smoke` (seconds, for the test suite) proves the harness
@@ -69,7 +69,7 @@ def plan_for(mode: str) -> Plan:
             1000, (OWN,), 5000, (OWN,), 5000, 3, 5000, HERE / "quick",
         )  # fmt: skip
     return Plan(
-        all_configs, 3, 5.0, 2.0,
+        all_configs, 5, 3.0, 1.0,
         (OWN, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread"), 1000, 5.0, 3, 1.0,
         5000, (OWN, "velocipy/uvicorn-httptools", "bare-asgi/uvicorn-h11"),
         50_000, (OWN,),

@@ -41,7 +41,17 @@ async def record_signup_async(email: str) -> None:
 
 
 def current_owner() -> str:
-    """The one dependency of `GET /items/{item_id}`."""
+    """The one dependency of `GET /items/{item_id}` (WSGI apps; frameworks without DI call it)."""
+    return OWNER
+
+
+async def current_owner_async() -> str:
+    """The same dependency for ASGI apps with dependency injection.
+
+    Async so that FastAPI and VelociPy call it on the event loop, as the
+    frameworks without injection call `current_owner` directly: a sync
+    dependency would cost them a worker-thread round trip the others never pay.
+    """
     return OWNER
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import BackgroundTasks, Depends, FastAPI
 from pydantic import BaseModel
 
-from bench.apps._common import current_owner, record_signup_async
+from bench.apps._common import current_owner_async, record_signup_async
 
 app = FastAPI()
 
@@ -30,6 +30,6 @@ async def signup(data: Signup, background_tasks: BackgroundTasks) -> dict[str, s
 
 @app.get("/items/{item_id}")
 async def item(
-    item_id: int, owner: Annotated[str, Depends(current_owner)], q: str | None = None
+    item_id: int, owner: Annotated[str, Depends(current_owner_async)], q: str | None = None
 ) -> dict[str, Any]:
     return {"item_id": item_id, "q": q, "owner": owner}

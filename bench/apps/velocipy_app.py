@@ -9,7 +9,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from bench.apps._common import current_owner, record_signup, record_signup_async
+from bench.apps._common import (
+    current_owner,
+    current_owner_async,
+    record_signup,
+    record_signup_async,
+)
 from velocipy import BackgroundTasks, Depends, VelociPy
 
 
@@ -35,7 +40,7 @@ def make_app(*, asynchronous: bool) -> VelociPy:
 
         @application.get("/items/{item_id}")
         async def item(
-            item_id: int, owner: Annotated[str, Depends(current_owner)], q: str | None = None
+            item_id: int, owner: Annotated[str, Depends(current_owner_async)], q: str | None = None
         ) -> dict[str, Any]:
             return {"item_id": item_id, "q": q, "owner": owner}
 
