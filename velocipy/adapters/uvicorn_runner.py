@@ -39,7 +39,10 @@ def run_uvicorn(
             task is then logged by name); None waits as long as they take.
 
     Returns:
-        0 after a clean stop, uvicorn's exit code otherwise, 1 if uvicorn is missing.
+        0 after a clean stop, uvicorn's exit code otherwise (3 when the app's startup
+        failed), 1 if uvicorn is missing. Stopped by SIGTERM or SIGINT, uvicorn
+        re-raises that signal once it has drained, so the process ends by it
+        (status -15 for SIGTERM) and this function does not return.
     """
     try:
         import uvicorn
