@@ -23,6 +23,8 @@ from velocipy.core import (
     RequestValidationError,
     Response,
     StreamingResponse,
+    Task,
+    TaskState,
 )
 
 __version__ = "0.1.0"
@@ -46,6 +48,8 @@ __all__ = [
     "RequestValidationError",
     "Response",
     "StreamingResponse",
+    "Task",
+    "TaskState",
     "VelociPy",
     "__version__",
 ]

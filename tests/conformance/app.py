@@ -8,12 +8,21 @@ whether the app runs in-process or in a server subprocess.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import time
 from collections import defaultdict
 from typing import Annotated, Any
 
-from velocipy import BackgroundTasks, Depends, HTTPException, Query, StreamingResponse, VelociPy
+from velocipy import (
+    BackgroundTasks,
+    Depends,
+    HTTPException,
+    Query,
+    StreamingResponse,
+    Task,
+    VelociPy,
+)
 
 app = VelociPy()
 
@@ -130,3 +139,82 @@ async def stream_async() -> StreamingResponse:
             yield f"chunk{i}\n"
 
     return StreamingResponse(chunks(), media_type="text/plain")
+
+
+# -- background tasks beyond the basics: options, hooks, context, counts ------------------------
+
+request_tag: contextvars.ContextVar[str] = contextvars.ContextVar("request_tag", default="unset")
+
+
+@app.on_task_error
+async def record_task_error(task: Task, error: BaseException) -> None:
+    key = task.args[0] if task.args else "?"
+    EVENTS[key].append(f"hook:{task.name}:{type(error).__name__}")
+
+
+async def hang(key: str, name: str) -> None:
+    EVENTS[key].append(f"{name}:started")
+    await asyncio.sleep(30)
+    EVENTS[key].append(f"{name}:finished")  # never reached: the timeout cancels it
+
+
+def sleep_sync(key: str, name: str, seconds: float) -> None:
+    time.sleep(seconds)
+    EVENTS[key].append(f"{name}:finished")
+
+
+@app.post("/timeouts/{key}")
+async def timeouts(key: str, background_tasks: BackgroundTasks) -> str:
+    background_tasks.add_task(hang, key, "hung").with_options(timeout=0.3, name="hung-task")
+    background_tasks.add_task(record, key, "after-async")
+    background_tasks.add_task(sleep_sync, key, "slow-sync", 1.0).with_options(timeout=0.2)
+    background_tasks.add_task(record, key, "after-sync")
+    return "scheduled"
+
+
+def record_tag(key: str, name: str) -> None:
+    EVENTS[key].append(f"{name}={request_tag.get()}")
+
+
+async def record_tag_async(key: str, name: str) -> None:
+    EVENTS[key].append(f"{name}={request_tag.get()}")
+
+
+@app.post("/context-sync/{key}")
+def context_sync(key: str, background_tasks: BackgroundTasks) -> str:
+    request_tag.set(f"sync-{key}")
+    background_tasks.add_task(record_tag, key, "sync-task")
+    background_tasks.add_task(record_tag_async, key, "async-task")
+    return "ok"
+
+
+@app.post("/context-async/{key}")
+async def context_async(key: str, background_tasks: BackgroundTasks) -> str:
+    request_tag.set(f"async-{key}")
+    background_tasks.add_task(record_tag, key, "sync-task")
+    background_tasks.add_task(record_tag_async, key, "async-task")
+    return "ok"
+
+
+@app.post("/run-on/{key}/{outcome}")
+async def run_on(key: str, outcome: str, background_tasks: BackgroundTasks) -> str:
+    background_tasks.add_task(record, key, "success-only")
+    background_tasks.add_task(record, key, "error-only").with_options(run_on="error")
+    background_tasks.add_task(record, key, "always").with_options(run_on="always")
+    if outcome == "http-error":
+        raise HTTPException(400, "refused on purpose")
+    if outcome == "crash":
+        raise RuntimeError("crashed on purpose")
+    return "ok"
+
+
+@app.post("/hooked/{key}")
+async def hooked(key: str, background_tasks: BackgroundTasks) -> str:
+    background_tasks.add_task(record, key, "bad", fail=True).with_options(name="bad-task")
+    background_tasks.add_task(record, key, "good")
+    return "ok"
+
+
+@app.get("/_tasks")
+async def task_counts() -> dict[str, Any]:
+    return app.tasks.snapshot()
