@@ -225,12 +225,12 @@ def request_head(environ: Environ) -> RequestHead:
     """
     names = _HEADER_NAMES
     headers: list[tuple[bytes, bytes]] = []
-    for key, value in environ.items():
-        if key[:5] == "HTTP_":
-            name = names.get(key)
-            if name is None:
-                name = names[key] = key[5:].replace("_", "-").lower().encode("latin-1")
-            headers.append((name, value.encode("latin-1")))
+    for key in environ:
+        name = names.get(key, _UNSEEN)
+        if name is _UNSEEN:
+            name = _header_name(key)
+        if name is not None:
+            headers.append((name, environ[key].encode("latin-1")))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", content_type.encode("latin-1")))
@@ -239,20 +239,30 @@ def request_head(environ: Environ) -> RequestHead:
         headers.append((b"content-length", content_length.encode("latin-1")))
     protocol: str = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
     return RequestHead(
-        method=environ["REQUEST_METHOD"],
-        path=_wsgi_str(environ.get("PATH_INFO", "")) or "/",
-        query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
-        headers=headers,
-        http_version=protocol[5:] if protocol[:5] == "HTTP/" else protocol,
-        scheme=environ.get("wsgi.url_scheme", "http"),
-        client=_address(environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
-        server=_address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
-        root_path=_wsgi_str(environ.get("SCRIPT_NAME", "")),
+        environ["REQUEST_METHOD"],
+        _wsgi_str(environ.get("PATH_INFO", "")) or "/",
+        environ.get("QUERY_STRING", "").encode("latin-1"),
+        headers,
+        protocol[5:] if protocol[:5] == "HTTP/" else protocol,
+        environ.get("wsgi.url_scheme", "http"),
+        _address(environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
+        _address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
+        _wsgi_str(environ.get("SCRIPT_NAME", "")),
     )
 
 
-#: environ key -> header name, filled as keys are seen (a server sends few distinct ones).
-_HEADER_NAMES: dict[str, bytes] = {}
+#: environ key -> header name, or None for keys that are not headers; learnt as keys are
+#: seen, up to `_MAX_NAMES` (a client inventing header names must not grow it forever).
+_HEADER_NAMES: dict[str, bytes | None] = {}
+_MAX_NAMES = 512
+_UNSEEN: Any = object()
+
+
+def _header_name(key: str) -> bytes | None:
+    name = key[5:].replace("_", "-").lower().encode("latin-1") if key[:5] == "HTTP_" else None
+    if len(_HEADER_NAMES) < _MAX_NAMES:
+        _HEADER_NAMES[key] = name
+    return name
 
 
 def _wsgi_str(value: str) -> str:
