@@ -89,8 +89,6 @@ class ServerConfig:
             raise ValueError(f"graceful_timeout must not be negative, got {self.graceful_timeout}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
-        if self.max_request_line > self.max_head_size:
-            raise ValueError("max_request_line must not exceed max_head_size")
 
     def replace(self, **changes: object) -> ServerConfig:
         """A copy with `changes` applied."""

@@ -18,6 +18,7 @@ it cancelled. A second signal cancels everything at once and exits with 1.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -92,6 +93,8 @@ class Server:
         self._connections_group: anyio.abc.TaskGroup | None = None
         self._handler_limiter: anyio.CapacityLimiter | None = None
         self._task_limiter: anyio.CapacityLimiter | None = None
+        self._asyncio_loop: asyncio.AbstractEventLoop | None = None
+        self._flow_tasks: set[asyncio.Task[None]] = set()
 
     # -- performing the core's effects ------------------------------------------------------
 
@@ -105,10 +108,27 @@ class Server:
         )
 
     def start_flow(self, exchange: Exchange, effect: Effect) -> None:
-        """Drive the rest of `exchange` (its tasks and cleanup) in the server-wide task group."""
-        assert self._tasks_group is not None
+        """Drive the rest of `exchange` (its tasks and cleanup) server-wide, off the connection.
+
+        On asyncio each flow is a plain task (an anyio task-group spawn costs several
+        times more, on every request with tasks); the server tracks them and cancels
+        what is left at the shutdown deadline, as the task group does on trio.
+        """
         self.flows += 1
-        self._tasks_group.start_soon(self._run_flow, exchange, effect)
+        loop = self._asyncio_loop
+        if loop is not None:
+            task = loop.create_task(self._run_flow(exchange, effect))
+            self._flow_tasks.add(task)
+            task.add_done_callback(self._flow_tasks.discard)
+        else:
+            assert self._tasks_group is not None
+            self._tasks_group.start_soon(self._run_flow, exchange, effect)
+
+    def _cancel_flows(self) -> None:
+        if self._tasks_group is not None:
+            self._tasks_group.cancel_scope.cancel()
+        for task in list(self._flow_tasks):
+            task.cancel()
 
     async def _run_flow(self, exchange: Exchange, effect: Effect) -> None:
         try:
@@ -130,9 +150,9 @@ class Server:
         self._forced = True
         self.exit_code = EXIT_FORCED
         self.request_stop()
-        for group in (self._connections_group, self._tasks_group):
-            if group is not None:
-                group.cancel_scope.cancel()
+        if self._connections_group is not None:
+            self._connections_group.cancel_scope.cancel()
+        self._cancel_flows()
 
     async def serve(
         self,
@@ -153,6 +173,10 @@ class Server:
         self._handler_limiter = anyio.CapacityLimiter(config.handler_threads)
         self._task_limiter = anyio.CapacityLimiter(config.task_threads)
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        try:
+            self._asyncio_loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            self._asyncio_loop = None
         listener = await anyio.abc.SocketListener.from_socket(sock)
         async with anyio.create_task_group() as outer:
             if handle_signals:
@@ -187,6 +211,10 @@ class Server:
                 await self._stop.wait()
                 accepting.cancel()
                 await self._drain()
+            # Cancelled plain asyncio flows need a moment to log what they abandon.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                while self._flow_tasks:
+                    await anyio.sleep(0.01)
 
     async def _drain(self) -> None:
         """The graceful part of a stop: see the module docstring."""
@@ -205,9 +233,9 @@ class Server:
                     self.flows,
                     len(self.connections),
                 )
-                for group in (self._connections_group, self._tasks_group):
-                    if group is not None:
-                        group.cancel_scope.cancel()
+                if self._connections_group is not None:
+                    self._connections_group.cancel_scope.cancel()
+                self._cancel_flows()
                 return
             await anyio.sleep(0.01)
 

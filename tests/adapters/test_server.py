@@ -1,0 +1,335 @@
+"""The built-in server over real sockets: HTTP/1.1 behaviour, limits, timeouts, tasks.
+
+Each test runs the server in-process on a background loop thread (see
+`test_server_harness.serving`) and talks raw HTTP to it, so what is checked is
+exactly what goes over the wire.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from tests.adapters.test_server_harness import (
+    EVENTS,
+    Reader,
+    exchange_raw,
+    get,
+    post,
+    serving,
+    status_of,
+)
+
+pytestmark = pytest.mark.server
+
+
+def wait_for(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# -- HTTP/1.1 ---------------------------------------------------------------------------------
+
+
+def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        for _ in range(3):
+            sock.sendall(get("/hello"))
+            reply = reader.response()
+            assert reply.status == 200
+            assert reply.body == b'{"message":"hello"}'
+            assert reply.header("connection") is None
+        assert not reader.closed(timeout=0.1)
+
+
+def test_date_and_server_headers() -> None:
+    with serving() as running, running.connect() as sock:
+        sock.sendall(get("/hello"))
+        reply = Reader(sock).response()
+        assert reply.header("server") == "velocipy"
+        assert reply.header(
+            "date",
+        ).endswith(" GMT")  # type: ignore[union-attr]
+
+
+def test_pipelined_requests_in_one_write_are_answered_in_order() -> None:
+    with serving() as running, running.connect() as sock:
+        sock.sendall(post("/echo", b"first") + get("/sync") + post("/echo", b"third"))
+        reader = Reader(sock)
+        assert reader.response().body == b'{"length":5,"text":"first"}'
+        assert reader.response().body == b'{"message":"sync"}'
+        assert reader.response().body == b'{"length":5,"text":"third"}'
+
+
+def test_chunked_upload() -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with serving() as running, running.connect() as sock:
+        sock.sendall(head + b"5\r\nhello\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"6;ext=1\r\n world\r\n0\r\n\r\n")
+        reply = Reader(sock).response()
+        assert reply.status == 200
+        assert reply.body == b'{"length":11,"text":"hello world"}'
+
+
+def test_100_continue_is_sent_only_when_the_body_is_read() -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(head)
+        assert reader.response().status == 100
+        sock.sendall(b"ping")
+        assert reader.response().body == b'{"length":4,"text":"ping"}'
+
+
+def test_100_continue_is_not_sent_when_the_body_is_not_needed() -> None:
+    head = (
+        b"POST /ignore-body HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(head)
+        reply = reader.response()
+        assert reply.status == 200  # the final answer, no 100 first
+        assert reply.header("connection") == "close"  # the body was never read
+        assert reader.closed()
+
+
+def test_unread_small_body_is_drained_and_the_connection_kept() -> None:
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(post("/ignore-body", b"x" * 1000) + get("/hello"))
+        assert reader.response().status == 200
+        assert reader.response().body == b'{"message":"hello"}'
+
+
+def test_head_has_no_body_but_keeps_the_length() -> None:
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n" + get("/hello"))
+        head = reader.response(head_request=True)
+        assert head.status == 200 and head.body == b""
+        assert head.header("content-length") == "19"
+        assert reader.response().body == b'{"message":"hello"}'  # nothing stray in between
+
+
+def test_http_10_is_answered_and_closed() -> None:
+    raw = exchange_raw_unclosed(get("/hello", version="1.0"))
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert raw.endswith(b'{"message":"hello"}')
+
+
+def exchange_raw_unclosed(data: bytes) -> bytes:
+    """Send `data` without half-closing; the server must close by itself."""
+    with serving() as running, running.connect() as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_connection_close_from_the_client_is_honoured() -> None:
+    raw = exchange_raw_unclosed(get("/hello", "Connection: close"))
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nconnection: close\r\n" in raw.lower()
+
+
+def test_streaming_response_is_chunked() -> None:
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(get("/stream") + get("/hello"))
+        reply = reader.response()
+        assert reply.header("transfer-encoding") == "chunked"
+        assert reply.body == b"part0;part1;part2;"
+        assert reader.response().status == 200
+
+
+def test_percent_encoded_path_and_query() -> None:
+    with serving() as running, running.connect() as sock:
+        sock.sendall(get("/hel%6Co?x=1"))
+        assert Reader(sock).response().status == 200
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_head_larger_than_the_cap_gets_431_even_in_one_read() -> None:
+    with serving(max_head_size=1024) as running:
+        raw = exchange_raw(running, get("/hello", "X-Big: " + "a" * 2000))
+        assert status_of(raw) == 431
+        assert b"connection: close" in raw
+        # h11 alone would accept this: the head arrived complete in one read.
+        assert status_of(exchange_raw(running, get("/hello", "X-Ok: " + "a" * 500))) == 200
+
+
+def test_request_line_too_long_gets_414() -> None:
+    with serving(max_request_line=200) as running:
+        assert status_of(exchange_raw(running, get("/" + "a" * 300))) == 414
+        # ...also while it is still arriving
+        assert status_of(exchange_raw(running, b"GET /" + b"a" * 300)) == 414
+
+
+def test_too_many_headers_get_431() -> None:
+    with serving(max_headers=5) as running:
+        extra = [f"X-{n}: v" for n in range(6)]
+        assert status_of(exchange_raw(running, get("/hello", *extra))) == 431
+        assert status_of(exchange_raw(running, get("/hello", *extra[:4]))) == 200
+
+
+def test_body_over_the_limit_by_content_length_gets_413_then_close() -> None:
+    with serving(max_body_size=10) as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")
+        reply = reader.response()
+        assert reply.status == 413 and reply.header("connection") == "close"
+        assert reader.closed()
+
+
+def test_chunked_body_over_the_limit_gets_413_then_close() -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with serving(max_body_size=10) as running:
+        raw = exchange_raw(running, head + b"6\r\nabcdef\r\n6\r\nabcdef\r\n0\r\n\r\n")
+        assert status_of(raw) == 413
+        # a single chunk announcing more than the limit is refused before its bytes come
+        raw = exchange_raw(running, head + b"ff\r\nabc")
+        assert status_of(raw) == 413
+
+
+def test_silent_connection_is_closed_after_the_header_timeout() -> None:
+    with serving(header_timeout=0.3) as running, running.connect() as sock:
+        started = time.monotonic()
+        assert Reader(sock).closed(timeout=3)
+        assert time.monotonic() - started < 2.5
+
+
+def test_slowloris_head_gets_408_after_the_header_timeout() -> None:
+    with serving(header_timeout=0.4) as running, running.connect() as sock:
+        started = time.monotonic()
+        for byte in b"GET /hello":  # dribbled, then nothing: the head never completes
+            sock.sendall(bytes([byte]))
+            time.sleep(0.02)
+        reader = Reader(sock)
+        try:
+            reply = reader.response()
+        except (EOFError, ConnectionResetError):
+            pytest.fail("closed without a 408")
+        assert reply.status == 408
+        assert time.monotonic() - started < 3
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() -> None:
+    with serving(keepalive_timeout=0.3, header_timeout=5) as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(get("/hello"))
+        assert reader.response().status == 200
+        started = time.monotonic()
+        assert reader.closed(timeout=3)
+        assert time.monotonic() - started < 2.5
+
+
+def test_slow_body_gets_408_after_the_body_timeout() -> None:
+    with serving(body_timeout=0.3) as running, running.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        reader = Reader(sock)
+        reply = reader.response()
+        assert reply.status == 408 and reply.header("connection") == "close"
+        assert reader.closed()
+
+
+def test_connections_past_the_maximum_wait_for_a_free_slot() -> None:
+    with serving(max_connections=1) as running:
+        with running.connect() as first:
+            first.sendall(get("/hello"))
+            assert Reader(first).response().status == 200
+            second = running.connect()
+            second.sendall(get("/hello"))
+            second.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                second.recv(1)  # not served while the first holds the only slot
+        second.settimeout(5)
+        with second:
+            assert Reader(second).response().status == 200
+
+
+# -- background tasks ---------------------------------------------------------------------------
+
+
+def test_a_slow_task_does_not_delay_the_next_request_on_the_same_connection() -> None:
+    key = uuid.uuid4().hex
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(post(f"/task/async/{key}?seconds=1.5", b""))
+        assert reader.response().status == 200
+        started = time.monotonic()
+        sock.sendall(get("/hello"))
+        assert reader.response().status == 200
+        assert time.monotonic() - started < 0.5
+        assert EVENTS.get(key) is None  # still running
+        assert wait_for(lambda: EVENTS.get(key) == ["slow-async"])
+
+
+def test_slow_sync_tasks_do_not_starve_sync_handlers() -> None:
+    key = uuid.uuid4().hex
+    with serving(handler_threads=1, task_threads=1) as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(post(f"/task/sync/{key}?seconds=1.5", b""))
+        assert reader.response().status == 200
+        started = time.monotonic()
+        sock.sendall(get("/sync"))
+        assert reader.response().body == b'{"message":"sync"}'
+        assert time.monotonic() - started < 0.5
+        assert wait_for(lambda: EVENTS.get(key) == ["slow-sync"])
+
+
+def test_a_failing_task_never_touches_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    key = uuid.uuid4().hex
+    with serving() as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(post(f"/task/fail/{key}?seconds=0", b""))
+        assert reader.response().status == 200
+        assert wait_for(lambda: EVENTS.get(key) == ["failing"])
+        sock.sendall(get("/hello"))
+        assert reader.response().status == 200
+    assert "failing" in caplog.text and "task failed on purpose" in caplog.text
+
+
+def test_graceful_stop_waits_for_running_tasks() -> None:
+    key = uuid.uuid4().hex
+    with serving(graceful_timeout=5) as running, running.connect() as sock:
+        sock.sendall(post(f"/task/async/{key}?seconds=0.5", b""))
+        assert Reader(sock).response().status == 200
+        running.stop()
+    assert running.exit_code == [0]
+    assert EVENTS[key] == ["slow-async"]
+
+
+def test_graceful_stop_cancels_tasks_past_the_deadline_and_names_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    with serving(graceful_timeout=0.3) as running, running.connect() as sock:
+        sock.sendall(post(f"/task/async/{key}?seconds=30", b""))
+        assert Reader(sock).response().status == 200
+    assert time.monotonic() - started < 5
+    assert key not in EVENTS
+    assert "slow_async" in caplog.text and "interrupted" in caplog.text
+    assert "Graceful timeout (0.3s) reached: cancelling 1 background task flow(s)" in caplog.text
+
+
+def test_stop_closes_idle_keep_alive_connections() -> None:
+    with serving(keepalive_timeout=60) as running, running.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(get("/hello"))
+        assert reader.response().status == 200
+        running.stop()
+        assert reader.closed(timeout=3)
