@@ -60,11 +60,13 @@ async def stream() -> StreamingResponse:
 async def slow_async(key: str, seconds: float) -> None:
     await asyncio.sleep(seconds)
     EVENTS.setdefault(key, []).append("slow-async")
+    print(f"EVENT slow-async {key}", flush=True)  # seen by subprocess tests
 
 
 def slow_sync(key: str, seconds: float) -> None:
     time.sleep(seconds)
     EVENTS.setdefault(key, []).append("slow-sync")
+    print(f"EVENT slow-sync {key}", flush=True)
 
 
 def failing(key: str) -> None:

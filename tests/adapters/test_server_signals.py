@@ -1,0 +1,93 @@
+"""Stopping `velocipy run` with signals, in a subprocess: drain, deadline, forced exit.
+
+SIGTERM while tasks run: every task finishes and the exit code is 0. A task
+outliving a short graceful timeout is cancelled and logged by name. A second
+signal ends the process at once, with exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+
+pytestmark = pytest.mark.server
+
+APP = "tests.adapters.test_server_harness:app"
+
+
+@contextlib.contextmanager
+def velocipy_run(*extra: str) -> Iterator[ServerProcess]:
+    port = free_port()
+    argv = [PYTHON, "-m", "velocipy", "run", APP, "--port", str(port), *extra]
+    with run_server(argv, port=port) as server:
+        yield server
+
+
+def schedule(client: httpx.Client, kind: str, key: str, seconds: float) -> None:
+    response = client.post(f"/task/{kind}/{key}", params={"seconds": seconds})
+    assert response.status_code == 200
+
+
+def wait_for_text(server: ServerProcess, text: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (logs := server.logs()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged:\n{logs}")
+        time.sleep(0.02)
+    return logs
+
+
+def test_sigterm_waits_for_every_running_task() -> None:
+    key = uuid.uuid4().hex[:8]
+    with velocipy_run("--graceful-timeout", "15") as server:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for _ in range(4):
+                schedule(client, "async", key, 1.0)
+            schedule(client, "sync", key, 1.0)
+        assert "EVENT" not in server.logs()  # all five are still running
+        assert server.stop(signal.SIGTERM) == 0
+        logs = server.logs()
+    after_signal = logs.split("Received SIGTERM", 1)[1]
+    assert after_signal.count(f"EVENT slow-async {key}") == 4, logs
+    assert after_signal.count(f"EVENT slow-sync {key}") == 1, logs
+    assert "Stopped" in logs
+
+
+def test_tasks_past_the_graceful_timeout_are_cancelled_and_named() -> None:
+    key = uuid.uuid4().hex[:8]
+    with velocipy_run("--graceful-timeout", "0.5") as server:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            schedule(client, "async", key, 30)
+            schedule(client, "sync", key, 30)  # a thread cannot be stopped: it is abandoned
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM, timeout=10) == 0
+        assert time.monotonic() - started < 8
+        logs = server.logs()
+    assert "EVENT" not in logs
+    assert "Graceful timeout (0.5s) reached: cancelling 2 background task flow(s)" in logs
+    assert "tests.adapters.test_server_harness.slow_async" in logs
+    assert "tests.adapters.test_server_harness.slow_sync" in logs
+    assert "interrupted" in logs
+
+
+def test_a_second_signal_exits_at_once() -> None:
+    key = uuid.uuid4().hex[:8]
+    with velocipy_run("--graceful-timeout", "60") as server:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            schedule(client, "async", key, 60)
+        server.process.send_signal(signal.SIGTERM)
+        wait_for_text(server, "Received SIGTERM")
+        started = time.monotonic()
+        assert server.stop(signal.SIGINT, timeout=10) == 1
+        assert time.monotonic() - started < 5
+        logs = server.logs()
+    assert "Received SIGINT again: exiting now" in logs
+    assert "slow_async" in logs and "interrupted" in logs
