@@ -232,6 +232,30 @@ def build_app() -> VelociPy:
         background_tasks.add_task(record, "after-stream")
         return StreamingResponse(iter([b"1", b"2", b"3"]), media_type="text/plain")
 
+    @app.get("/stream-closing")
+    def stream_closing() -> StreamingResponse:
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield b"1"
+                yield b"2"
+            finally:
+                EVENTS.append("sync-stream:closed")
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.get("/stream-closing-async")
+    async def stream_closing_async(background_tasks: BackgroundTasks) -> StreamingResponse:
+        background_tasks.add_task(record, "never")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                yield b"1"
+                yield b"2"
+            finally:
+                EVENTS.append("async-stream:closed")
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
     @app.get("/async-cleanup")
     async def with_async_cleanup(
         resource: Annotated[str, Depends(async_resource)],
@@ -440,6 +464,14 @@ def test_a_response_not_sent_completely_abandons_its_tasks(
     assert "after-stream" not in EVENTS
     assert "tests.adapters.test_wsgi.record" in caplog.text
     assert "abandoned" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stream_the_server_stops_reading_is_closed(wsgi: WSGIAdapter, kind: str) -> None:
+    path = "/stream-closing" if kind == "sync" else "/stream-closing-async"
+    assert call(wsgi, environ("GET", path), stop_after=1).body == b"1"
+    assert wait_until(lambda: f"{kind}-stream:closed" in EVENTS)
+    assert "never" not in EVENTS
 
 
 def test_a_complete_stream_releases_its_tasks(wsgi: WSGIAdapter) -> None:

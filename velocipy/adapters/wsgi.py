@@ -194,14 +194,16 @@ class ResponseBody:
         if self._closed:
             return
         self._closed = True
-        try:
-            if not self.complete:
+        head = self._exchange.head
+        if not self.complete:
+            try:
                 self._close_stream()
+            except Exception:  # the stream's own cleanup failed; the exchange still ends
+                logger.exception("Closing the stream of %s %s failed", head.method, head.path)
+        try:
             self._adapter.finish(self._exchange, self._respond, self.complete)
         except Exception:
-            logger.exception(
-                "Finishing %s %s failed", self._exchange.head.method, self._exchange.head.path
-            )
+            logger.exception("Finishing %s %s failed", head.method, head.path)
 
     def _close_stream(self) -> None:
         """Let a stream the server stopped reading run its own cleanup (finally blocks)."""
