@@ -47,7 +47,6 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         (["run", "tests.conformance.app:app", "--keepalive-timeout", "0"], ["keepalive_timeout"]),
         (["run", "tests.conformance.app:app", "--loop", "tokio"], ["--loop"]),
         (["run", "tests.conformance.app:app", "--workers", "0"], ["--workers"]),
-        (["run", "tests.conformance.app:app", "--workers", "2"], ["--server uvicorn"]),
         (["run", "tests.conformance.app:app", "--log-level", "loud"], ["--log-level"]),
         (["serve"], ["serve"]),
     ],

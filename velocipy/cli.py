@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=count,
         default=1,
-        help="worker processes (more than 1 needs --server uvicorn or gunicorn)",
+        help="worker processes sharing the socket (built-in server: POSIX only)",
     )
     run.add_argument(
         "--threads",
@@ -317,11 +317,8 @@ def _run_builtin(options: argparse.Namespace) -> int:
         run_server,
     )
 
-    if options.workers > 1:
-        raise UsageError(
-            "the built-in server runs one process; for --workers > 1 use "
-            "--server uvicorn or --server gunicorn"
-        )
+    if options.workers > 1 and not hasattr(os, "fork"):
+        raise UsageError("--workers > 1 needs fork(), which this platform does not have")
     try:
         backend_for(options.loop)
     except LoopUnavailable as error:
@@ -358,9 +355,18 @@ def _run_builtin(options: argparse.Namespace) -> int:
         raise UsageError(f"cannot listen on {where}: {reason}") from None
     url = describe(sock)
 
-    def ready() -> None:
-        print(f"VelociPy serving {options.target} on {url} (press CTRL+C to stop)", flush=True)
+    workers = f", {options.workers} workers" if options.workers > 1 else ""
 
+    def ready() -> None:
+        line = f"VelociPy serving {options.target} on {url}{workers} (press CTRL+C to stop)"
+        print(line, flush=True)
+
+    if options.workers > 1:
+        from velocipy.server import run_workers
+
+        return run_workers(
+            app, config, sock, workers=options.workers, loop=options.loop, ready=ready
+        )
     return run_server(app, config, sock, loop=options.loop, ready=ready)
 
 

@@ -8,6 +8,7 @@ signal ends the process at once, with exit code 1.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 import uuid
@@ -91,3 +92,25 @@ def test_a_second_signal_exits_at_once() -> None:
         logs = server.logs()
     assert "Received SIGINT again: exiting now" in logs
     assert "slow_async" in logs and "interrupted" in logs
+
+
+def test_workers_share_the_socket_are_replaced_and_stop_together() -> None:
+    key = uuid.uuid4().hex[:8]
+    with velocipy_run("--workers", "2", "--graceful-timeout", "15") as server:
+        logs = wait_for_text(server, "2 workers")
+        pids = [int(line.split()[-1]) for line in logs.splitlines() if "Started worker" in line]
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for_text(server, f"Worker {pids[0]} exited with code -9")
+        wait_for_text(server, "Started worker", timeout=10)
+        deadline = time.monotonic() + 10
+        while server.logs().count("Started worker") < 3:
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.02)
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for _ in range(4):
+                schedule(client, "async", key, 0.5)
+        assert server.stop(signal.SIGTERM) == 0
+        logs = server.logs()
+    assert logs.count(f"EVENT slow-async {key}") == 4, logs
+    assert logs.count("INFO:     Stopped") == 2, logs

@@ -3,7 +3,8 @@
 Modules, one job each: `_config` (limits and their defaults), `_hardening`
 (what is refused before the app runs), `_wire` (Date header, bare error
 responses), `_connection` (one socket's requests, in order), `_server` (accept
-loop, background tasks, graceful stop) and `_run` (running it on a loop).
+loop, background tasks, graceful stop), `_run` (running it on a loop) and
+`_workers` (several forked processes on one socket).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from ._config import LOOPS, ServerConfig
 from ._run import LoopUnavailable, backend_for, run_server
 from ._server import EXIT_FORCED, EXIT_OK, EXIT_STARTUP_FAILED, Server, bind_socket, describe
+from ._workers import run_workers
 
 __all__ = [
     "EXIT_FORCED",
@@ -24,4 +26,5 @@ __all__ = [
     "bind_socket",
     "describe",
     "run_server",
+    "run_workers",
 ]
