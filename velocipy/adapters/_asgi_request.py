@@ -37,28 +37,29 @@ def route_path(path: str, root_path: str) -> str:
     return path  # "/apiary" is not under the root "/api"
 
 
-def _address(value: Any) -> tuple[str, int] | None:
+def _address(value: Any) -> tuple[str, int]:
     # Servers give tuples; some give two-item lists, or `[path, None]` for unix sockets.
-    if value is None or type(value) is tuple:
-        return value
     return (value[0], value[1])
 
 
 def head_from_scope(scope: Scope) -> RequestHead:
     """The core's `RequestHead` for an ASGI `http` scope."""
-    root_path = scope.get("root_path", "")
+    get = scope.get
+    root_path = get("root_path", "")
     path = scope["path"]
     if root_path:
         path = route_path(path, root_path)
+    client = get("client")
+    server = get("server")
     return RequestHead(
         scope["method"],
         path,
-        scope.get("query_string", b""),
-        scope.get("headers", ()),
-        scope.get("http_version", "1.1"),
-        scope.get("scheme", "http"),
-        _address(scope.get("client")),
-        _address(scope.get("server")),
+        scope["query_string"],  # `query_string` and `headers` are required by the spec
+        scope["headers"],
+        get("http_version", "1.1"),
+        get("scheme", "http"),
+        client if client is None or type(client) is tuple else _address(client),
+        server if server is None or type(server) is tuple else _address(server),
         root_path,
     )
 

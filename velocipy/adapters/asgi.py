@@ -86,30 +86,11 @@ class ASGIAdapter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
-        kind = scope["type"]
-        if kind == "http":
-            await self._serve_http(scope, receive, send)
-        elif kind == "lifespan":
-            await run_lifespan(self.app, receive, send)
-        elif kind == "websocket":
-            await refuse_websocket(receive, send)
-        else:
-            # The ASGI spec asks apps to fail on scope types they do not know.
-            raise ValueError(f"VelociPy cannot serve ASGI scope type {kind!r}")
-
-    async def run_sync(self, call: Call) -> Any:
-        """Perform a sync `Call` in a worker thread, under the limiter its purpose uses."""
-        library = sniffio.current_async_library()
-        limiters = self._limiters.get(library)
-        if limiters is None:
-            limiters = self._limiters[library] = (
-                anyio.CapacityLimiter(self.handler_threads),
-                anyio.CapacityLimiter(self.task_threads),
-            )
-        limiter = limiters[1] if call.purpose == "task" else limiters[0]
-        return await anyio.to_thread.run_sync(call_now, call, limiter=limiter)
-
-    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # `http` is served right here rather than in a helper: one coroutine frame less
+        # on the path every request takes.
+        if scope["type"] != "http":
+            await self._serve_other(scope, receive, send)
+            return
         exchange = self.app.exchange(head_from_scope(scope))
         reader = functools.partial(read_body, scope, receive)
         try:
@@ -121,11 +102,12 @@ class ASGIAdapter:
         if type(effect) is Done:  # pragma: no cover - the core always responds first
             raise RuntimeError("the exchange ended without a response")
         respond: Respond = effect  # type: ignore[assignment]
+        status = respond.status
         headers = respond.headers
-        if respond.status == 413:
+        if status == 413:
             # The body was refused, probably unread: do not reuse the connection for it.
             headers = [*headers, _CLOSE]
-        start = {"type": "http.response.start", "status": respond.status, "headers": headers}
+        start = {"type": "http.response.start", "status": status, "headers": headers}
         if respond.stream is None:
             try:
                 await send(start)
@@ -152,6 +134,28 @@ class ASGIAdapter:
         after = exchange.send(None)
         if type(after) is not Done:
             await self._finish(exchange, after, reader)
+
+    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await run_lifespan(self.app, receive, send)
+        elif kind == "websocket":
+            await refuse_websocket(receive, send)
+        else:
+            # The ASGI spec asks apps to fail on scope types they do not know.
+            raise ValueError(f"VelociPy cannot serve ASGI scope type {kind!r}")
+
+    async def run_sync(self, call: Call) -> Any:
+        """Perform a sync `Call` in a worker thread, under the limiter its purpose uses."""
+        library = sniffio.current_async_library()
+        limiters = self._limiters.get(library)
+        if limiters is None:
+            limiters = self._limiters[library] = (
+                anyio.CapacityLimiter(self.handler_threads),
+                anyio.CapacityLimiter(self.task_threads),
+            )
+        limiter = limiters[1] if call.purpose == "task" else limiters[0]
+        return await anyio.to_thread.run_sync(call_now, call, limiter=limiter)
 
     async def _finish(self, exchange: Exchange, effect: Any, reader: Any) -> None:
         """Run what follows the response (tasks, cleanup); contain anything that escapes."""
