@@ -459,7 +459,6 @@ def test_a_response_not_sent_completely_abandons_its_tasks(
     with caplog.at_level(logging.WARNING, logger="velocipy"):
         reply = call(wsgi, environ("GET", "/stream-with-task"), stop_after=1)
     assert reply.body == b"1"
-    assert not reply.iterable.original_iterator.complete
     time.sleep(0.1)
     assert "after-stream" not in EVENTS
     assert "tests.adapters.test_wsgi.record" in caplog.text
@@ -472,6 +471,14 @@ def test_a_stream_the_server_stops_reading_is_closed(wsgi: WSGIAdapter, kind: st
     assert call(wsgi, environ("GET", path), stop_after=1).body == b"1"
     assert wait_until(lambda: f"{kind}-stream:closed" in EVENTS)
     assert "never" not in EVENTS
+
+
+def test_a_buffered_body_never_written_abandons_the_tasks_but_cleans_up(
+    wsgi: WSGIAdapter,
+) -> None:
+    reply = call(wsgi, environ("POST", "/tasks", body=b'["t1"]'), stop_after=0)
+    assert reply.code == 200 and reply.body == b""
+    assert EVENTS == ["session:open", "session:close"]
 
 
 def test_a_complete_stream_releases_its_tasks(wsgi: WSGIAdapter) -> None:
