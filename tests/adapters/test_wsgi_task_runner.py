@@ -7,6 +7,7 @@ the adapter does; the runner then gets the rest of each.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -186,3 +187,21 @@ def test_the_drain_deadline_counts_from_the_stop_when_known(
     monkeypatch.setattr(state, "drain_timeout", None)
     monkeypatch.setattr(state, "worker", Worker())
     assert drain_deadline(100.0) == 98.0 + 18.0  # min(30, 20) less a tenth (at least 1 s)
+
+
+def test_a_forked_child_gets_its_own_threads_and_loop() -> None:
+    # gunicorn --preload: the app (and maybe its threads) exist before the fork.
+    runner = TaskRunner(run_coroutine, threads=1)
+    submit(runner, "parent,parent-async")
+    assert wait_until(lambda: runner.pending == 0)
+    pid = os.fork()
+    if pid == 0:  # the child: only os._exit, never back into pytest
+        code = 2
+        try:
+            EVENTS.clear()
+            submit(runner, "child,child-async")
+            code = 0 if wait_until(lambda: EVENTS == ["child", "child-async"]) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any
 
@@ -44,17 +45,17 @@ class LoopThread:
         self._portal: BlockingPortal | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
-        self._pid = os.getpid()
+        _LOOPS.add(self)
 
     @property
     def running(self) -> bool:
         """Whether the loop thread has been started in this process and not stopped."""
-        return self._loop is not None and self._pid == os.getpid() and not self._stopped
+        return self._loop is not None and not self._stopped
 
     def run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run `coroutine` on the loop; block until it is done; return or raise its outcome."""
         loop = self._loop
-        if loop is None or self._pid != os.getpid():
+        if loop is None:
             loop = self._start()
         done = threading.Lock()
         done.acquire()
@@ -75,6 +76,12 @@ class LoopThread:
         done.acquire()
         return outcome[0].result()
 
+    def after_fork(self) -> None:
+        """In a forked child: the loop's thread stayed in the parent; start afresh when needed."""
+        self._lock = threading.Lock()
+        self._loop = self._portal = self._thread = None
+        self._stopped = False
+
     def portal(self) -> BlockingPortal:
         """The portal of the running loop (started if needed), for context managers."""
         self._start()
@@ -85,10 +92,6 @@ class LoopThread:
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._pid != os.getpid():  # forked (gunicorn --preload): the thread stayed behind
-                self._loop = self._portal = self._thread = None
-                self._stopped = False
-                self._pid = os.getpid()
             if self._stopped:
                 raise LoopStopped("the event loop thread has stopped")
             if self._loop is not None:
@@ -126,7 +129,7 @@ class LoopThread:
         with self._lock:
             portal, thread = self._portal, self._thread
             self._stopped = True
-            if portal is None or thread is None or self._pid != os.getpid():
+            if portal is None or thread is None:
                 return
             self._loop = self._portal = self._thread = None
         try:
@@ -134,3 +137,15 @@ class LoopThread:
         except RuntimeError:  # already stopped
             return
         thread.join(timeout)
+
+
+_LOOPS: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for loop in list(_LOOPS):
+        loop.after_fork()
+
+
+# gunicorn forks its workers; with --preload a loop may have started in the parent.
+os.register_at_fork(after_in_child=_after_fork_in_child)

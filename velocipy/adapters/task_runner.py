@@ -127,7 +127,6 @@ class TaskRunner:
         self._closed = False
         self._overflow = 0
         self._last_warning = -WARN_EVERY
-        self._pid = os.getpid()
 
     @property
     def pending(self) -> int:
@@ -141,8 +140,6 @@ class TaskRunner:
         the exchange runs here, in the calling thread, before this returns.
         """
         job = Job(exchange, tasks)
-        if self._pid != os.getpid():
-            self._after_fork()
         if not self._workers:
             self._start_workers()
         with self._state:
@@ -180,8 +177,8 @@ class TaskRunner:
                 worker.start()
                 self._workers.append(worker)
 
-    def _after_fork(self) -> None:
-        # The threads stayed in the parent; whatever was queued belongs to it too.
+    def after_fork(self) -> None:
+        """In a forked child: the threads stayed in the parent, and so does its queue."""
         self._state = threading.Condition()
         self._reset()
 
@@ -218,8 +215,6 @@ class TaskRunner:
         Returns:
             True if everything finished; False if some tasks were abandoned.
         """
-        if self._pid != os.getpid():
-            return True
         with self._state:
             self._draining = True
             while self._pending and time.monotonic() < deadline:
@@ -251,6 +246,15 @@ class TaskRunner:
 
 #: Every runner in this process, for the drain at exit.
 _RUNNERS: weakref.WeakSet[TaskRunner] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for runner in list(_RUNNERS):
+        runner.after_fork()
+
+
+# gunicorn forks its workers; with --preload the app (and its runner) exists before.
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def drain_all(deadline: float) -> bool:
