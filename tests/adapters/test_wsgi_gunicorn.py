@@ -7,6 +7,7 @@ after the server has stopped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import signal
@@ -30,18 +31,25 @@ def step(name: str, sleep: float = 0.0) -> None:
     print(f"task done: {name}", flush=True)
 
 
-async def step_async(name: str) -> None:
+async def step_async(name: str, sleep: float = 0.0) -> None:
+    print(f"task started: {name}", flush=True)
+    await asyncio.sleep(sleep)
     print(f"task done: {name}", flush=True)
 
 
 @app.post("/work")
-def work(names: str, background_tasks: BackgroundTasks, sleep: float = 0.0) -> dict[str, int]:
-    """Schedule `names` (comma-separated); the first sleeps `sleep` seconds, odd ones are async."""
+def work(
+    names: str, background_tasks: BackgroundTasks, sleep: float = 0.0, kind: str = "mixed"
+) -> dict[str, int]:
+    """Schedule `names` (comma-separated); the first sleeps `sleep` seconds. With
+    kind "mixed" odd ones are async (a runner thread drives them), with "async" all
+    are (they live on the event loop)."""
     for index, name in enumerate(names.split(",")):
-        if index % 2:
-            background_tasks.add_task(step_async, name)
+        pause = sleep if index == 0 else 0.0
+        if kind == "async" or index % 2:
+            background_tasks.add_task(step_async, name, pause)
         else:
-            background_tasks.add_task(step, name, sleep if index == 0 else 0.0)
+            background_tasks.add_task(step, name, pause)
     return {"scheduled": len(names.split(","))}
 
 
@@ -118,12 +126,22 @@ def test_a_sync_worker_takes_the_next_client_at_once() -> None:
         wait_for_output(server, "task done: slow")
 
 
-@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
-def test_sigterm_lets_every_task_finish_then_the_worker_exits_cleanly(worker_class: str) -> None:
+@pytest.mark.parametrize(
+    ("worker_class", "kind"),
+    [
+        pytest.param("sync", "mixed", marks=pytest.mark.slow),  # same drain, other worker
+        ("gthread", "mixed"),
+        ("gthread", "async"),
+    ],
+)
+def test_sigterm_lets_every_task_finish_then_the_worker_exits_cleanly(
+    worker_class: str, kind: str
+) -> None:
     with gunicorn_process(TARGET, worker_class, "--graceful-timeout", "10") as server:
         with connection_to(server) as connection:
-            assert timed(connection, "POST", "/work?names=a,b,c,d&sleep=1.0")[0] == 200
-            assert timed(connection, "POST", "/work?names=e,f")[0] == 200
+            work = f"/work?kind={kind}&names="
+            assert timed(connection, "POST", f"{work}a,b,c,d&sleep=1.0")[0] == 200
+            assert timed(connection, "POST", f"{work}e,f")[0] == 200
         wait_for_output(server, "task started: a")
         started = time.monotonic()
         code = server.stop(signal.SIGTERM, timeout=15)
@@ -152,6 +170,21 @@ def test_a_task_past_the_drain_deadline_is_logged_by_name_as_abandoned() -> None
     assert any(f"{STEP} for POST /work abandoned: still running" in line for line in lines), logs
     assert any(f"{STEP_ASYNC} for POST /work abandoned" in line for line in lines), logs
     assert sum(f"{STEP} for" in line for line in lines) == 2, logs  # stuck and last
+    assert "task done" not in logs
+
+
+@pytest.mark.slow  # the unit test of the runner covers the same with no server
+def test_async_tasks_past_the_drain_deadline_are_interrupted_and_logged_by_name() -> None:
+    with gunicorn_process(TARGET, "gthread", "--graceful-timeout", "3") as server:
+        with connection_to(server) as connection:
+            path = "/work?kind=async&names=stuck,next&sleep=30"
+            assert timed(connection, "POST", path)[0] == 200
+        wait_for_output(server, "task started: stuck")
+        code = server.stop(signal.SIGTERM, timeout=15)
+        logs = server.logs()
+    assert code == 0, logs
+    assert f"{STEP_ASYNC} for POST /work interrupted" in logs, logs
+    assert f"{STEP_ASYNC} for POST /work abandoned: the server stopped first" in logs, logs
     assert "task done" not in logs
 
 

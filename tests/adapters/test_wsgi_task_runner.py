@@ -6,6 +6,7 @@ the adapter does; the runner then gets the rest of each.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -39,14 +40,25 @@ def blocked(name: str) -> None:
     EVENTS.append(name)
 
 
+async def blocked_async(name: str) -> None:
+    EVENTS.append(f"{name}:start")
+    while not RELEASE.is_set():  # polls, so the loop stays free
+        await asyncio.sleep(0.01)
+    EVENTS.append(name)
+
+
 app = VelociPy()
 
 
 @app.get("/run/{names}")
 def schedule(names: str, background_tasks: BackgroundTasks) -> None:
     for index, name in enumerate(names.split(",")):
-        if name.startswith("block"):
+        if name.startswith("ablock"):
+            background_tasks.add_task(blocked_async, name)
+        elif name.startswith("block"):
             background_tasks.add_task(blocked, name)
+        elif name.startswith("a-"):
+            background_tasks.add_task(step_async, name)
         else:
             background_tasks.add_task(step_async if index % 2 else step, name)
 
@@ -88,7 +100,7 @@ def clean() -> Any:
 
 
 def test_the_tasks_of_one_request_run_in_order_on_one_runner_thread() -> None:
-    runner = TaskRunner(run_coroutine, threads=4)
+    runner = TaskRunner(LOOP, threads=4)
     submit(runner, "a,b,c,d,e,f")
     assert wait_until(lambda: runner.pending == 0)
     assert EVENTS == ["a", "b", "c", "d", "e", "f"]
@@ -96,7 +108,7 @@ def test_the_tasks_of_one_request_run_in_order_on_one_runner_thread() -> None:
 
 
 def test_requests_run_in_parallel_up_to_the_thread_count() -> None:
-    runner = TaskRunner(run_coroutine, threads=2, queue_size=10)
+    runner = TaskRunner(LOOP, threads=2, queue_size=10)
     for name in ("block1", "block2", "x"):
         submit(runner, name)
     assert wait_until(lambda: {"block1:start", "block2:start"} <= set(EVENTS))
@@ -110,7 +122,7 @@ def test_requests_run_in_parallel_up_to_the_thread_count() -> None:
 def test_a_full_queue_runs_the_tasks_in_the_submitting_thread_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    runner = TaskRunner(run_coroutine, threads=1, queue_size=1)
+    runner = TaskRunner(LOOP, threads=1, queue_size=1)
     submit(runner, "block1")
     assert wait_until(lambda: "block1:start" in EVENTS)
     submit(runner, "queued")  # fills the queue
@@ -124,7 +136,7 @@ def test_a_full_queue_runs_the_tasks_in_the_submitting_thread_and_says_so(
 
 
 def test_the_drain_waits_for_running_and_queued_tasks() -> None:
-    runner = TaskRunner(run_coroutine, threads=1)
+    runner = TaskRunner(LOOP, threads=1)
     submit(runner, "block1,after")
     submit(runner, "later")
     assert wait_until(lambda: "block1:start" in EVENTS)
@@ -134,7 +146,7 @@ def test_the_drain_waits_for_running_and_queued_tasks() -> None:
 
 
 def test_the_drain_logs_every_task_it_abandons_by_name(caplog: pytest.LogCaptureFixture) -> None:
-    runner = TaskRunner(run_coroutine, threads=1)
+    runner = TaskRunner(LOOP, threads=1)
     submit(runner, "a,block1,after1,after2")
     submit(runner, "queued1,queued2")
     assert wait_until(lambda: "block1:start" in EVENTS)
@@ -155,8 +167,36 @@ def test_the_drain_logs_every_task_it_abandons_by_name(caplog: pytest.LogCapture
     assert "queued1" not in EVENTS
 
 
+def test_a_request_with_only_async_tasks_runs_on_the_loop_holding_no_thread() -> None:
+    runner = TaskRunner(LOOP, threads=1)
+    submit(runner, "ablock1,a-after")
+    assert wait_until(lambda: "ablock1:start" in EVENTS)
+    submit(runner, "sync-x")  # the only runner thread is free
+    assert wait_until(lambda: "sync-x" in EVENTS)
+    assert "ablock1" not in EVENTS
+    RELEASE.set()
+    assert wait_until(lambda: runner.pending == 0)
+    assert EVENTS == ["ablock1:start", "sync-x", "ablock1", "a-after"]
+
+
+def test_the_drain_cancels_async_tasks_at_the_deadline_and_the_core_logs_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = TaskRunner(LOOP, threads=1)
+    submit(runner, "ablock1,a-after")
+    assert wait_until(lambda: "ablock1:start" in EVENTS)
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        assert not runner.drain(time.monotonic() + 0.2)
+    messages = [record.getMessage() for record in caplog.records]
+    prefix = "tests.adapters.test_wsgi_task_runner"
+    assert any(f"{prefix}.blocked_async for" in m and "interrupted" in m for m in messages)
+    assert any(f"{prefix}.step_async for" in m and "abandoned" in m for m in messages)
+    assert runner.pending == 0
+    assert EVENTS == ["ablock1:start"]
+
+
 def test_after_the_drain_late_work_runs_in_the_caller() -> None:
-    runner = TaskRunner(run_coroutine, threads=1)
+    runner = TaskRunner(LOOP, threads=1)
     assert runner.drain(time.monotonic() + 1)
     submit(runner, "late")
     assert EVENTS == ["late"]
@@ -191,7 +231,7 @@ def test_the_drain_deadline_counts_from_the_stop_when_known(
 
 def test_a_forked_child_gets_its_own_threads_and_loop() -> None:
     # gunicorn --preload: the app (and maybe its threads) exist before the fork.
-    runner = TaskRunner(run_coroutine, threads=1)
+    runner = TaskRunner(LOOP, threads=1)
     submit(runner, "parent,parent-async")
     assert wait_until(lambda: runner.pending == 0)
     pid = os.fork()

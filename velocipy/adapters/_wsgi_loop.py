@@ -17,10 +17,11 @@ difference is most of the adapter's overhead on async routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -75,6 +76,24 @@ class LoopThread:
             raise LoopStopped("the event loop thread has stopped") from None
         done.acquire()
         return outcome[0].result()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Start `coroutine` as a task on the loop and return at once (it reports by itself)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._start()
+        try:
+            loop.call_soon_threadsafe(loop.create_task, coroutine)
+        except RuntimeError:  # the loop closed under us
+            coroutine.close()
+            raise LoopStopped("the event loop thread has stopped") from None
+
+    def call_soon(self, callback: Callable[[], Any]) -> None:
+        """Call `callback()` on the loop thread soon (nothing happens if the loop has stopped)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(callback)
 
     def after_fork(self) -> None:
         """In a forked child: the loop's thread stayed in the parent; start afresh when needed."""

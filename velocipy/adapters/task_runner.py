@@ -6,6 +6,9 @@ drives each to its end with the sync driver: the request's tasks in order, then
 its dependencies' cleanup. Async tasks run on the shared event-loop thread
 while the runner thread waits for them.
 
+Jobs whose tasks are all async run on the event loop instead (the async
+driver, with any sync cleanup in a thread): awaiting there holds no thread.
+
 Limits and policy:
 
 - `threads` threads run exchanges; an exchange's tasks run one after another on
@@ -23,6 +26,7 @@ Limits and policy:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -32,8 +36,12 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from velocipy.adapters._drive import drive_sync
-from velocipy.core import Exchange, Task
+import anyio
+import anyio.to_thread
+
+from velocipy.adapters._drive import RunSync, call_now, drive_async, drive_sync
+from velocipy.adapters._wsgi_loop import LoopStopped, LoopThread
+from velocipy.core import Call, Exchange, Task
 from velocipy.core._tasks import TaskState, log_abandoned
 
 logger = logging.getLogger("velocipy")
@@ -45,6 +53,10 @@ WARN_EVERY = 5.0
 
 
 def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
+    raise RuntimeError("the request body was already read")
+
+
+async def _no_body_async(limit: int) -> bytes:  # pragma: no cover
     raise RuntimeError("the request body was already read")
 
 
@@ -62,6 +74,22 @@ class Job:
         self.tasks = tasks
         head = exchange.head
         self.label = f"{head.method} {head.path}"
+
+    @property
+    def all_async(self) -> bool:
+        """Whether every task is async: then the whole job can live on the event loop."""
+        return all(task.is_async for task in self.tasks)
+
+    async def run_async(self, run_sync: RunSync) -> None:
+        """Like `run`, on the event loop; a cancellation (the drain) is thrown into the
+        exchange, so the core logs the interrupted task and the abandoned ones."""
+        exchange = self.exchange
+        try:
+            await drive_async(
+                exchange, exchange.send(None), read_body=_no_body_async, run_sync=run_sync
+            )
+        except Exception:  # the flow logs task failures itself; this would be a bug
+            logger.exception("Running the background tasks of %s failed", self.label)
 
     def run(self, run_coroutine: RunCoroutine) -> None:
         """Resume the exchange (its response was sent) and drive it to its end here."""
@@ -91,16 +119,17 @@ class TaskRunner:
     """A bounded pool of threads running exchanges' background tasks; drained at exit.
 
     Args:
-        run_coroutine: How async tasks run (the shared event-loop thread).
+        loop: The event-loop thread async tasks run on.
         threads: How many threads run tasks (exchanges run in parallel, up to this).
-        queue_size: How many exchanges may wait for a thread before the policy
-            for a full queue applies (run in the submitting thread).
+        queue_size: How many exchanges may wait for a thread (and how many
+            all-async ones may run on the loop) before the policy for a full
+            queue applies: run in the submitting thread.
         name: Prefix of the threads' names.
     """
 
     def __init__(
         self,
-        run_coroutine: RunCoroutine,
+        loop: LoopThread,
         *,
         threads: int = 8,
         queue_size: int = 1024,
@@ -112,7 +141,8 @@ class TaskRunner:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.threads = threads
         self.queue_size = queue_size
-        self._run_coroutine = run_coroutine
+        self._loop = loop
+        self._run_coroutine = loop.run_coroutine
         self._name = name
         self._state = threading.Condition()
         self._reset()
@@ -122,7 +152,10 @@ class TaskRunner:
         self._queue: queue.Queue[Job | None] = queue.Queue(self.queue_size)
         self._workers: list[threading.Thread] = []
         self._running: set[Job] = set()
-        self._pending = 0  # queued + running
+        #: Jobs living on the event loop, with the asyncio task driving each.
+        self._on_loop: dict[Job, asyncio.Task[Any]] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._pending = 0  # queued + running, threads and loop
         self._draining = False
         self._closed = False
         self._overflow = 0
@@ -136,35 +169,85 @@ class TaskRunner:
     def submit(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
         """Run the rest of `exchange` (its response was sent) on a runner thread.
 
-        Returns at once, unless the queue is full or the runner is draining: then
-        the exchange runs here, in the calling thread, before this returns.
+        When every task is async the exchange runs on the event loop instead, where
+        waiting holds no thread. Returns at once, unless the queue is full or the
+        runner is draining: then the exchange runs here, in the calling thread,
+        before this returns.
         """
         job = Job(exchange, tasks)
-        if not self._workers:
-            self._start_workers()
+        if job.all_async:
+            if self._submit_to_loop(job):
+                return
+        else:
+            if not self._workers:
+                self._start_workers()
+            with self._state:
+                if not self._draining:
+                    try:
+                        self._queue.put_nowait(job)
+                    except queue.Full:
+                        pass
+                    else:
+                        self._pending += 1
+                        return
+        self._overflowed()
+        job.run(self._run_coroutine)
+
+    def _submit_to_loop(self, job: Job) -> bool:
         with self._state:
-            if not self._draining:
-                try:
-                    self._queue.put_nowait(job)
-                except queue.Full:
-                    pass
-                else:
-                    self._pending += 1
-                    return
+            if self._draining or len(self._on_loop) >= self.queue_size:
+                return False
+            self._pending += 1
+        try:
+            self._loop.spawn(self._run_on_loop(job))
+        except LoopStopped:
+            with self._state:
+                self._pending -= 1
+            return False
+        return True
+
+    def _overflowed(self) -> None:
+        with self._state:
             self._overflow += 1
             now = time.monotonic()
-            warn = now - self._last_warning >= WARN_EVERY
-            if warn:
-                count, self._overflow, self._last_warning = self._overflow, 0, now
-        if warn:
-            logger.warning(
-                "Background task queue full (%d waiting, %d threads): ran the tasks of %d "
-                "request(s) in the server thread instead, which delays its next request",
-                self.queue_size,
-                self.threads,
-                count,
-            )
-        job.run(self._run_coroutine)
+            if now - self._last_warning < WARN_EVERY:
+                return
+            count, self._overflow, self._last_warning = self._overflow, 0, now
+        logger.warning(
+            "Background task queue full (%d waiting, %d threads): ran the tasks of %d "
+            "request(s) in the server thread instead, which delays its next request",
+            self.queue_size,
+            self.threads,
+            count,
+        )
+
+    async def _run_on_loop(self, job: Job) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._state:
+            closed = self._closed
+            if not closed:
+                self._on_loop[job] = task
+        try:
+            if closed:  # spawned just as the drain gave up
+                job.abandon()
+                return
+            await job.run_async(self._run_sync)
+        except asyncio.CancelledError:
+            pass  # the drain cancelled it; the core has logged what it interrupted
+        finally:
+            with self._state:
+                self._on_loop.pop(job, None)
+                self._pending -= 1
+                self._state.notify_all()
+
+    async def _run_sync(self, call: Call) -> Any:
+        """A sync call of a loop-resident job (a `yield` dependency's cleanup): in a thread."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(
+            call_now, call, limiter=self._limiter, abandon_on_cancel=True
+        )
 
     def _start_workers(self) -> None:
         with self._state:
@@ -232,8 +315,17 @@ class TaskRunner:
                 if job is not None:
                     waiting.append(job)
             self._closed = True
+            on_loop = list(self._on_loop.values())
         for job in running + waiting:
             job.abandon()
+        # Cancelling is thrown into each exchange, so the core logs the interrupted
+        # task and the abandoned ones; wait a moment for those logs.
+        for task in on_loop:
+            self._loop.call_soon(task.cancel)
+        with self._state:
+            until = time.monotonic() + 1.0
+            while self._on_loop and time.monotonic() < until:
+                self._state.wait(0.05)
         return False
 
     def _stop_workers(self) -> None:

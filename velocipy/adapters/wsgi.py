@@ -87,7 +87,7 @@ class WSGIAdapter:
         self.runner: TaskRunner | None = None
         if tasks == "thread":
             self.runner = TaskRunner(
-                self._run_coroutine, threads=task_threads, queue_size=task_queue_size
+                _wsgi_process.LOOP, threads=task_threads, queue_size=task_queue_size
             )
         if drain_timeout is not None:
             _wsgi_process.set_drain_timeout(drain_timeout)
