@@ -5,13 +5,19 @@ Never a throughput assertion: only that every part ran and reported.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from bench.apps import _common
+from bench.configs import SCENARIOS, Scenario
 from bench.loadgen import parse_wrk
 from bench.pyload import ResponseReader
 from bench.servers import Server, free_port
@@ -35,6 +41,69 @@ Running 5s test @ http://127.0.0.1:8000/hello
 Requests/sec:  23999.50
 Transfer/sec:      3.40MB
 """
+
+
+APPS = [
+    ("bare_asgi", "app", "asgi"),
+    ("bare_wsgi", "wsgi", "wsgi"),
+    ("velocipy_app", "app", "asgi"),
+    ("velocipy_app", "wsgi", "wsgi"),
+    ("starlette_app", "app", "asgi"),
+    ("fastapi_app", "app", "asgi"),
+    ("falcon_apps", "asgi", "asgi"),
+    ("falcon_apps", "wsgi", "wsgi"),
+]
+
+
+def _app(module_name: str, attribute: str) -> Any:
+    peer = {"starlette_app": "starlette", "fastapi_app": "fastapi", "falcon_apps": "falcon"}
+    if module_name in peer:
+        pytest.importorskip(peer[module_name])
+    return getattr(importlib.import_module(f"bench.apps.{module_name}"), attribute)
+
+
+def _send(client: httpx.Client | httpx.AsyncClient, scenario: Scenario) -> Any:
+    return client.request(
+        scenario.method,
+        scenario.path,
+        content=scenario.body or None,
+        headers={"content-type": "application/json"} if scenario.body else {},
+    )
+
+
+async def _signup_task_ran(before: int) -> bool:
+    # Some apps hand the task to a thread or the loop after the response: wait a little.
+    for _ in range(200):
+        if _common.SIGNUPS[before:] == ["ada@example.com"]:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize(("module_name", "attribute", "kind"), APPS)
+def test_every_app_does_the_same_work(module_name: str, attribute: str, kind: str) -> None:
+    app = _app(module_name, attribute)
+
+    async def check() -> None:
+        if kind == "wsgi":
+            client: Any = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://b")
+        else:
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+        for scenario in SCENARIOS:
+            before = len(_common.SIGNUPS)
+            response = _send(client, scenario)
+            if kind == "asgi":
+                response = await response
+            assert response.status_code == 200, response.text
+            assert response.json() == scenario.expected
+            if scenario.name == "signup":  # its one background task ran
+                assert await _signup_task_ran(before)
+        if kind == "asgi":
+            await client.aclose()
+        else:
+            client.close()
+
+    asyncio.run(check())
 
 
 def test_wrk_output_is_parsed_with_units_and_errors() -> None:

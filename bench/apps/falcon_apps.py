@@ -7,6 +7,7 @@ iterable the bare WSGI app uses (PEP 3333's way to run code after a response).
 
 from __future__ import annotations
 
+import functools
 import json
 
 import falcon
@@ -49,7 +50,7 @@ class SignupAsync:
             raise falcon.HTTPUnprocessableEntity(description="invalid body")
         email = data["email"]
         resp.media = {"status": "ok", "email": email}
-        resp.schedule(lambda: record_signup_async(email))
+        resp.schedule(functools.partial(record_signup_async, email))
 
 
 class ItemAsync:
