@@ -1,6 +1,6 @@
 """Profile a server configuration under load: where does a request's time go outside the core?
 
-`python -m bench.profile_server velocipy/own-server signup [--seconds 5] [--top 30]`
+`python -m bench.profile_server velocipy/own-server signup [--seconds 5] [--task-sleep 1]`
 runs the configuration's server under cProfile (pinned like the benchmark),
 loads one scenario with wrk (or the pure-Python generator), stops the server
 with SIGTERM so the profile is written, and prints the functions with the most
@@ -20,7 +20,9 @@ from bench.loadgen import run_load, wrk_available
 from bench.servers import Server, free_port
 
 
-def profile_server(name: str, scenario_name: str, seconds: float, top: int) -> str:
+def profile_server(
+    name: str, scenario_name: str, seconds: float, top: int, task_sleep: float = 0.0
+) -> str:
     config = BY_NAME[name]
     scenario = next(s for s in SCENARIOS if s.name == scenario_name)
     port = free_port()
@@ -29,6 +31,7 @@ def profile_server(name: str, scenario_name: str, seconds: float, top: int) -> s
         raise SystemExit(f"{name} is not started as `python -m ...`; cannot profile it")
     out = Path(tempfile.mkdtemp(prefix="bench-profile-")) / "server.prof"
     server = Server(name, [PY, "-m", "cProfile", "-o", str(out), *argv[1:]], port)
+    server.env = {"BENCH_TASK_SLEEP": str(task_sleep)}
     server.start()
     try:
         if not server.wait_ready(30):
@@ -39,7 +42,7 @@ def profile_server(name: str, scenario_name: str, seconds: float, top: int) -> s
         tool = "wrk" if wrk_available() else "python"
         result = run_load(tool, port, scenario, seconds, 50)
     finally:
-        server.stop(grace=15.0)
+        server.stop(grace=15.0 + task_sleep)  # a graceful stop waits for sleeping tasks
     if not out.exists():
         raise SystemExit("the server wrote no profile (did it exit cleanly on SIGTERM?)")
     text = Path(out).with_suffix(".txt")
@@ -56,8 +59,14 @@ def main() -> None:
     parser.add_argument("scenario", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--task-sleep",
+        type=float,
+        default=0.0,
+        help="seconds the signup task sleeps (pending tasks)",
+    )
     args = parser.parse_args()
-    print(profile_server(args.config, args.scenario, args.seconds, args.top))
+    print(profile_server(args.config, args.scenario, args.seconds, args.top, args.task_sleep))
 
 
 if __name__ == "__main__":
