@@ -131,7 +131,11 @@ class ASGIAdapter:
                 if not isinstance(failure, ClientDisconnected):
                     raise failure  # an incomplete response: let the server drop the connection
                 return
-        after = exchange.send(None)
+        try:
+            after = exchange.send(None)
+        except Exception:  # pragma: no cover - a core bug must still not reach the server
+            logger.exception("Background work for %s %s failed", *_label(exchange))
+            return
         if type(after) is not Done:
             await self._finish(exchange, after, reader)
 
