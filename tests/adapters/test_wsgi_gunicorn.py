@@ -194,7 +194,7 @@ def test_run_gunicorn_serves_an_app_and_drains_through_its_hooks() -> None:
         "import sys; from velocipy.adapters.gunicorn_runner import run_gunicorn; "
         f"sys.exit(run_gunicorn({'tests.adapters.test_wsgi_gunicorn:app'!r}, host='127.0.0.1', "
         f"port={port}, workers=1, threads=2, log_level='info', access_log=False, "
-        "graceful_timeout=5))"
+        "graceful_timeout=4.5))"
     )
     with run_server([PYTHON, "-c", script], port=port) as server, connection_to(server) as conn:
         assert timed(conn, "GET", "/hello")[0] == 200

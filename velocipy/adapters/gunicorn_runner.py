@@ -15,6 +15,7 @@ same hooks to a `gunicorn.conf.py` when starting gunicorn yourself::
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from typing import Any
 
@@ -51,7 +52,8 @@ def run_gunicorn(
         log_level: gunicorn's log level ("critical", "error", "warning", "info", "debug").
         access_log: Whether to log each request (to stderr).
         graceful_timeout: Seconds a stopping worker has to finish its requests and
-            drain its background tasks before gunicorn kills it.
+            drain its background tasks before gunicorn kills it (rounded up:
+            gunicorn counts whole seconds).
 
     Returns:
         0 after a clean stop, gunicorn's exit code otherwise, 1 if gunicorn is
@@ -74,7 +76,7 @@ def run_gunicorn(
         "worker_class": "gthread" if threads > 1 else "sync",
         "loglevel": log_level,
         "accesslog": "-" if access_log else None,
-        "graceful_timeout": graceful_timeout,
+        "graceful_timeout": math.ceil(graceful_timeout),  # gunicorn takes whole seconds
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
     }
