@@ -515,3 +515,26 @@ async def test_a_websocket_is_closed_cleanly() -> None:
 async def test_an_unknown_scope_type_is_refused() -> None:
     with pytest.raises(ValueError, match="'telepathy'"):
         await call(app, {"type": "telepathy"}, Peer())
+
+
+async def test_nothing_escapes_after_the_response_even_a_driver_failure(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The core contains task failures itself; this guards the adapter's own last line.
+    import velocipy.adapters.asgi as asgi_module
+
+    real_drive = asgi_module.drive_async
+    calls = 0
+
+    async def drive_then_break(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the post-response drive
+            raise RuntimeError("broken driver")
+        return await real_drive(*args, **kwargs)
+
+    monkeypatch.setattr(asgi_module, "drive_async", drive_then_break)
+    body = b'{"names": ["one"]}'
+    peer = await call(app, post_scope("/tasks/x", body), Peer(*body_messages(body)))
+    assert peer.status == 200 and calls == 2
+    assert any("Background work for POST /tasks/x failed" in m for m in caplog.messages)

@@ -136,8 +136,11 @@ class ASGIAdapter:
         except Exception:  # pragma: no cover - a core bug must still not reach the server
             logger.exception("Background work for %s %s failed", *_label(exchange))
             return
-        if type(after) is not Done:
-            await self._finish(exchange, after, reader)
+        if type(after) is not Done:  # tasks or cleanup to run: inline, as `_finish` would
+            try:
+                await drive_async(exchange, after, read_body=reader, run_sync=self._run_sync)
+            except Exception:
+                logger.exception("Background work for %s %s failed", *_label(exchange))
 
     async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
