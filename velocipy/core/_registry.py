@@ -1,6 +1,6 @@
 """The app's task registry: live counts of background tasks by state, and their limits.
 
-`app.tasks` is one `TaskRegistry`. Task handles report every state change to
+`app.tasks` is one `TaskRegistry`. Task handles record every state change in
 it, so a health endpoint or a shutdown log can say how many tasks are pending
 or running, name the running ones, and how many ended in each way.
 
@@ -43,36 +43,27 @@ class TaskRegistry:
         max_pending: int | None = None,
     ) -> None:
         self.now = clock
-        self._lock = lock if lock is not None else contextlib.nullcontext()
+        self.lock: contextlib.AbstractContextManager[Any] = (
+            lock if lock is not None else contextlib.nullcontext()
+        )
         self.max_pending = max_pending
-        self._counts: dict[str, int] = {}
-        self._running: dict[int, Task] = {}
+        # Keyed by TaskState member: reading `.value` per change would cost more.
+        from ._tasks import TaskState
 
-    def added(self, task: Task) -> None:
-        with self._lock:
-            self._counts["pending"] = self._counts.get("pending", 0) + 1
-
-    def renamed(self, task: Task, name: str) -> None:
-        """Names are read live from the handles; nothing is cached by name."""
-
-    def moved(self, task: Task, previous: TaskState, state: TaskState) -> None:
-        with self._lock:
-            counts = self._counts
-            counts[previous.value] = counts.get(previous.value, 0) - 1
-            counts[state.value] = counts.get(state.value, 0) + 1
-            if state.value == "running":
-                self._running[task.id] = task
-            elif previous.value == "running":
-                self._running.pop(task.id, None)
+        self._states = TaskState
+        #: Tasks per state. Task handles update these under `lock` as they move.
+        self.counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+        #: The running tasks by id, in the order they started.
+        self.running_by_id: dict[int, Task] = {}
 
     def admits(self) -> bool:
-        """Whether one more task may wait (the pending count is under `max_pending`)."""
+        """Whether the pending tasks are within `max_pending`."""
         limit = self.max_pending
-        return limit is None or self.count("pending") <= limit
+        return limit is None or self.counts[self._states.PENDING] <= limit
 
     def count(self, state: str) -> int:
         """How many tasks are in `state` now (pending, running) or ended in it."""
-        return self._counts.get(state, 0)
+        return self.counts[self._states(state)]
 
     @property
     def pending(self) -> int:
@@ -84,21 +75,19 @@ class TaskRegistry:
 
     def running_names(self) -> list[str]:
         """The names of the tasks running now, oldest first."""
-        with self._lock:
-            return [task.name for task in self._running.values()]
+        with self.lock:
+            return [task.name for task in self.running_by_id.values()]
 
     def running_tasks(self) -> list[Task]:
         """The handles of the tasks running now, oldest first."""
-        with self._lock:
-            return list(self._running.values())
+        with self.lock:
+            return list(self.running_by_id.values())
 
     def snapshot(self) -> dict[str, Any]:
         """Every count and the running tasks' names, as one JSON-friendly dict."""
-        from ._tasks import TaskState
-
-        with self._lock:
-            counts = {state.value: self._counts.get(state.value, 0) for state in TaskState}
-            names = [task.name for task in self._running.values()]
+        with self.lock:
+            counts = {state.value: count for state, count in self.counts.items()}
+            names = [task.name for task in self.running_by_id.values()]
         return {**counts, "running_names": names}
 
     def __repr__(self) -> str:

@@ -70,8 +70,12 @@ def callable_name(func: Callable[..., Any]) -> str:
     return repr(func)
 
 
-class TaskState(enum.Enum):
-    """Where a task stands. The last six are final."""
+class TaskState(str, enum.Enum):
+    """Where a task stands. The last six are final.
+
+    A `str` enum: members compare equal to their values (`"succeeded"`), and
+    hash as strings, which keeps the per-task bookkeeping cheap.
+    """
 
     #: Scheduled, not started.
     PENDING = "pending"
@@ -92,6 +96,7 @@ class TaskState(enum.Enum):
 
 
 FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING, TaskState.RUNNING}
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 
 _STILL_RUNNING = " (a sync task cannot be stopped; it may still be running)"
 
@@ -114,7 +119,7 @@ class Task:
         "args",
         "kwargs",
         "is_async",
-        "name",
+        "_name",
         "timeout",
         "run_on",
         "state",
@@ -144,7 +149,7 @@ class Task:
         self.args = args
         self.kwargs: dict[str, Any] = kwargs if kwargs is not None else {}
         self.is_async = is_async_callable(func) if is_async is None else is_async
-        self.name = name or callable_name(func)
+        self._name = name  # computed on first read: most handles are never asked
         self.timeout: float | None = None
         self.run_on = "success"
         self.state = TaskState.PENDING
@@ -155,9 +160,12 @@ class Task:
         self.method = ""
         self.context = context
         self._registry = registry
-        self.created_at: float | None = registry.now() if registry is not None else None
-        if registry is not None:
-            registry.added(self)
+        if registry is None:
+            self.created_at: float | None = None
+        else:
+            self.created_at = registry.now()
+            with registry.lock:
+                registry.counts[_PENDING] += 1
 
     def with_options(
         self,
@@ -185,14 +193,19 @@ class Task:
                 raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
             self.timeout = float(timeout)
         if name is not None:
-            if self._registry is not None:
-                self._registry.renamed(self, name)
-            self.name = name
+            self._name = name
         if run_on is not None:
             if run_on not in RUN_ON:
                 raise ValueError(f"run_on must be one of {sorted(RUN_ON)}, got {run_on!r}")
             self.run_on = run_on
         return self
+
+    @property
+    def name(self) -> str:
+        """The task's name in logs and counts: set by `with_options`, else the function's."""
+        if not self._name:
+            self._name = callable_name(self.func)
+        return self._name
 
     @property
     def done(self) -> bool:
@@ -212,11 +225,19 @@ class Task:
         registry = self._registry
         if registry is not None:
             now = registry.now()
-            if state is TaskState.RUNNING:
+            if state is _RUNNING:
                 self.started_at = now
-            elif state in FINAL_STATES:
+            elif state is not _PENDING:
                 self.finished_at = now
-            registry.moved(self, previous, state)
+            # The registry's bookkeeping, inlined: this runs twice per task.
+            with registry.lock:
+                counts = registry.counts
+                counts[previous] -= 1
+                counts[state] += 1
+                if state is _RUNNING:
+                    registry.running_by_id[self.id] = self
+                elif previous is _RUNNING:
+                    del registry.running_by_id[self.id]
 
     def _call(self) -> Call:
         """The effect that runs this task, in its captured context, with its timeout."""
@@ -287,8 +308,7 @@ async def run_in_context(
     kwargs: dict[str, Any],
 ) -> Any:
     """Call async `func(*args, **kwargs)` and await it inside `context`."""
-    coroutine = context.run(func, *args, **kwargs)
-    return await _InContext(context, coroutine)
+    return await _InContext(context, context.run(func, *args, **kwargs))
 
 
 class BackgroundTasks:
@@ -345,14 +365,15 @@ def select_tasks(
     tasks: Iterable[Task], *, handler_failed: bool, route: str, method: str
 ) -> tuple[Task, ...]:
     """The tasks to run for how the handler ended; the others are marked skipped."""
-    wanted = ("error", "always") if handler_failed else ("success", "always")
+    skip = "success" if handler_failed else "error"
     chosen: list[Task] = []
     for task in tasks:
-        task.route, task.method = route, method
-        if task.run_on in wanted:
-            chosen.append(task)
-        else:
+        task.route = route
+        task.method = method
+        if task.run_on is skip or task.run_on == skip:
             task._move(TaskState.SKIPPED)
+        else:
+            chosen.append(task)
     return tuple(chosen)
 
 
@@ -385,7 +406,7 @@ def run_tasks(
 ) -> Generator[Call, Any, None]:
     """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on."""
     for index, task in enumerate(tasks):
-        if task.done:  # abandoned before its turn (e.g. the queue was full)
+        if task.state is not _PENDING:  # settled before its turn
             continue
         task._move(TaskState.RUNNING)
         try:
@@ -429,9 +450,13 @@ def run_tasks(
             raise
         else:
             task._move(TaskState.SUCCEEDED)
-            logger.debug(
-                "Background task %s for %s succeeded", task.name, route, extra=task._log_extra()
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # skip building the record's extras
+                logger.debug(
+                    "Background task %s for %s succeeded",
+                    task.name,
+                    route,
+                    extra=task._log_extra(),
+                )
 
 
 def _call_hooks(
