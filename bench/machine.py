@@ -45,6 +45,14 @@ def git_revision() -> str:
     return "unknown"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: above the core count, other work competed for the CPU."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def describe() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -63,4 +71,5 @@ def describe() -> dict[str, Any]:
         "git": git_revision(),
         "server_core": SERVER_CORE,
         "load_core": LOAD_CORE,
+        "load_average_start": load_average(),
     }

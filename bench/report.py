@@ -91,6 +91,18 @@ def markdown(results: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     add(f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM")
     add(f"- OS: {machine['os']}; {machine['python']}")
+    start, end = machine.get("load_average_start"), machine.get("load_average_end")
+    if start is not None:
+        busy = max(start, end or 0) > (machine["cores"] or 1)
+        add(
+            f"- Load average (1 min) at start {start:g}, at end {end if end is not None else '?'}"
+            + (
+                f": other processes competed for the {machine['cores']} cores during this "
+                "run, so expect wide min–max ranges and trust only the same-round ratios"
+                if busy
+                else ""
+            )
+        )
     add(f"- Packages: {versions}")
     pin = (
         f"server on core {machine['server_core']}, load generator on core {machine['load_core']}"

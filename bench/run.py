@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shlex
 import sys
 import tempfile
@@ -24,9 +25,9 @@ from typing import Any
 from bench import core_overhead, latency, memory, throughput
 from bench.configs import BY_NAME, CONFIGS, PY, QUICK, SCENARIOS, SMOKE
 from bench.loadgen import run_load, wrk_available, wrk_version
-from bench.machine import describe
+from bench.machine import describe, load_average
 from bench.report import write
-from bench.servers import ROOT, Server, free_port, start_all, stop_all
+from bench.servers import ROOT, SERVER_CORE, Server, free_port, start_all, stop_all
 
 HERE = Path(__file__).resolve().parent
 OWN = "velocipy/own-server"
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     timings["memory"], clock = time.monotonic() - clock, time.monotonic()
     if "core" not in skip:
         print("core overhead ...", file=sys.stderr, flush=True)
+        if SERVER_CORE is not None:  # timed on the core the servers use, like them
+            os.sched_setaffinity(0, {int(SERVER_CORE)})
         results["core"] = guarded(
             "core overhead",
             lambda: core_overhead.measure(number=plan.core_number, repeat=plan.core_repeat),
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 "profile", lambda: core_overhead.profile("hello", number=plan.profile_number)
             )
     timings["core"] = time.monotonic() - clock
+    results["machine"]["load_average_end"] = load_average()
     results["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime(
         "%Y-%m-%d %H:%M UTC"
     )
