@@ -1,10 +1,12 @@
 """Memory: peak RSS of a server holding many idle keep-alive connections, or many queued tasks.
 
-Idle connections: each makes one `GET /hello` (so the server has really
-served it and keeps it alive), then stays open and silent while the server's
-peak RSS (VmHWM, with its child processes) is read. Queued tasks: the server
-runs with the signup task sleeping for minutes, receives that many
-`POST /signup` requests, and its RSS is read while every task still waits.
+All the servers a run needs start together (start-up is the slow part of a
+short run); each is stopped right after its measurement. Idle connections:
+each makes one `GET /hello` (so the server has really served it and keeps it
+alive), then stays open and silent while the server's peak RSS (VmHWM, with
+its child processes) is read. Queued tasks: the server runs with the signup
+task sleeping for minutes, receives that many `POST /signup` requests, and its
+RSS is read while every task still waits.
 """
 
 from __future__ import annotations
@@ -92,18 +94,30 @@ async def _hold(port: int, count: int, pid: int) -> dict[str, Any]:
     }
 
 
-def idle_connections(name: str, count: int) -> dict[str, Any]:
-    """Peak RSS of configuration `name` holding `count` idle keep-alive connections."""
+def idle_server(name: str, count: int) -> Server:
+    """The server (not started) for `idle_connections`: its connection caps raised."""
     raise_open_files(count * 2 + 1024)
     port = free_port()
     config = BY_NAME[name]
-    server = Server(name, config.command(port) + idle_options(config, count), port)
+    return Server(name, config.command(port) + idle_options(config, count), port)
+
+
+def tasks_server(name: str) -> Server:
+    """The server (not started) for `queued_tasks`: its signup task sleeps for minutes."""
+    port = free_port()
+    server = Server(name, BY_NAME[name].command(port), port)
+    server.env = {"BENCH_TASK_SLEEP": "600"}
+    return server
+
+
+def idle_connections(server: Server, count: int) -> dict[str, Any]:
+    """Peak RSS of a started `idle_server` holding `count` idle keep-alive connections."""
     try:
-        server.start()
-        if not server.wait_ready(30) or server.check(SCENARIOS[0]):
-            return {"status": "unavailable", "reason": server.problem or server.check(SCENARIOS[0])}
-        log(f"memory: {name} holding {count} idle connections ...")
-        result = asyncio.run(_hold(port, count, server.pid))
+        problem = server.problem or server.check(SCENARIOS[0])
+        if problem:
+            return {"status": "unavailable", "reason": problem}
+        log(f"memory: {server.name} holding {count} idle connections ...")
+        result = asyncio.run(_hold(server.port, count, server.pid))
         return {"status": "ok", "reason": "", **result}
     except Exception as error:
         return {"status": "failed", "reason": repr(error)[:300]}
@@ -111,18 +125,15 @@ def idle_connections(name: str, count: int) -> dict[str, Any]:
         server.stop()
 
 
-def queued_tasks(name: str, count: int, connections: int) -> dict[str, Any]:
-    """RSS of configuration `name` after `count` requests whose tasks all still sleep."""
-    port = free_port()
-    server = Server(name, BY_NAME[name].command(port), port)
-    server.env = {"BENCH_TASK_SLEEP": "600"}
+def queued_tasks(server: Server, count: int, connections: int) -> dict[str, Any]:
+    """RSS of a started `tasks_server` after `count` requests whose tasks all still sleep."""
     try:
-        server.start()
-        if not server.wait_ready(30) or server.check(SIGNUP):
-            return {"status": "unavailable", "reason": server.problem or server.check(SIGNUP)}
+        problem = server.problem or server.check(SIGNUP)
+        if problem:
+            return {"status": "unavailable", "reason": problem}
         before = rss_kib(server.pid)
-        log(f"memory: {name} queuing {count} background tasks ...")
-        load = run_pyload(port, SIGNUP, 600, connections, requests=count - 1)
+        log(f"memory: {server.name} queuing {count} background tasks ...")
+        load = run_pyload(server.port, SIGNUP, 600, connections, requests=count - 1)
         time.sleep(0.5)
         after = rss_kib(server.pid)
         return {

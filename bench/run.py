@@ -78,20 +78,22 @@ def plan_for(mode: str) -> Plan:
     )  # fmt: skip
 
 
-def measure_ceiling(tools: list[str], duration: float, connections: int) -> dict[str, Any]:
-    """Each generator's requests/s against the canned-response server."""
+def ceiling_server() -> Server:
+    """The canned-response server each load generator's ceiling is measured against."""
     port = free_port()
-    server = Server("ceiling", [PY, "-m", "bench.ceiling", "--port", str(port)], port)
+    return Server("ceiling", [PY, "-m", "bench.ceiling", "--port", str(port)], port)
+
+
+def measure_ceiling(
+    server: Server, tools: list[str], duration: float, connections: int
+) -> dict[str, Any]:
+    """Each generator's requests/s against the (started) canned-response server."""
     found: dict[str, Any] = {}
-    try:
-        start_all([server])
-        if server.problem:
-            return {}
-        for tool in tools:
-            label = "wrk" if tool == "wrk" else "pure-Python generator"
-            found[label] = run_load(tool, port, SCENARIOS[0], duration, connections)["rps"]
-    finally:
-        stop_all([server])
+    if server.problem:
+        return found
+    for tool in tools:
+        label = "wrk" if tool == "wrk" else "pure-Python generator"
+        found[label] = run_load(tool, server.port, SCENARIOS[0], duration, connections)["rps"]
     return found
 
 
@@ -188,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.monotonic()
     timings: dict[str, float] = {}
     results["seconds"] = timings
-    results["ceiling"] = measure_ceiling(tools, min(duration, 2.0), args.connections)
-    timings["ceiling"], clock = time.monotonic() - clock, time.monotonic()
+    ceiling = ceiling_server()
+
+    def ceiling_first() -> None:
+        results["ceiling"] = measure_ceiling(ceiling, tools, min(duration, 2.0), args.connections)
+
     if "throughput" not in skip:
         results["throughput"] = throughput.measure(
             configs,
@@ -199,7 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             duration=duration,
             warmup=plan.warmup,
             connections=args.connections,
+            alongside=ceiling,
+            first=ceiling_first,
         )
+    else:
+        try:
+            start_all([ceiling])
+            ceiling_first()
+        finally:
+            stop_all([ceiling])
     timings["throughput"], clock = time.monotonic() - clock, time.monotonic()
     if "latency" not in skip:
         results["latency"] = latency.measure(
@@ -214,20 +227,27 @@ def main(argv: list[str] | None = None) -> int:
     timings["latency"], clock = time.monotonic() - clock, time.monotonic()
     if "memory" not in skip:
         rows: list[dict[str, Any]] = []
-        for name in plan.idle_configs:
-            row = memory.idle_connections(name, plan.idle_connections)
-            what = f"{plan.idle_connections:,} idle keep-alive connections"
-            note = (
-                f"{row.get('served', 0):,} served, {row.get('open_at_reading', 0):,} open when read"
-                if row["status"] == "ok"
-                else ""
-            )
-            rows.append({"what": what, "config": name, "note": note, **row})
-        for name in plan.task_configs:
-            row = memory.queued_tasks(name, plan.queued_tasks, args.connections)
-            what = f"{plan.queued_tasks:,} queued background tasks"
-            note = f"{row.get('tasks', 0):,} tasks in {row.get('seconds', 0):.1f} s"
-            rows.append({"what": what, "config": name, "note": note, **row})
+        idle = [memory.idle_server(name, plan.idle_connections) for name in plan.idle_configs]
+        queued = [memory.tasks_server(name) for name in plan.task_configs]
+        try:
+            start_all([*idle, *queued])
+            for server in idle:
+                row = memory.idle_connections(server, plan.idle_connections)
+                what = f"{plan.idle_connections:,} idle keep-alive connections"
+                note = (
+                    f"{row.get('served', 0):,} served, "
+                    f"{row.get('open_at_reading', 0):,} open when read"
+                    if row["status"] == "ok"
+                    else ""
+                )
+                rows.append({"what": what, "config": server.name, "note": note, **row})
+            for server in queued:
+                row = memory.queued_tasks(server, plan.queued_tasks, args.connections)
+                what = f"{plan.queued_tasks:,} queued background tasks"
+                note = f"{row.get('tasks', 0):,} tasks in {row.get('seconds', 0):.1f} s"
+                rows.append({"what": what, "config": server.name, "note": note, **row})
+        finally:
+            stop_all([*idle, *queued])
         results["memory"] = rows
     timings["memory"], clock = time.monotonic() - clock, time.monotonic()
     if "core" not in skip:

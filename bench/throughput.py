@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bench.configs import BY_NAME, Scenario
@@ -37,14 +38,24 @@ def measure(
     duration: float,
     warmup: float,
     connections: int,
+    alongside: Server | None = None,
+    first: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the throughput rounds; returns per-configuration, per-scenario results and ratios."""
+    """Run the throughput rounds; returns per-configuration, per-scenario results and ratios.
+
+    `alongside` is one more server started (and stopped) with these, and `first`
+    runs once they are all up, before any load: how the generator ceiling is
+    measured without paying a server start-up of its own.
+    """
     servers = [Server(name, BY_NAME[name].command(port), port) for name in names
                for port in [free_port()]]  # fmt: skip
+    extra = [alongside] if alongside is not None else []
     results: dict[str, Any] = {}
     try:
         log(f"starting {len(servers)} servers ...")
-        start_all(servers)
+        start_all([*servers, *extra])
+        if first is not None:
+            first()
         for server in servers:
             entry: dict[str, Any] = {"status": "ok", "reason": "", "scenarios": {}}
             results[server.name] = entry
@@ -75,7 +86,7 @@ def measure(
                     if results[server.name]["scenarios"][scenario.name]["status"] == "ok":
                         _run(server, scenario, results, tool, duration, connections, keep=True)
     finally:
-        stop_all(servers)
+        stop_all([*servers, *extra])
     _add_summaries(results, scenarios)
     return results
 
