@@ -3,7 +3,7 @@
 `python -m bench.profile_server velocipy/own-server signup [--seconds 5] [--task-sleep 1]`
 runs the configuration's server under cProfile (pinned like the benchmark),
 loads one scenario with wrk (or the pure-Python generator), stops the server
-with SIGTERM so the profile is written, and prints the functions with the most
+with SIGINT so the profile is written, and prints the functions with the most
 own time. Figures are inflated by the profiler; compare them with each other.
 Works for the single-process servers (own server, uvicorn), not gunicorn.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import pstats
+import signal
 import tempfile
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def profile_server(
         tool = "wrk" if wrk_available() else "python"
         result = run_load(tool, port, scenario, seconds, 50)
     finally:
-        server.stop(grace=15.0 + task_sleep)  # a graceful stop waits for sleeping tasks
+        # SIGINT: uvicorn re-raises the stop signal after shutting down, and only an
+        # interrupt (KeyboardInterrupt) still lets cProfile write its file.
+        server.stop(grace=15.0 + task_sleep, sig=signal.SIGINT)
     if not out.exists():
         raise SystemExit("the server wrote no profile (did it exit cleanly on SIGTERM?)")
     text = Path(out).with_suffix(".txt")

@@ -144,14 +144,14 @@ class Server:
             return f"{scenario.method} {scenario.path} answered {response.status} {got!r}"
         return ""
 
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the process group; SIGKILL it if it outlives `grace`."""
+    def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to the process group; SIGKILL it if it outlives `grace`."""
         process = self.process
         if process is None:
             return
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, sig)
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
