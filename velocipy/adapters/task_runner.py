@@ -314,6 +314,7 @@ class TaskRunner:
                     break
                 if job is not None:
                     waiting.append(job)
+            self._pending -= len(waiting)  # they will never run
             self._closed = True
             on_loop = list(self._on_loop.values())
         for job in running + waiting:
