@@ -239,6 +239,10 @@ class HTTPConnection:
             )
         except ClientDisconnected:
             return False
+        except Exception:  # a bug below us: answer 500 without details, keep serving others
+            logger.exception("Serving %s %s failed", head.method, head.path)
+            await self._reject(500)
+            return False
         if type(effect) is not Respond:
             logger.error("The exchange for %s %s ended without a response", head.method, head.path)
             await self._reject(500)
