@@ -67,13 +67,17 @@ class Job:
     and which have not started.
     """
 
-    __slots__ = ("exchange", "tasks", "label")
+    __slots__ = ("exchange", "tasks")
 
     def __init__(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
         self.exchange = exchange
         self.tasks = tasks
-        head = exchange.head
-        self.label = f"{head.method} {head.path}"
+
+    @property
+    def label(self) -> str:
+        """The request, for logs: method and path."""
+        head = self.exchange.head
+        return f"{head.method} {head.path}"
 
     @property
     def all_async(self) -> bool:
