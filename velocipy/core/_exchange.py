@@ -63,7 +63,7 @@ from ._errors import (
 from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond
 from ._plans import Kind, ParamPlan, Plan, Source
 from ._request import Request, decode_json
-from ._responses import JSONResponse, Response
+from ._responses import JSONResponse, Response, encode_json
 from ._status import allows_body
 from ._tasks import BackgroundTasks, Task, log_abandoned, run_tasks, select_tasks
 
@@ -250,64 +250,58 @@ class _Context:
 def exchange_flow(app: Application, head: RequestHead) -> Flow:
     """The generator behind an `Exchange` (see the module docstring for the protocol)."""
     ctx = _Context(app, head)
+    tasks: tuple[Task, ...] = ()
     try:
-        yield from _serve(ctx)
+        try:
+            matched = app.router.match(head.method, head.path)
+            if matched is None:
+                raise HTTPException(404, "Not Found")
+            if type(matched) is frozenset:
+                allow = ", ".join(sorted(matched))
+                raise HTTPException(405, "Method Not Allowed", headers={"Allow": allow})
+            route, ctx.path_params = matched  # type: ignore[misc]
+            ctx.route = route
+            plan = route.plan
+            if plan.trivial:
+                result = yield Call(route.endpoint, (), {}, plan.is_async, "handler")
+            else:
+                if plan.needs_body or (app.dependency_overrides and _needs_body(plan, ctx)):
+                    ctx.body = yield ReadBody(app.max_body_size)
+                values: dict[int, dict[str, Any]] = {}
+                problems: list[dict[str, Any]] = []
+                _read_params(plan, ctx, values, problems)
+                if problems:
+                    raise RequestValidationError(problems)
+                if plan.wants_tasks:
+                    ctx.tasks = BackgroundTasks(app.tasks)
+                kwargs = yield from _solve(plan, ctx, values)
+                result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
+            if ctx.tasks is not None:
+                tasks = _release(ctx, handler_failed=False)
+            respond = _result_to_respond(result, route, head, tasks)
+        except (ClientDisconnected, GeneratorExit):
+            raise
+        except Exception as raised:
+            raised = yield from _unwind(ctx, raised)
+            response, error = yield from _error_response(ctx, raised)
+            if ctx.tasks is not None:
+                tasks = _release(ctx, handler_failed=True)
+            respond = _respond(response, head, tasks, error)
+
+        try:
+            yield respond
+        except Exception:
+            log_abandoned(tasks, ctx.label, "the response was not delivered")
+        else:
+            if tasks:
+                yield from run_tasks(tasks, ctx.label, app.task_error_hooks)
+        if ctx.exits:
+            yield from _cleanup(ctx)
     finally:
         if ctx.tasks is not None:
             # Only an exchange cut short (closed, client gone mid-handler, cancelled)
             # leaves tasks unsettled; say so rather than lose them silently.
             log_abandoned(ctx.tasks.tasks, ctx.label, "the exchange was cut short")
-
-
-def _serve(ctx: _Context) -> Flow:
-    app, head = ctx.app, ctx.head
-    matched = app.router.match(head.method, head.path)
-    tasks: tuple[Task, ...] = ()
-    error: BaseException | None = None
-    try:
-        if matched is None:
-            raise HTTPException(404, "Not Found")
-        if isinstance(matched, frozenset):
-            allow = ", ".join(sorted(matched))
-            raise HTTPException(405, "Method Not Allowed", headers={"Allow": allow})
-        route, ctx.path_params = matched
-        ctx.route = route
-        plan = route.plan
-        overrides = app.dependency_overrides
-        if plan.trivial:
-            result = yield Call(route.endpoint, (), {}, plan.is_async, "handler")
-        else:
-            if plan.needs_body or (overrides and _needs_body(plan, ctx)):
-                ctx.body = yield ReadBody(app.max_body_size)
-            values: dict[int, dict[str, Any]] = {}
-            problems: list[dict[str, Any]] = []
-            _read_params(plan, ctx, values, problems)
-            if problems:
-                raise RequestValidationError(problems)
-            if plan.wants_tasks:
-                ctx.tasks = BackgroundTasks(app.tasks)
-            kwargs = yield from _solve(plan, ctx, values)
-            result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
-        response = _to_response(result, route)
-        if ctx.tasks is not None:
-            tasks = _release(ctx, handler_failed=False)
-    except (ClientDisconnected, GeneratorExit):
-        raise
-    except Exception as raised:
-        raised = yield from _unwind(ctx, raised)
-        response, error = yield from _error_response(ctx, raised)
-        if ctx.tasks is not None:
-            tasks = _release(ctx, handler_failed=True)
-
-    try:
-        yield _respond(response, head, tasks, error)
-    except Exception:
-        log_abandoned(tasks, ctx.label, "the response was not delivered")
-    else:
-        if tasks:
-            yield from run_tasks(tasks, ctx.label, app.task_error_hooks)
-    if ctx.exits:
-        yield from _cleanup(ctx)
 
 
 def _release(ctx: _Context, *, handler_failed: bool) -> tuple[Task, ...]:
@@ -526,6 +520,22 @@ def _cleanup(ctx: _Context) -> Flow:
             yield Call(finish, (generator, None), {}, is_async, "cleanup")
         except Exception:
             logger.exception("Cleanup of a dependency for %s failed", ctx.label)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def _result_to_respond(
+    result: Any, route: Route, head: RequestHead, tasks: tuple[Task, ...]
+) -> Respond:
+    """The response for what a handler returned; plain values take a JSON fast path."""
+    if route.response_class is None and not isinstance(result, Response):
+        status = route.status_code or 200
+        if allows_body(status):
+            body = encode_json(result)
+            headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode("latin-1"))]
+            return Respond(status, headers, b"" if head.method == "HEAD" else body, None, tasks)
+    return _respond(_to_response(result, route), head, tasks, None)
 
 
 def _to_response(result: Any, route: Route) -> Response:

@@ -43,11 +43,34 @@ def _json_default(value: Any) -> Any:
 _encoder = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
 )
+# `JSONEncoder.encode` builds a new C encoder on every call; this one is built once.
+# Without a markers dict it skips the circular-reference check: a circular value
+# ends in RecursionError instead of ValueError, either way a logged 500.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_iterencode: Any = (
+    _c_make_encoder(
+        None,
+        _json_default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+    if _c_make_encoder is not None
+    else None
+)
 
 
 def encode_json(value: Any) -> bytes:
     """Encode `value` as compact UTF-8 JSON, knowing dataclasses, pydantic, dates, UUIDs."""
-    return _encoder.encode(value).encode("utf-8")
+    if _iterencode is None:  # pragma: no cover - CPython always has the C encoder
+        return _encoder.encode(value).encode("utf-8")
+    if type(value) is str:  # the C encoder only takes containers and scalars via a list
+        return _encoder.encode(value).encode("utf-8")
+    return "".join(_iterencode(value, 0)).encode("utf-8")
 
 
 class Response:
