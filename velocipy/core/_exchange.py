@@ -256,10 +256,10 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
             matched = app.router.match(head.method, head.path)
             if matched is None:
                 raise HTTPException(404, "Not Found")
-            if type(matched) is frozenset:
+            if isinstance(matched, frozenset):
                 allow = ", ".join(sorted(matched))
                 raise HTTPException(405, "Method Not Allowed", headers={"Allow": allow})
-            route, ctx.path_params = matched  # type: ignore[misc]
+            route, ctx.path_params = matched
             ctx.route = route
             plan = route.plan
             if plan.trivial:
