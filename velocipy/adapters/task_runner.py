@@ -148,12 +148,14 @@ class TaskRunner:
         self._loop = loop
         self._run_coroutine = loop.run_coroutine
         self._name = name
-        self._state = threading.Condition()
+        self._state = threading.Condition(threading.Lock())
         self._reset()
         _RUNNERS.add(self)
 
     def _reset(self) -> None:
-        self._queue: queue.Queue[Job | None] = queue.Queue(self.queue_size)
+        # A SimpleQueue is a fraction of Queue's cost; `_queued` bounds it instead.
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._queued = 0
         self._workers: list[threading.Thread] = []
         self._running: set[Job] = set()
         #: Jobs living on the event loop, with the asyncio task driving each.
@@ -186,14 +188,11 @@ class TaskRunner:
             if not self._workers:
                 self._start_workers()
             with self._state:
-                if not self._draining:
-                    try:
-                        self._queue.put_nowait(job)
-                    except queue.Full:
-                        pass
-                    else:
-                        self._pending += 1
-                        return
+                if not self._draining and self._queued < self.queue_size:
+                    self._queued += 1
+                    self._pending += 1
+                    self._queue.put(job)
+                    return
         self._overflowed()
         job.run(self._run_coroutine)
 
@@ -266,7 +265,7 @@ class TaskRunner:
 
     def after_fork(self) -> None:
         """In a forked child: the threads stayed in the parent, and so does its queue."""
-        self._state = threading.Condition()
+        self._state = threading.Condition(threading.Lock())
         self._reset()
 
     def _work(self) -> None:
@@ -277,6 +276,7 @@ class TaskRunner:
             if job is None:
                 return
             with state:
+                self._queued -= 1
                 closed = self._closed
                 if not closed:
                     self._running.add(job)
@@ -318,6 +318,7 @@ class TaskRunner:
                     break
                 if job is not None:
                     waiting.append(job)
+            self._queued -= len(waiting)
             self._pending -= len(waiting)  # they will never run
             self._closed = True
             on_loop = list(self._on_loop.values())
@@ -335,10 +336,7 @@ class TaskRunner:
 
     def _stop_workers(self) -> None:
         for _ in self._workers:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:  # pragma: no cover - the queue is empty when this runs
-                break
+            self._queue.put(None)
 
 
 #: Every runner in this process, for the drain at exit.
