@@ -8,8 +8,11 @@ import decimal
 import enum
 import uuid
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from velocipy.core._convert import (
     Invalid,
@@ -17,6 +20,7 @@ from velocipy.core._convert import (
     is_scalar,
     is_sequence_of_scalars,
 )
+from velocipy.core._datastructures import parse_query
 
 
 class Size(enum.Enum):
@@ -164,3 +168,13 @@ def test_pydantic_errors_that_are_not_validation_errors_propagate() -> None:
 def test_classification(annotation: Any, scalar: bool, sequence: bool) -> None:
     assert is_scalar(annotation) is scalar
     assert is_sequence_of_scalars(annotation) is sequence
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab=&%+;2x ", max_size=30))
+def test_the_fast_query_parser_agrees_with_the_standard_library(text: str) -> None:
+    try:
+        expected = parse_qsl(text, keep_blank_values=True)
+    except ValueError:  # pragma: no cover - parse_qsl only raises with strict_parsing
+        return
+    assert parse_query(text) == expected

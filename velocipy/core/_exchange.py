@@ -330,8 +330,7 @@ def _needs_body(plan: Plan, ctx: _Context) -> bool:
 
 def _effective(param: ParamPlan, ctx: _Context) -> Plan:
     """The plan for a Depends parameter, honouring `app.dependency_overrides` right now."""
-    plan = param.dependency
-    assert plan is not None
+    plan: Plan = param.dependency  # type: ignore[assignment]  # set for every DEPENDS param
     overrides = ctx.app.dependency_overrides
     if overrides:
         replacement = overrides.get(plan.call)
@@ -348,55 +347,49 @@ def _read_params(
         return
     found: dict[str, Any] = {}
     for param in plan.plain:
-        location: list[Any]
         raw = _MISSING
         source = param.source
-        if source is Source.QUERY:
-            location = ["query", param.alias]
+        if source is _QUERY:
             if param.many:
                 raw = ctx.query().getlist(param.alias) or _MISSING
             else:
                 raw = ctx.query().get(param.alias, _MISSING)
-        elif source is Source.PATH:
-            location = ["path", param.alias]
+        elif source is _PATH:
             raw = ctx.path_params.get(param.alias, _MISSING)
         elif source is Source.HEADER:
-            location = ["header", param.alias]
             if param.many:
                 raw = ctx.headers().getlist(param.alias) or _MISSING
             else:
                 raw = ctx.headers().get(param.alias, _MISSING)
         elif source is Source.COOKIE:
-            location = ["cookie", param.alias]
             raw = ctx.cookies().get(param.alias, _MISSING)
         elif source is Source.FORM:
-            location = ["body", param.alias]
             entries = ctx.form().get(param.alias)
             if entries:
                 raw = entries if param.many else entries[-1]
         else:
-            body = ctx.json()
-            if param.embed:
-                location = ["body", param.alias]
-                if isinstance(body, dict):
-                    raw = body.get(param.alias, _MISSING)
-                elif body is not _MISSING:
+            raw = ctx.json()
+            if param.embed and raw is not _MISSING:
+                if not isinstance(raw, dict):
                     problems.append(
                         {
                             "type": "dict_type",
                             "loc": ["body"],
                             "msg": "Input should be a valid dictionary",
-                            "input": body,
+                            "input": raw,
                         }
                     )
                     continue
-            else:
-                location = ["body"]
-                raw = body
+                raw = raw.get(param.alias, _MISSING)
         if raw is _MISSING:
             if param.required:
                 problems.append(
-                    {"type": "missing", "loc": location, "msg": "Field required", "input": None}
+                    {
+                        "type": "missing",
+                        "loc": _location(param),
+                        "msg": "Field required",
+                        "input": None,
+                    }
                 )
             else:
                 default = param.default
@@ -408,6 +401,7 @@ def _read_params(
         try:
             found[param.name] = convert(raw) if convert is not None else raw
         except Invalid as invalid:
+            location = _location(param)
             for problem in invalid.errors:
                 problems.append({**problem, "loc": [*location, *problem["loc"]]})
     values[id(plan)] = found
@@ -415,12 +409,24 @@ def _read_params(
         _read_params(_effective(param, ctx), ctx, values, problems)
 
 
+_QUERY, _PATH = Source.QUERY, Source.PATH
+
+
+def _location(param: ParamPlan) -> list[Any]:
+    """Where a parameter is in the request, as FastAPI-style `loc` (built only for errors)."""
+    source = param.source
+    if source is Source.BODY:
+        return ["body", param.alias] if param.embed else ["body"]
+    return ["body" if source is Source.FORM else source.value, param.alias]
+
+
 def _solve(
     plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]]
 ) -> Generator[Effect, Any, dict[str, Any]]:
     """Resolve `plan`'s arguments: read values plus Request, tasks and dependencies."""
-    kwargs = dict(values.get(id(plan), ()))
-    for param in plan.params:
+    kwargs = values.get(id(plan))
+    kwargs = {} if kwargs is None else dict(kwargs)
+    for param in plan.special:
         source = param.source
         if source is Source.DEPENDS:
             sub = _effective(param, ctx)
@@ -434,7 +440,7 @@ def _solve(
             kwargs[param.name] = value
         elif source is Source.REQUEST:
             kwargs[param.name] = ctx.request()
-        elif source is Source.TASKS:
+        else:
             kwargs[param.name] = ctx.tasks
     return kwargs
 

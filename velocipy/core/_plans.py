@@ -84,6 +84,8 @@ class Plan:
     #: Parameters read from the request (not Depends/Request/BackgroundTasks).
     plain: list[ParamPlan] = field(default_factory=list)
     depends: list[ParamPlan] = field(default_factory=list)
+    #: Parameters filled by the exchange itself: Depends, Request, BackgroundTasks.
+    special: list[ParamPlan] = field(default_factory=list)
     #: This plan or one below it needs the request body read first.
     needs_body: bool = False
     #: This plan or one below it takes a BackgroundTasks parameter.
@@ -154,6 +156,8 @@ def build_plan(
             localns=localns,
         )
         plan.params.append(param)
+        if param.source in (Source.DEPENDS, Source.REQUEST, Source.TASKS):
+            plan.special.append(param)
         if param.source is Source.DEPENDS:
             plan.depends.append(param)
             assert param.dependency is not None
