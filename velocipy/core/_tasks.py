@@ -272,33 +272,32 @@ class _InContext:
     """Await a coroutine with every step run inside `context`.
 
     Works on any event loop (asyncio, trio): it only passes the coroutine's
-    yields through, entering the context around each step.
+    yields through, entering the context around each step. `first` is what the
+    coroutine yielded at its first step, already taken in `run_in_context`.
     """
 
-    __slots__ = ("_context", "_coroutine")
+    __slots__ = ("_context", "_coroutine", "_first")
 
-    def __init__(self, context: contextvars.Context, coroutine: Any) -> None:
+    def __init__(self, context: contextvars.Context, coroutine: Any, first: Any) -> None:
         self._context = context
         self._coroutine = coroutine
+        self._first = first
 
     def __await__(self) -> Generator[Any, Any, Any]:
         run = self._context.run
         coroutine = self._coroutine
-        value: Any = None
-        error: BaseException | None = None
+        yielded = self._first
         while True:
             try:
-                if error is None:
-                    yielded = run(coroutine.send, value)
-                else:
-                    yielded = run(coroutine.throw, error)
+                value = yield yielded
+            except BaseException as raised:  # cancellation included: hand it in
+                step, argument = coroutine.throw, raised
+            else:
+                step, argument = coroutine.send, value
+            try:
+                yielded = run(step, argument)
             except StopIteration as stop:
                 return stop.value
-            try:
-                value = yield yielded
-                error = None
-            except BaseException as raised:  # cancellation included: hand it in
-                value, error = None, raised
 
 
 async def run_in_context(
@@ -308,7 +307,12 @@ async def run_in_context(
     kwargs: dict[str, Any],
 ) -> Any:
     """Call async `func(*args, **kwargs)` and await it inside `context`."""
-    return await _InContext(context, context.run(func, *args, **kwargs))
+    coroutine = context.run(func, *args, **kwargs)
+    try:
+        first = context.run(coroutine.send, None)
+    except StopIteration as stop:  # finished without suspending: most short tasks
+        return stop.value
+    return await _InContext(context, coroutine, first)
 
 
 class BackgroundTasks:
