@@ -188,6 +188,10 @@ class HTMLResponse(Response):
 class RedirectResponse(Response):
     """A redirect to `url` (307 by default, which keeps the method and body)."""
 
+    # PEP 3333 validators want a Content-Type on every response with a body
+    # allowed; an empty text/plain one is the harmless choice.
+    media_type = "text/plain"
+
     def __init__(
         self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
     ) -> None:
