@@ -171,6 +171,8 @@ def test_a_task_past_the_drain_deadline_is_logged_by_name_as_abandoned() -> None
     assert any(f"{STEP_ASYNC} for POST /work abandoned" in line for line in lines), logs
     assert sum(f"{STEP} for" in line for line in lines) == 2, logs  # stuck and last
     assert "task done" not in logs
+    # Before draining, the worker said what it would wait for, by name.
+    assert f"for background tasks: 1 running ({STEP}), 2 pending" in logs, logs
 
 
 @pytest.mark.slow  # the unit test of the runner covers the same with no server

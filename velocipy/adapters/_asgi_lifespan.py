@@ -35,6 +35,12 @@ async def run_lifespan(app: Application, receive: Receive, send: Send) -> None:
             while True:  # servers send nothing else, but be lenient about extensions
                 message = await receive()
                 if message["type"] == "lifespan.shutdown":
+                    # The server has finished (or cut short) every request by now;
+                    # say what of the tasks did not complete, by name.
+                    if app.tasks.unfinished:
+                        logger.warning(
+                            "Background tasks unfinished at shutdown: %s", app.tasks.describe()
+                        )
                     break
     except Exception as error:
         phase = "shutdown" if started else "startup"

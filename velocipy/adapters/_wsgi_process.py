@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from velocipy.adapters import _wsgi_gunicorn
@@ -66,6 +67,8 @@ class _ProcessState:
         self.shut_down = False
         #: Lifespans entered in this process, to leave after the drain.
         self.lifespans: list[contextlib.AbstractContextManager[Any]] = []
+        #: Apps served in this process: the drain says what each still has to run.
+        self.apps: weakref.WeakSet[Application] = weakref.WeakSet()
 
 
 _state = _ProcessState()
@@ -126,6 +129,22 @@ def drain_deadline(now: float) -> float:
     return min(start, now) + budget
 
 
+def serving(app: Application) -> None:
+    """Note that this process serves `app`, so the drain at exit reports on its tasks."""
+    _current().apps.add(app)
+
+
+def _report_unfinished(apps: list[Application], deadline: float) -> None:
+    """Say, by name, what the drain is about to wait for (a warning: it delays the exit)."""
+    for app in apps:
+        if app.tasks.unfinished:
+            logger.warning(
+                "Waiting up to %.1fs for background tasks: %s",
+                max(0.0, deadline - time.monotonic()),
+                app.tasks.describe(),
+            )
+
+
 def has_lifespan(app: Application) -> bool:
     """Whether `app` has startup or shutdown code to run."""
     return app.lifespan is not None or bool(app.on_startup) or bool(app.on_shutdown)
@@ -152,7 +171,9 @@ def shutdown() -> None:
             return
         state.shut_down = True
     deadline = drain_deadline(time.monotonic())
+    apps = list(state.apps)
     try:
+        _report_unfinished(apps, deadline)
         drain_all(deadline)
         while state.lifespans:
             try:

@@ -92,6 +92,7 @@ class WSGIAdapter:
         if drain_timeout is not None:
             _wsgi_process.set_drain_timeout(drain_timeout)
         _wsgi_process.find_server()
+        _wsgi_process.serving(app)
         #: Whether the app's lifespan has been entered in this process (or there is none).
         self._started_in: int | None = None
         self._start_lock = threading.Lock()

@@ -83,6 +83,23 @@ class TaskRegistry:
         with self.lock:
             return list(self.running_by_id.values())
 
+    def describe(self) -> str:
+        """What is unfinished, for shutdown logs: "2 running (a, b), 3 pending", or "nothing"."""
+        with self.lock:
+            names = [task.name for task in self.running_by_id.values()]
+            pending = self.counts[self._states.PENDING]
+        parts = []
+        if names:
+            parts.append(f"{len(names)} running ({', '.join(names)})")
+        if pending:
+            parts.append(f"{pending} pending")
+        return ", ".join(parts) or "nothing"
+
+    @property
+    def unfinished(self) -> int:
+        """How many tasks are pending or running."""
+        return self.counts[self._states.PENDING] + self.counts[self._states.RUNNING]
+
     def snapshot(self) -> dict[str, Any]:
         """Every count and the running tasks' names, as one JSON-friendly dict."""
         with self.lock:
