@@ -57,7 +57,7 @@ async def serve_async(app: VelociPy, path: str) -> None:
         return b""
 
     async def in_thread(call: Call) -> Any:
-        return await anyio.to_thread.run_sync(call_now, call)
+        return await anyio.to_thread.run_sync(call_now, call, abandon_on_cancel=True)
 
     exchange = app.exchange(RequestHead("POST", path))
     effect = await drive_async(exchange, exchange.start(), read_body=no_body, run_sync=in_thread)

@@ -32,6 +32,9 @@ from velocipy.core import (
     TaskTimedOut,
 )
 
+#: Runs a sync `Call` in a worker thread. For `purpose == "task"` it must abandon the
+#: thread when cancelled (anyio's `abandon_on_cancel=True`), so that a task timeout or
+#: a shutdown deadline is not held up by a thread that cannot be stopped.
 RunSync = Callable[[Call], Awaitable[Any]]
 RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -186,10 +189,10 @@ async def _run_task_async(exchange: Exchange, call: Call, run_sync: RunSync) -> 
             return await run_sync(call)
         if call.is_async:
             return await _within(call.fn(*call.args, **call.kwargs), timeout)
-        # A thread cannot be stopped: past the deadline we stop waiting for it
-        # (it runs on, on anyio's default thread pool) and the next task starts.
+        # A thread cannot be stopped: past the deadline we stop waiting for it (it
+        # runs on; `run_sync` abandons task threads on cancel) and the next task starts.
         with anyio.move_on_after(timeout) as scope:
-            return await anyio.to_thread.run_sync(call_now, call, abandon_on_cancel=True)
+            return await run_sync(call)
         if scope.cancelled_caught:
             raise TaskTimedOut(timeout)
         raise AssertionError("unreachable")  # pragma: no cover

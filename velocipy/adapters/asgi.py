@@ -161,8 +161,13 @@ class ASGIAdapter:
                 anyio.CapacityLimiter(self.handler_threads),
                 anyio.CapacityLimiter(self.task_threads),
             )
-        limiter = limiters[1] if call.purpose == "task" else limiters[0]
-        return await anyio.to_thread.run_sync(call_now, call, limiter=limiter)
+        if call.purpose == "task":
+            # A task past its timeout, or still running at a shutdown deadline, is left
+            # to finish in its thread: the exchange moves on and logs it.
+            return await anyio.to_thread.run_sync(
+                call_now, call, limiter=limiters[1], abandon_on_cancel=True
+            )
+        return await anyio.to_thread.run_sync(call_now, call, limiter=limiters[0])
 
     async def _finish(self, exchange: Exchange, effect: Any, reader: Any) -> None:
         """Run what follows the response (tasks, cleanup); contain anything that escapes."""
