@@ -74,6 +74,11 @@ def test_tasks_past_the_graceful_timeout_are_cancelled_and_named() -> None:
         logs = server.logs()
     assert "EVENT" not in logs
     assert "Graceful timeout (0.5s) reached: cancelling 2 background task flow(s)" in logs
+    # Named from app.tasks when the wait began and again when it gave up.
+    harness = "tests.adapters.test_server_harness"
+    running = f"2 running ({harness}.slow_async, {harness}.slow_sync)"
+    assert f"Waiting for background tasks: {running}" in logs, logs
+    assert f"unfinished tasks: {running}" in logs, logs
     assert "tests.adapters.test_server_harness.slow_async" in logs
     assert "tests.adapters.test_server_harness.slow_sync" in logs
     assert "interrupted" in logs

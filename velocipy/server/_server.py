@@ -224,14 +224,17 @@ class Server:
                 connection.expire()
         timeout = self.config.graceful_timeout
         deadline = time.monotonic() + timeout
+        if self.app.tasks.unfinished:
+            logger.info("Waiting for background tasks: %s", self.app.tasks.describe())
         while (self.connections or self.flows) and not self._forced:
             if time.monotonic() >= deadline:
                 logger.warning(
                     "Graceful timeout (%gs) reached: cancelling %d background task flow(s) "
-                    "and %d connection(s)",
+                    "and %d connection(s); unfinished tasks: %s",
                     timeout,
                     self.flows,
                     len(self.connections),
+                    self.app.tasks.describe(),
                 )
                 if self._connections_group is not None:
                     self._connections_group.cancel_scope.cancel()
