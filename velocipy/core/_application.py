@@ -17,7 +17,7 @@ from ._errors import DeclarationError, HTTPException
 from ._events import RequestHead
 from ._exchange import Exchange, exchange_flow
 from ._plans import Plan, build_plan
-from ._registry import TaskRegistry
+from ._registry import Lock, TaskRegistry
 from ._routing import Route, Router, template_params
 from ._tasks import is_async_callable
 
@@ -170,7 +170,7 @@ class Application(_RouteDecorators):
         max_running_tasks: At most this many background tasks run at once,
             app-wide; the others wait their turn. None means no limit.
         clock: Seconds now, for task handles' timestamps; None leaves them unset.
-        lock: A context manager guarding the task counts across threads.
+        lock: A lock (`acquire`/`release`) guarding the task counts across threads.
     """
 
     def __init__(
@@ -183,7 +183,7 @@ class Application(_RouteDecorators):
         max_pending_tasks: int | None = None,
         max_running_tasks: int | None = None,
         clock: Callable[[], float | None] | None = None,
-        lock: contextlib.AbstractContextManager[Any] | None = None,
+        lock: Lock | None = None,
     ) -> None:
         self.router = Router()
         #: Replace a dependency by another callable, e.g. in tests. Consulted on every request.

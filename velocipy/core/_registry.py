@@ -6,15 +6,15 @@ or running, name the running ones, and how many ended in each way.
 
 Being pure, the registry neither reads a clock nor takes a lock by itself:
 the application passes in `clock` (seconds, for the handles' timestamps) and
-`lock` (a context manager guarding the counts when tasks run on several
-threads). `VelociPy` passes `time.time` and a `threading.Lock`.
+`lock` (an object with `acquire()` and `release()`, such as a
+`threading.Lock`, guarding the counts when tasks run on several threads).
+`VelociPy` passes `time.time` and a `threading.Lock`.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._tasks import Task, TaskState
@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 
 def _no_clock() -> None:
     return None
+
+
+class Lock(Protocol):
+    """What the registry needs of a lock."""
+
+    def acquire(self) -> Any: ...
+    def release(self) -> Any: ...
+
+
+class _NoLock:
+    """For an app whose tasks never move on two threads at once (no threads at all)."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
 
 
 class TaskRegistry:
@@ -39,13 +56,12 @@ class TaskRegistry:
         self,
         *,
         clock: Callable[[], float | None] = _no_clock,
-        lock: contextlib.AbstractContextManager[Any] | None = None,
+        lock: Lock | None = None,
         max_pending: int | None = None,
     ) -> None:
         self.now = clock
-        self.lock: contextlib.AbstractContextManager[Any] = (
-            lock if lock is not None else contextlib.nullcontext()
-        )
+        # Taken with explicit acquire/release: `with lock:` cost four times as much.
+        self.lock: Lock = lock if lock is not None else _NoLock()
         self.max_pending = max_pending
         # Keyed by TaskState member: reading `.value` per change would cost more.
         from ._tasks import TaskState
@@ -75,19 +91,24 @@ class TaskRegistry:
 
     def running_names(self) -> list[str]:
         """The names of the tasks running now, oldest first."""
-        with self.lock:
-            return [task.name for task in self.running_by_id.values()]
+        return [task.name for task in self.running_tasks()]
 
     def running_tasks(self) -> list[Task]:
         """The handles of the tasks running now, oldest first."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             return list(self.running_by_id.values())
+        finally:
+            self.lock.release()
 
     def describe(self) -> str:
         """What is unfinished, for shutdown logs: "2 running (a, b), 3 pending", or "nothing"."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             names = [task.name for task in self.running_by_id.values()]
             pending = self.counts[self._states.PENDING]
+        finally:
+            self.lock.release()
         parts = []
         if names:
             parts.append(f"{len(names)} running ({', '.join(names)})")
@@ -102,9 +123,12 @@ class TaskRegistry:
 
     def snapshot(self) -> dict[str, Any]:
         """Every count and the running tasks' names, as one JSON-friendly dict."""
-        with self.lock:
+        self.lock.acquire()
+        try:
             counts = {state.value: count for state, count in self.counts.items()}
             names = [task.name for task in self.running_by_id.values()]
+        finally:
+            self.lock.release()
         return {**counts, "running_names": names}
 
     def __repr__(self) -> str:

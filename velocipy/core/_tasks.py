@@ -164,8 +164,12 @@ class Task:
             self.created_at: float | None = None
         else:
             self.created_at = registry.now()
-            with registry.lock:
+            lock = registry.lock
+            lock.acquire()
+            try:
                 registry.counts[_PENDING] += 1
+            finally:
+                lock.release()
 
     def with_options(
         self,
@@ -230,7 +234,9 @@ class Task:
             elif state is not _PENDING:
                 self.finished_at = now
             # The registry's bookkeeping, inlined: this runs twice per task.
-            with registry.lock:
+            lock = registry.lock
+            lock.acquire()
+            try:
                 counts = registry.counts
                 counts[previous] -= 1
                 counts[state] += 1
@@ -238,6 +244,8 @@ class Task:
                     registry.running_by_id[self.id] = self
                 elif previous is _RUNNING:
                     del registry.running_by_id[self.id]
+            finally:
+                lock.release()
 
     def _call(self) -> Call:
         """The effect that runs this task, in its captured context, with its timeout."""
