@@ -297,6 +297,7 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
                 yield from run_tasks(tasks, ctx.label, app.task_error_hooks)
         if ctx.exits:
             yield from _cleanup(ctx)
+        ctx.tasks = None  # every task is settled: nothing for the finally clause to do
     finally:
         if ctx.tasks is not None:
             # Only an exchange cut short (closed, client gone mid-handler, cancelled)

@@ -96,7 +96,7 @@ class TaskState(str, enum.Enum):
 
 
 FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING, TaskState.RUNNING}
-_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
+_PENDING, _RUNNING, _SUCCEEDED = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCEEDED
 
 _STILL_RUNNING = " (a sync task cannot be stopped; it may still be running)"
 
@@ -417,10 +417,11 @@ def run_tasks(
     error_hooks: Sequence[tuple[Callable[..., Any], bool]] = (),
 ) -> Generator[Call, Any, None]:
     """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on."""
+    debug = logger.isEnabledFor(logging.DEBUG)
     for index, task in enumerate(tasks):
         if task.state is not _PENDING:  # settled before its turn
             continue
-        task._move(TaskState.RUNNING)
+        task._move(_RUNNING)
         try:
             yield task._call()
         except TaskTimedOut as timed_out:
@@ -461,8 +462,8 @@ def run_tasks(
             log_abandoned(tasks[index + 1 :], route, "the server stopped first")
             raise
         else:
-            task._move(TaskState.SUCCEEDED)
-            if logger.isEnabledFor(logging.DEBUG):  # skip building the record's extras
+            task._move(_SUCCEEDED)
+            if debug:  # otherwise skip building the record's extras
                 logger.debug(
                     "Background task %s for %s succeeded",
                     task.name,
