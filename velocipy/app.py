@@ -8,7 +8,6 @@ are imported on first use, so a WSGI deployment never imports the ASGI code.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +29,11 @@ class VelociPy(Application):
     _wsgi_adapter: WSGIAdapter | None = None
 
     def __init__(self, **options: Any) -> None:
-        # The pure core takes its clock and lock from here: task handles get
-        # wall-clock timestamps, and task counts stay exact across threads.
+        # The pure core takes its clock from here, for task handles' timestamps.
+        # No lock by default: under ASGI, the built-in server and the TestClient,
+        # task states only change on one thread (the driver's). The WSGI adapter,
+        # whose task threads drive exchanges in parallel, installs a lock.
         options.setdefault("clock", time.time)
-        options.setdefault("lock", threading.Lock())
         super().__init__(**options)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -37,6 +37,7 @@ from velocipy.core import (
     Respond,
     reason_phrase,
 )
+from velocipy.core._registry import needs_lock
 
 logger = logging.getLogger("velocipy")
 
@@ -93,6 +94,9 @@ class WSGIAdapter:
             _wsgi_process.set_drain_timeout(drain_timeout)
         _wsgi_process.find_server()
         _wsgi_process.serving(app)
+        if needs_lock(app.tasks):
+            # Task threads drive exchanges in parallel: their state changes need a lock.
+            app.tasks.lock = threading.Lock()
         #: Whether the app's lifespan has been entered in this process (or there is none).
         self._started_in: int | None = None
         self._start_lock = threading.Lock()

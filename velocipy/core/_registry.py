@@ -8,7 +8,7 @@ Being pure, the registry neither reads a clock nor takes a lock by itself:
 the application passes in `clock` (seconds, for the handles' timestamps) and
 `lock` (an object with `acquire()` and `release()`, such as a
 `threading.Lock`, guarding the counts when tasks run on several threads).
-`VelociPy` passes `time.time` and a `threading.Lock`.
+`VelociPy` passes `time.time`; the WSGI adapter installs a lock.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ class _NoLock:
 
     def release(self) -> None:
         return None
+
+
+def needs_lock(registry: TaskRegistry) -> bool:
+    """Whether `registry` still has no real lock (an adapter driving threads should add one)."""
+    return isinstance(registry.lock, _NoLock)
 
 
 class TaskRegistry:
@@ -105,7 +110,7 @@ class TaskRegistry:
         """What is unfinished, for shutdown logs: "2 running (a, b), 3 pending", or "nothing"."""
         self.lock.acquire()
         try:
-            names = [task.name for task in self.running_by_id.values()]
+            names = [task.name for task in list(self.running_by_id.values())]
             pending = self.counts[self._states.PENDING]
         finally:
             self.lock.release()
@@ -125,8 +130,8 @@ class TaskRegistry:
         """Every count and the running tasks' names, as one JSON-friendly dict."""
         self.lock.acquire()
         try:
-            counts = {state.value: count for state, count in self.counts.items()}
-            names = [task.name for task in self.running_by_id.values()]
+            counts = {state.value: count for state, count in list(self.counts.items())}
+            names = [task.name for task in list(self.running_by_id.values())]
         finally:
             self.lock.release()
         return {**counts, "running_names": names}
