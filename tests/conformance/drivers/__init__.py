@@ -6,8 +6,14 @@ lists every module; each test in this folder runs once per driver.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
+
+import httpx
+
+from tests.support.servers import ServerProcess
 
 
 class Reply(Protocol):
@@ -34,6 +40,28 @@ class Driver(Protocol):
     def log_text(self) -> str:
         """Everything the server has logged so far."""
         ...
+
+
+class HTTPDriver:
+    """Talks to a real server subprocess over one keep-alive httpx client; its output is the log."""
+
+    def __init__(self, name: str, server: ServerProcess, client: httpx.Client) -> None:
+        self.name = name
+        self.server = server
+        self.client = client
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
+
+    def log_text(self) -> str:
+        return self.server.logs()
+
+
+@contextlib.contextmanager
+def http_driver(name: str, server: ServerProcess) -> Iterator[HTTPDriver]:
+    """An `HTTPDriver` for `server`, its client closed afterwards."""
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        yield HTTPDriver(name, server, client)
 
 
 def wait_for_events(driver: Driver, key: str, count: int, timeout: float = 10.0) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from tests.conformance.drivers.gunicorn_sync import GunicornDriver, running_gunicorn
+from tests.conformance.drivers import HTTPDriver
+from tests.conformance.drivers.gunicorn_sync import running_gunicorn
 
 
 @contextlib.contextmanager
-def running() -> Iterator[GunicornDriver]:
+def running() -> Iterator[HTTPDriver]:
     with running_gunicorn("gthread") as driver:
         yield driver

@@ -16,8 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
+from tests.conformance.drivers import HTTPDriver, http_driver
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
 
 #: gunicorn's error log and the `velocipy` logger on stderr; no access log.
@@ -81,29 +80,16 @@ def gunicorn_process(
             yield server
 
 
-class GunicornDriver:
-    """Talks to a gunicorn subprocess with an httpx client (keep-alive where gunicorn allows)."""
-
-    def __init__(self, name: str, server: ServerProcess, client: httpx.Client) -> None:
-        self.name = name
-        self.server = server
-        self.client = client
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, path, **kwargs)
-
-    def log_text(self) -> str:
-        return self.server.logs()
+@contextlib.contextmanager
+def running_gunicorn(worker_class: str) -> Iterator[HTTPDriver]:
+    with (
+        gunicorn_process("tests.conformance.app:wsgi", worker_class) as server,
+        http_driver(f"gunicorn-{worker_class}", server) as driver,
+    ):
+        yield driver
 
 
 @contextlib.contextmanager
-def running_gunicorn(worker_class: str) -> Iterator[GunicornDriver]:
-    with gunicorn_process("tests.conformance.app:wsgi", worker_class) as server:
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
-            yield GunicornDriver(f"gunicorn-{worker_class}", server, client)
-
-
-@contextlib.contextmanager
-def running() -> Iterator[GunicornDriver]:
+def running() -> Iterator[HTTPDriver]:
     with running_gunicorn("sync") as driver:
         yield driver

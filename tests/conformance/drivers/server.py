@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
-
-from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
-
-
-class ServerDriver:
-    """Talks to a `velocipy run` subprocess over one keep-alive httpx connection."""
-
-    name = "server"
-
-    def __init__(self, server: ServerProcess, client: httpx.Client) -> None:
-        self.server = server
-        self.client = client
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, path, **kwargs)
-
-    def log_text(self) -> str:
-        return self.server.logs()
+from tests.conformance.drivers import HTTPDriver, http_driver
+from tests.support.servers import PYTHON, free_port, run_server
 
 
 @contextlib.contextmanager
-def running() -> Iterator[ServerDriver]:
+def running() -> Iterator[HTTPDriver]:
     port = free_port()
     argv = [
         PYTHON,
@@ -46,6 +28,5 @@ def running() -> Iterator[ServerDriver]:
         "--graceful-timeout",
         "5",
     ]
-    with run_server(argv, port=port) as server:
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
-            yield ServerDriver(server, client)
+    with run_server(argv, port=port) as server, http_driver("server", server) as driver:
+        yield driver

@@ -14,8 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
+from tests.conformance.drivers import HTTPDriver, http_driver
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
 
 #: uvicorn's own loggers as it configures them, plus `velocipy` on the same stream.
@@ -78,29 +77,16 @@ def uvicorn_process(
             yield server
 
 
-class UvicornDriver:
-    """Talks to a uvicorn subprocess over one keep-alive httpx connection."""
-
-    def __init__(self, name: str, server: ServerProcess, client: httpx.Client) -> None:
-        self.name = name
-        self.server = server
-        self.client = client
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, path, **kwargs)
-
-    def log_text(self) -> str:
-        return self.server.logs()
+@contextlib.contextmanager
+def running_uvicorn(http: str) -> Iterator[HTTPDriver]:
+    with (
+        uvicorn_process("tests.conformance.app:app", http) as server,
+        http_driver(f"uvicorn-{http}", server) as driver,
+    ):
+        yield driver
 
 
 @contextlib.contextmanager
-def running_uvicorn(http: str) -> Iterator[UvicornDriver]:
-    with uvicorn_process("tests.conformance.app:app", http) as server:
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
-            yield UvicornDriver(f"uvicorn-{http}", server, client)
-
-
-@contextlib.contextmanager
-def running() -> Iterator[UvicornDriver]:
+def running() -> Iterator[HTTPDriver]:
     with running_uvicorn("h11") as driver:
         yield driver

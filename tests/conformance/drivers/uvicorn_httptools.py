@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.drivers.uvicorn_h11 import UvicornDriver, running_uvicorn
+from tests.conformance.drivers import HTTPDriver
+from tests.conformance.drivers.uvicorn_h11 import running_uvicorn
 
 
 @contextlib.contextmanager
-def running() -> Iterator[UvicornDriver]:
+def running() -> Iterator[HTTPDriver]:
     pytest.importorskip("httptools")
     with running_uvicorn("httptools") as driver:
         yield driver
