@@ -7,6 +7,7 @@ and shutdown both time out) and cleaned up even when the test fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,3 +110,36 @@ def run_server(
 
 
 PYTHON = sys.executable
+
+
+@contextlib.contextmanager
+def log_config_file(server_loggers: dict[str, Any], **extra: Any) -> Iterator[str]:
+    """A `logging.config.dictConfig` JSON file for a server subprocess, removed afterwards.
+
+    Everything goes to stderr as `LEVEL name message`: the server's own loggers
+    as given, plus `velocipy` at INFO, so tests can read both from the output.
+    """
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            **server_loggers,
+            "velocipy": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+        **extra,
+    }
+    handle, path = tempfile.mkstemp(prefix="velocipy-log-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(config, file)
+    try:
+        yield path
+    finally:
+        os.unlink(path)

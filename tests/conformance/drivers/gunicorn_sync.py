@@ -10,46 +10,23 @@ without velocipy's hooks: the adapter finds the worker by itself.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from tests.conformance.drivers import HTTPDriver, http_driver
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+from tests.support.servers import log_config_file as server_log_config
 
-#: gunicorn's error log and the `velocipy` logger on stderr; no access log.
-LOG_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "root": {"handlers": ["stderr"], "level": "WARNING"},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        "velocipy": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
+#: The gunicorn loggers the tests read, beside `velocipy`.
+SERVER_LOGGERS: dict[str, Any] = {
+    "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
 }
 
 
-@contextlib.contextmanager
-def log_config_file() -> Iterator[str]:
-    """`LOG_CONFIG` written to a temporary JSON file, for `gunicorn --log-config-json`."""
-    handle, path = tempfile.mkstemp(prefix="velocipy-gunicorn-log-", suffix=".json")
-    with os.fdopen(handle, "w") as file:
-        json.dump(LOG_CONFIG, file)
-    try:
-        yield path
-    finally:
-        os.unlink(path)
+def log_config_file() -> contextlib.AbstractContextManager[str]:
+    """The logging config for `gunicorn`, written to a temporary JSON file."""
+    return server_log_config(SERVER_LOGGERS, root={"handlers": ["stderr"], "level": "WARNING"})
 
 
 @contextlib.contextmanager

@@ -8,45 +8,23 @@ the `velocipy` logger (level, name, message, traceback) to uvicorn's output.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from tests.conformance.drivers import HTTPDriver, http_driver
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+from tests.support.servers import log_config_file as server_log_config
 
-#: uvicorn's own loggers as it configures them, plus `velocipy` on the same stream.
-LOG_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "loggers": {
-        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        "velocipy": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
+#: The uvicorn loggers the tests read, beside `velocipy`.
+SERVER_LOGGERS: dict[str, Any] = {
+    "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
 }
 
 
-@contextlib.contextmanager
-def log_config_file() -> Iterator[str]:
-    """`LOG_CONFIG` written to a temporary JSON file, for `uvicorn --log-config`."""
-    handle, path = tempfile.mkstemp(prefix="velocipy-uvicorn-log-", suffix=".json")
-    with os.fdopen(handle, "w") as file:
-        json.dump(LOG_CONFIG, file)
-    try:
-        yield path
-    finally:
-        os.unlink(path)
+def log_config_file() -> contextlib.AbstractContextManager[str]:
+    """The logging config for `uvicorn`, written to a temporary JSON file."""
+    return server_log_config(SERVER_LOGGERS)
 
 
 @contextlib.contextmanager
