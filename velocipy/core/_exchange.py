@@ -99,7 +99,7 @@ _PHASE_OF = {ReadBody: Phase.READING, Call: Phase.CALLING, Respond: Phase.RESPON
 class Exchange:
     """One request/response exchange, driven by an adapter through effects."""
 
-    __slots__ = ("head", "app", "_flow", "_phase", "responded")
+    __slots__ = ("head", "app", "_flow", "_phase")
 
     def __init__(self, head: RequestHead, flow: Flow, app: Application | None = None) -> None:
         self.head = head
@@ -107,8 +107,6 @@ class Exchange:
         self.app = app
         self._flow = flow
         self._phase = Phase.IDLE
-        #: True once the response has been handed out (its `Respond` effect returned).
-        self.responded = False
 
     @property
     def phase(self) -> Phase:
@@ -156,8 +154,6 @@ class Exchange:
             self._phase = Phase.DONE
             raise
         self._phase = _PHASE_OF[type(effect)]
-        if self._phase is Phase.RESPONDING:
-            self.responded = True
         return effect
 
     def close(self) -> None:

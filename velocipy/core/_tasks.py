@@ -432,9 +432,7 @@ def run_tasks(
                 task.name,
                 route,
                 task.timeout,
-                ""
-                if task.is_async
-                else " (a sync task cannot be stopped; it may still be running)",
+                "" if task.is_async else _STILL_RUNNING,
                 extra=task._log_extra(),
             )
             yield from _call_hooks(error_hooks, task, timed_out, route)
