@@ -41,9 +41,12 @@ class _NoLock:
         return None
 
 
+_NO_LOCK = _NoLock()
+
+
 def needs_lock(registry: TaskRegistry) -> bool:
     """Whether `registry` still has no real lock (an adapter driving threads should add one)."""
-    return isinstance(registry.lock, _NoLock)
+    return registry._lock is None
 
 
 class TaskRegistry:
@@ -65,8 +68,11 @@ class TaskRegistry:
         max_pending: int | None = None,
     ) -> None:
         self.now = clock
-        # Taken with explicit acquire/release: `with lock:` cost four times as much.
-        self.lock: Lock = lock if lock is not None else _NoLock()
+        #: The real lock, or None: task handles skip locking entirely then (two Python-level
+        #: no-op calls per state change were a tenth of a task's bookkeeping). Taken with
+        #: explicit acquire/release: `with lock:` cost four times as much.
+        self._lock: Lock | None = None
+        self.lock = lock if lock is not None else _NO_LOCK
         self.max_pending = max_pending
         # Keyed by TaskState member: reading `.value` per change would cost more.
         from ._tasks import TaskState
@@ -76,6 +82,15 @@ class TaskRegistry:
         self.counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         #: The running tasks by id, in the order they started.
         self.running_by_id: dict[int, Task] = {}
+
+    @property
+    def lock(self) -> Lock:
+        """The lock guarding the counts (a no-op one until an adapter installs a real one)."""
+        return self._lock if self._lock is not None else _NO_LOCK
+
+    @lock.setter
+    def lock(self, lock: Lock) -> None:
+        self._lock = None if isinstance(lock, _NoLock) else lock
 
     def admits(self) -> bool:
         """Whether the pending tasks are within `max_pending`."""

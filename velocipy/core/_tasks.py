@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("velocipy")
 
 _ids = itertools.count(1)
+_CO_COROUTINE = inspect.CO_COROUTINE
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
@@ -148,7 +149,14 @@ class Task:
         self.func = func
         self.args = args
         self.kwargs: dict[str, Any] = kwargs if kwargs is not None else {}
-        self.is_async = is_async_callable(func) if is_async is None else is_async
+        if is_async is None:
+            # A plain function answers from its code flags: is_async_callable's own first
+            # test, inlined because this runs for every task.
+            if type(func) is types.FunctionType:
+                is_async = func.__code__.co_flags & _CO_COROUTINE != 0
+            else:
+                is_async = is_async_callable(func)
+        self.is_async = is_async
         self._name = name  # computed on first read: most handles are never asked
         self.timeout: float | None = None
         self.run_on = "success"
@@ -164,12 +172,15 @@ class Task:
             self.created_at: float | None = None
         else:
             self.created_at = registry.now()
-            lock = registry.lock
-            lock.acquire()
-            try:
+            lock = registry._lock  # None: no threads move tasks, so no locking at all
+            if lock is None:
                 registry.counts[_PENDING] += 1
-            finally:
-                lock.release()
+            else:
+                lock.acquire()
+                try:
+                    registry.counts[_PENDING] += 1
+                finally:
+                    lock.release()
 
     def with_options(
         self,
@@ -233,9 +244,11 @@ class Task:
                 self.started_at = now
             elif state is not _PENDING:
                 self.finished_at = now
-            # The registry's bookkeeping, inlined: this runs twice per task.
-            lock = registry.lock
-            lock.acquire()
+            # The registry's bookkeeping, inlined: this runs twice per task. Without a
+            # lock (None: no threads move tasks) there is nothing to acquire.
+            lock = registry._lock
+            if lock is not None:
+                lock.acquire()
             try:
                 counts = registry.counts
                 counts[previous] -= 1
@@ -245,7 +258,8 @@ class Task:
                 elif previous is _RUNNING:
                     del registry.running_by_id[self.id]
             finally:
-                lock.release()
+                if lock is not None:
+                    lock.release()
 
     def _call(self) -> Call:
         """The effect that runs this task, in its captured context, with its timeout."""
