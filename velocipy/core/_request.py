@@ -9,6 +9,7 @@ coroutines only so code written for Starlette and FastAPI keeps working.
 from __future__ import annotations
 
 import json
+import json.scanner
 from typing import Any
 from urllib.parse import quote
 
@@ -109,6 +110,11 @@ class Request:
 _UNSET: Any = object()
 
 
+_c_make_scanner: Any = getattr(json.scanner, "c_make_scanner", None)
+# The same scanner `json.loads` uses (the default decoder's settings), built once.
+_scan: Any = _c_make_scanner(json.JSONDecoder()) if _c_make_scanner is not None else None
+
+
 def decode_json(body: bytes) -> Any:
     """Decode a JSON request body, turning every way it can fail into `MalformedBody`.
 
@@ -116,7 +122,20 @@ def decode_json(body: bytes) -> Any:
     `json.loads` would guess from the first bytes are refused.
     """
     try:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        if _scan is not None:
+            # `json.loads` is three Python-level calls and two regex matches around the
+            # C scanner; call the scanner directly when the text is a JSON value with no
+            # surrounding whitespace, the common case. Anything else (whitespace, errors,
+            # a BOM) goes through `json.loads`, which accepts and rejects exactly as before.
+            try:
+                value, end = _scan(text, 0)
+            except StopIteration:
+                pass
+            else:
+                if end == len(text):
+                    return value
+        return json.loads(text)
     except UnicodeDecodeError:
         raise MalformedBody("Request body is not valid UTF-8") from None
     except json.JSONDecodeError as error:
