@@ -21,6 +21,7 @@ import pytest
 from tests.conformance.drivers.gunicorn_sync import gunicorn_process
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
 from velocipy import BackgroundTasks, VelociPy
+from velocipy.adapters.wsgi import WSGIAdapter
 
 app = VelociPy()
 
@@ -61,6 +62,8 @@ def hello() -> dict[str, str]:
 def __getattr__(name: str) -> Any:
     if name == "wsgi":  # built on first use, in the gunicorn worker
         return app.wsgi
+    if name == "tiny_wsgi":  # one runner thread, one waiting request: the full-queue policy
+        return WSGIAdapter(app, task_threads=1, task_queue_size=1)
     raise AttributeError(name)
 
 
@@ -124,6 +127,43 @@ def test_a_sync_worker_takes_the_next_client_at_once() -> None:
             assert status == 200 and took < 0.5, f"the next client waited {took:.2f}s"
         assert "task done: slow" not in server.logs()
         wait_for_output(server, "task done: slow")
+
+
+def test_many_slow_sync_tasks_run_side_by_side_without_holding_up_responses() -> None:
+    count = 24  # three times the gunicorn threads and the old fixed pool of 8
+    with gunicorn_process(TARGET, "gthread") as server, connection_to(server) as connection:
+        assert timed(connection, "GET", "/hello")[0] == 200  # the worker has booted
+        started = time.monotonic()
+        for number in range(count):
+            status, took = timed(connection, "POST", f"/work?names=slow{number}&sleep=1")
+            assert status == 200 and took < 0.5, f"response {number} waited {took:.2f}s"
+        for number in range(count):
+            wait_for_output(server, f"task done: slow{number}\n")
+        elapsed = time.monotonic() - started
+        logs = server.logs()
+    # Side by side they take a second or so; eight at a time they would take three.
+    assert elapsed < 2.5, f"{count} one-second tasks took {elapsed:.1f}s"
+    assert "queue full" not in logs
+
+
+def test_past_a_full_task_queue_the_server_thread_runs_the_tasks_and_says_so() -> None:
+    target = "tests.adapters.test_wsgi_gunicorn:tiny_wsgi"
+    with gunicorn_process(target, "gthread") as server, connection_to(server) as connection:
+        assert timed(connection, "GET", "/hello")[0] == 200
+        for name in ("running", "queued", "overflow"):
+            status, took = timed(connection, "POST", f"/work?names={name}&sleep=1")
+            assert status == 200 and took < 0.5, f"the response to {name} waited {took:.2f}s"
+            if name == "running":  # the one runner thread has taken it off the queue
+                wait_for_output(server, "task started: running")
+        # The response went out first; then this connection's thread ran the task
+        # itself, so the next request on it waited: backpressure, nothing lost.
+        status, took = timed(connection, "GET", "/hello")
+        assert status == 200 and took > 0.5, f"the next request waited only {took:.2f}s"
+        for name in ("running", "queued", "overflow"):
+            wait_for_output(server, f"task done: {name}")
+        logs = server.logs()
+    assert "Background task queue full (1 waiting, 1 threads busy)" in logs, logs
+    assert "abandoned" not in logs
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,51 @@ def test_requests_run_in_parallel_up_to_the_thread_count() -> None:
     assert EVENTS.index("x") > min(EVENTS.index("block1"), EVENTS.index("block2"))
 
 
+def test_threads_start_on_demand_up_to_the_cap() -> None:
+    runner = TaskRunner(LOOP, threads=3, queue_size=10)
+    assert runner.thread_count == 0  # nothing submitted, nothing started
+    for name in ("block1", "block2", "block3", "block4"):
+        submit(runner, name)
+    assert wait_until(lambda: {f"block{n}:start" for n in (1, 2, 3)} <= set(EVENTS))
+    time.sleep(0.05)
+    assert "block4:start" not in EVENTS  # the cap: the fourth waits in the queue
+    assert runner.thread_count == 3
+    RELEASE.set()
+    assert wait_until(lambda: runner.pending == 0)
+    assert "block4" in EVENTS
+    assert runner.drain(time.monotonic() + 1)
+
+
+def test_quick_tasks_one_after_another_need_one_thread() -> None:
+    runner = TaskRunner(LOOP, threads=8)
+    for name in ("a", "b", "c"):
+        submit(runner, name)
+        assert wait_until(lambda: runner.pending == 0)
+    assert EVENTS == ["a", "b", "c"]
+    assert runner.thread_count == 1
+    assert runner.drain(time.monotonic() + 1)
+
+
+def test_idle_threads_stop_and_new_work_starts_one_again() -> None:
+    runner = TaskRunner(LOOP, threads=2, idle_timeout=0.2)
+    submit(runner, "block1")
+    submit(runner, "block2")
+    assert wait_until(lambda: {"block1:start", "block2:start"} <= set(EVENTS))
+    assert runner.thread_count == 2
+    RELEASE.set()
+    assert wait_until(lambda: runner.thread_count == 0)
+    submit(runner, "later")
+    assert wait_until(lambda: "later" in EVENTS)
+    assert runner.thread_count == 1
+    assert runner.drain(time.monotonic() + 1)
+
+
+def test_limits_are_checked() -> None:
+    for options in ({"threads": 0}, {"queue_size": 0}, {"idle_timeout": 0.0}):
+        with pytest.raises(ValueError):
+            TaskRunner(LOOP, **options)  # type: ignore[arg-type]
+
+
 def test_a_full_queue_runs_the_tasks_in_the_submitting_thread_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

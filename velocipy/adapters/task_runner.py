@@ -11,12 +11,23 @@ driver, with any sync cleanup in a thread): awaiting there holds no thread.
 
 Limits and policy:
 
-- `threads` threads run exchanges; an exchange's tasks run one after another on
-  one thread, so a request's tasks keep their order.
-- `queue_size` exchanges may wait. When the queue is full, the exchange runs
-  right away in the submitting thread (the server's), which slows that server
-  thread to the tasks' pace: backpressure rather than loss. A warning says so
-  (at most one every `WARN_EVERY` seconds, with a count).
+- Up to `threads` threads run exchanges; an exchange's tasks run one after
+  another on one thread, so a request's tasks keep their order. Threads start
+  on demand, when an exchange would otherwise wait while the cap allows one
+  more, and stop after `idle_timeout` seconds without work: an app whose tasks
+  are quick keeps one or two threads, one whose tasks wait on slow I/O gets
+  parallelism up to the cap. (A blocked thread costs about 17 KiB of memory; the
+  cap is there because CPU-bound tasks gain nothing from more threads and take
+  the GIL from the server's threads.)
+- `queue_size` exchanges may wait for a thread. A waiting exchange holds its
+  request (head, parsed parameters, body): about 4.5 KiB for a small JSON
+  request with a browser's headers, so the default of 10,000 is a burst buffer
+  of about 45 MiB. When the queue is full, the exchange runs right away in the
+  submitting thread (the server's), which slows that server thread to the
+  tasks' pace: backpressure rather than loss. A warning says so (at most one
+  every `WARN_EVERY` seconds, with a count). To refuse tasks instead, set the
+  app's `max_pending_tasks`: the core then marks the excess abandoned and logs
+  each one.
 - `drain(deadline)` (at process exit) stops taking new work, waits until every
   queued and running exchange is done or `deadline` passes, then logs by name
   every task it abandons: the tasks of exchanges never started, the task still
@@ -50,6 +61,12 @@ RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
 
 #: Seconds between two "queue full" warnings.
 WARN_EVERY = 5.0
+
+#: Defaults: the most runner threads, exchanges that may wait for one, and how long an
+#: idle thread stays (see the module docstring for why these sizes).
+DEFAULT_THREADS = 64
+DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_IDLE_TIMEOUT = 60.0
 
 
 def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
@@ -124,10 +141,12 @@ class TaskRunner:
 
     Args:
         loop: The event-loop thread async tasks run on.
-        threads: How many threads run tasks (exchanges run in parallel, up to this).
+        threads: The most threads running tasks (exchanges run in parallel, up to
+            this); they start on demand.
         queue_size: How many exchanges may wait for a thread (and how many
             all-async ones may run on the loop) before the policy for a full
             queue applies: run in the submitting thread.
+        idle_timeout: Seconds a thread without work waits before it stops.
         name: Prefix of the threads' names.
     """
 
@@ -135,16 +154,20 @@ class TaskRunner:
         self,
         loop: LoopThread,
         *,
-        threads: int = 8,
-        queue_size: int = 1024,
+        threads: int = DEFAULT_THREADS,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         name: str = "velocipy-tasks",
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, got {idle_timeout}")
         self.threads = threads
         self.queue_size = queue_size
+        self.idle_timeout = idle_timeout
         self._loop = loop
         self._run_coroutine = loop.run_coroutine
         self._name = name
@@ -156,7 +179,11 @@ class TaskRunner:
         # A SimpleQueue is a fraction of Queue's cost; `_queued` bounds it instead.
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._queued = 0
-        self._workers: list[threading.Thread] = []
+        #: Threads waiting for an exchange (or started to take one): each queued
+        #: exchange needs one, else a new thread starts (up to the cap).
+        self._idle = 0
+        self._started = 0  # threads ever started, for their names
+        self._workers: set[threading.Thread] = set()
         self._running: set[Job] = set()
         #: Jobs living on the event loop, with the asyncio task driving each.
         self._on_loop: dict[Job, asyncio.Task[Any]] = {}
@@ -172,6 +199,11 @@ class TaskRunner:
         """Exchanges queued or running right now."""
         return self._pending
 
+    @property
+    def thread_count(self) -> int:
+        """Runner threads alive right now."""
+        return len(self._workers)
+
     def submit(self, exchange: Exchange, tasks: Sequence[Task]) -> None:
         """Run the rest of `exchange` (its response was sent) on a runner thread.
 
@@ -185,13 +217,13 @@ class TaskRunner:
             if self._submit_to_loop(job):
                 return
         else:
-            if not self._workers:
-                self._start_workers()
             with self._state:
                 if not self._draining and self._queued < self.queue_size:
                     self._queued += 1
                     self._pending += 1
                     self._queue.put(job)
+                    if self._queued > self._idle and len(self._workers) < self.threads:
+                        self._start_worker()
                     return
         self._overflowed()
         job.run(self._run_coroutine)
@@ -217,7 +249,7 @@ class TaskRunner:
                 return
             count, self._overflow, self._last_warning = self._overflow, 0, now
         logger.warning(
-            "Background task queue full (%d waiting, %d threads): ran the tasks of %d "
+            "Background task queue full (%d waiting, %d threads busy): ran the tasks of %d "
             "request(s) in the server thread instead, which delays its next request",
             self.queue_size,
             self.threads,
@@ -252,16 +284,15 @@ class TaskRunner:
             call_now, call, limiter=self._limiter, abandon_on_cancel=True
         )
 
-    def _start_workers(self) -> None:
-        with self._state:
-            if self._workers:
-                return
-            for index in range(self.threads):
-                worker = threading.Thread(
-                    target=self._work, name=f"{self._name}-{index}", daemon=True
-                )
-                worker.start()
-                self._workers.append(worker)
+    def _start_worker(self) -> None:
+        """One more thread, counted idle at once so the next submission sees it (state held)."""
+        worker = threading.Thread(
+            target=self._work, name=f"{self._name}-{self._started}", daemon=True
+        )
+        self._started += 1
+        self._idle += 1
+        self._workers.add(worker)
+        worker.start()
 
     def after_fork(self) -> None:
         """In a forked child: the threads stayed in the parent, and so does its queue."""
@@ -271,12 +302,27 @@ class TaskRunner:
     def _work(self) -> None:
         jobs = self._queue
         state = self._state
+        me = threading.current_thread()
         while True:
-            job = jobs.get()
-            if job is None:
+            try:
+                job = jobs.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with state:
+                    # Stop, unless that would leave a queued exchange without a thread
+                    # (it was queued while this one was timing out).
+                    if self._queued < self._idle:
+                        self._idle -= 1
+                        self._workers.discard(me)
+                        return
+                continue
+            if job is None:  # the drain is over
+                with state:
+                    self._idle -= 1
+                    self._workers.discard(me)
                 return
             with state:
                 self._queued -= 1
+                self._idle -= 1
                 closed = self._closed
                 if not closed:
                     self._running.add(job)
@@ -284,6 +330,7 @@ class TaskRunner:
                 job.abandon()
                 with state:
                     self._pending -= 1
+                    self._idle += 1
                 continue
             try:
                 job.run(self._run_coroutine)
@@ -291,6 +338,7 @@ class TaskRunner:
                 with state:
                     self._running.discard(job)
                     self._pending -= 1
+                    self._idle += 1
                     state.notify_all()
 
     def drain(self, deadline: float) -> bool:
@@ -335,7 +383,7 @@ class TaskRunner:
         return False
 
     def _stop_workers(self) -> None:
-        for _ in self._workers:
+        for _ in range(len(self._workers)):
             self._queue.put(None)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from velocipy.adapters import _wsgi_process
 from velocipy.adapters._drive import drive_sync, iterate_sync
-from velocipy.adapters.task_runner import TaskRunner
+from velocipy.adapters.task_runner import DEFAULT_QUEUE_SIZE, DEFAULT_THREADS, TaskRunner
 from velocipy.core import (
     Application,
     BodyTooLarge,
@@ -62,8 +62,9 @@ class WSGIAdapter:
             (default): on a bounded pool of runner threads, so the server thread
             is free at once. "inline": in the response iterable's `close()`, in
             the server thread, which waits for them before its next request.
-        task_threads: Runner threads (tasks of different requests run in parallel
-            up to this; those of one request run in order).
+        task_threads: The most runner threads, started on demand (tasks of
+            different requests run in parallel up to this; those of one request
+            run in order).
         task_queue_size: Requests whose tasks may wait for a runner thread; past
             that, tasks run in the server thread (see `TaskRunner`).
         drain_timeout: Seconds the drain at process exit may take after the stop
@@ -76,8 +77,8 @@ class WSGIAdapter:
         app: Application,
         *,
         tasks: TaskMode = "thread",
-        task_threads: int = 8,
-        task_queue_size: int = 1024,
+        task_threads: int = DEFAULT_THREADS,
+        task_queue_size: int = DEFAULT_QUEUE_SIZE,
         drain_timeout: float | None = None,
     ) -> None:
         if tasks not in ("thread", "inline"):
