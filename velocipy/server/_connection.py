@@ -1,4 +1,4 @@
-"""One client connection: h11 over an anyio byte stream, its requests served one after another.
+"""One client connection: h11 over a socket channel, its requests served one after another.
 
 Theory of operation. A connection loops over three phases:
 
@@ -12,8 +12,9 @@ Theory of operation. A connection loops over three phases:
 Timeouts are not cancel scopes per read (too costly on the hot path): the
 connection records a `deadline`, and the server's sweeper calls `expire()` on
 connections past it. Only IDLE and HEAD connections carry a deadline; body
-reads use their own per-read timeout. Pipelined requests need nothing special:
-h11 keeps bytes past the current request, and the next loop starts from them.
+reads use their own per-read timeout. Pipelined requests need little: h11 keeps
+bytes past the current request, and the next loop starts from them after
+letting other connections have a turn.
 
 After the response's last byte is written the exchange is resumed; if
 background tasks follow, the server drives them in its own task group and this
@@ -22,15 +23,14 @@ connection goes straight on to the next request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h11
 
 from velocipy.adapters._drive import drive_async, iterate_async
@@ -44,6 +44,7 @@ from velocipy.core import (
     Respond,
 )
 
+from ._channel import open_channel
 from ._hardening import ChunkOverLimit, HeadScanner, Rejected, check_chunk, check_request
 from ._wire import date_header, error_response, reason
 
@@ -90,7 +91,6 @@ class HTTPConnection:
 
     __slots__ = (
         "server",
-        "stream",
         "h11",
         "scanner",
         "phase",
@@ -101,12 +101,11 @@ class HTTPConnection:
         "local",
         "close_after",
         "content_length",
-        "write",
+        "channel",
     )
 
     def __init__(self, server: Server, stream: anyio.abc.SocketStream) -> None:
         self.server = server
-        self.stream = stream
         config = server.config
         # h11's own cap on incomplete events stays as a backstop behind HeadScanner's.
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_size + 4)
@@ -120,8 +119,8 @@ class HTTPConnection:
         self.local = _address(stream, anyio.abc.SocketAttribute.local_address)
         self.close_after = False
         self.content_length: int | None = None
-        #: How response bytes are written (see `_writer`).
-        self.write = _writer(stream)
+        #: Where bytes are read and written (see `_channel`).
+        self.channel = open_channel(stream)
 
     def expire(self) -> None:
         """Close this connection now (it is idle past its deadline, or the server is stopping)."""
@@ -130,24 +129,24 @@ class HTTPConnection:
 
     async def run(self) -> None:
         """Serve requests until the connection ends; never raises for anything a client does."""
-        stream = self.stream
+        channel = self.channel
         try:
             with self.scope:
                 await self._serve()
             if self.expired and self.phase == HEAD:
                 # A slow head: answer 408 if the client is still listening, briefly.
                 with anyio.move_on_after(1):
-                    await stream.send(error_response(408, self.server.server_header))
+                    await channel.send(error_response(408, self.server.server_header))
         except NETWORK_ERRORS:
             pass
         except Exception:
             logger.exception("Unexpected error on connection from %s", _format(self.client))
         finally:
-            await anyio.aclose_forcefully(stream)
+            await channel.aclose()
 
     async def _serve(self) -> None:
         conn = self.h11
-        stream = self.stream
+        channel = self.channel
         server = self.server
         config = server.config
         scanner = self.scanner
@@ -159,6 +158,8 @@ class HTTPConnection:
             scanner.reset()
             try:
                 if pending:
+                    # A pipelined request: give other connections a turn before serving it.
+                    await anyio.lowlevel.checkpoint()
                     self.phase = HEAD
                     self.deadline = _monotonic() + header_timeout
                     end = scanner.feed(pending)
@@ -170,7 +171,7 @@ class HTTPConnection:
                     end = -1
                 while end < 0:
                     try:
-                        data = await stream.receive()
+                        data = await channel.receive()
                     except anyio.EndOfStream:
                         return
                     if self.phase == IDLE:
@@ -206,7 +207,7 @@ class HTTPConnection:
         self.phase = BUSY
         self.deadline = None
         with anyio.move_on_after(1):
-            await self.stream.send(error_response(status, self.server.server_header))
+            await self.channel.send(error_response(status, self.server.server_header))
 
     def _request_head(self, event: h11.Request) -> RequestHead:
         target = event.target
@@ -274,7 +275,7 @@ class HTTPConnection:
                 if respond.body:
                     head_bytes += conn.send(_Data(data=respond.body))
                 head_bytes += conn.send(_EndOfMessage())
-                await self.write(head_bytes)
+                await self.channel.send(head_bytes)
             else:
                 await self._stream(respond, head_bytes)
             delivered = True
@@ -286,7 +287,7 @@ class HTTPConnection:
             if not started:
                 status = 500
                 with anyio.move_on_after(1):
-                    await self.stream.send(error_response(500, server.server_header))
+                    await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
             access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -305,7 +306,7 @@ class HTTPConnection:
 
     async def _stream(self, respond: Respond, head_bytes: bytes) -> None:
         conn = self.h11
-        send = self.write
+        send = self.channel.send
         assert respond.stream is not None
         await send(head_bytes)
         async for chunk in iterate_async(respond.stream, self.server.run_sync):
@@ -372,7 +373,7 @@ class HTTPConnection:
     async def _receive_body_bytes(self) -> bytes:
         with anyio.move_on_after(self.server.config.body_timeout):
             try:
-                return bytes(await self.stream.receive())
+                return await self.channel.receive()
             except NETWORK_ERRORS:
                 raise ClientDisconnected() from None
         self.close_after = True
@@ -380,7 +381,7 @@ class HTTPConnection:
 
     async def _send_or_disconnect(self, data: bytes) -> None:
         try:
-            await self.stream.send(data)
+            await self.channel.send(data)
         except NETWORK_ERRORS:
             raise ClientDisconnected() from None
 
@@ -404,43 +405,12 @@ class HTTPConnection:
                     return True
                 if event is _NEED_DATA:
                     try:
-                        conn.receive_data(await self.stream.receive())
+                        conn.receive_data(await self.channel.receive())
                     except NETWORK_ERRORS:
                         return False
                 elif type(event) is not _Data:
                     return False
         return False
-
-
-def _writer(stream: anyio.abc.SocketStream) -> Callable[[bytes], Awaitable[None]]:
-    """`stream.send`, minus a needless scheduler round-trip per response on asyncio.
-
-    anyio's asyncio `send` yields to the event loop after every write even when
-    the bytes left at once; with many busy connections each yield costs a full
-    turn of the run queue, which showed up as a 10x worse p99 latency than
-    uvicorn's. When the stream is anyio's transport-based asyncio stream, write
-    to the transport directly and wait only when it applies back-pressure;
-    otherwise (trio, or anyio internals changed) use `send` as is.
-    """
-    transport = getattr(stream, "_transport", None)
-    protocol: Any = getattr(stream, "_protocol", None)
-    if not (
-        isinstance(transport, asyncio.WriteTransport)
-        and isinstance(getattr(protocol, "write_event", None), asyncio.Event)
-    ):
-        return stream.send
-
-    async def write(data: bytes) -> None:
-        if not protocol.write_event.is_set() or transport.is_closing():
-            await stream.send(data)  # back-pressure or closing: anyio's own path
-            return
-        transport.write(data)
-        if not protocol.write_event.is_set():  # the kernel did not take it all: wait
-            await protocol.write_event.wait()
-            if transport.is_closing() or getattr(protocol, "exception", None) is not None:
-                raise anyio.BrokenResourceError
-
-    return write
 
 
 def _origin_form(target: bytes) -> bytes:

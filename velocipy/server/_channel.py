@@ -1,0 +1,231 @@
+"""A connection's bytes in and out: anyio's socket stream, or its asyncio transport taken over.
+
+`open_channel(stream)` returns what `HTTPConnection` reads requests from and
+writes responses to. Two kinds, with the same three coroutines and errors
+(`receive` raises `anyio.EndOfStream` once the peer has finished sending,
+`receive` and `send` raise `anyio.BrokenResourceError` once the connection is
+lost):
+
+- `TransportChannel`, on asyncio (plain or uvloop): the stream's transport is
+  handed to our own protocol. anyio's stream pauses the transport's reading
+  after every `receive` and resumes it before the next (two `epoll_ctl` calls
+  per request on a keep-alive connection), and yields to the event loop after
+  every `send` even when the kernel took all the bytes at once; under 50 busy
+  connections those round trips cost a third of the throughput and gave a p99
+  latency 30 times the median. Here reading stays on and is paused only when
+  more than `READ_HIGH_WATER` bytes wait unread (flow control for a client that
+  sends faster than the app reads), and `send` waits only when the kernel did
+  not take everything.
+- `StreamChannel`: the anyio stream as it is, wherever the transport cannot be
+  taken over (trio, or anyio internals that changed).
+
+Both stay fair to other connections: a `receive` that finds bytes already
+waiting still yields to the event loop once, as anyio's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+#: Unread bytes at which reading from the socket pauses until the connection catches up.
+READ_HIGH_WATER = 256 * 1024
+
+
+class Channel(Protocol):
+    """What a connection needs from its socket."""
+
+    async def receive(self) -> bytes:
+        """The next bytes from the peer (waiting for them if none are buffered)."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """Write `data`; return once the kernel has taken it (or buffered, under back-pressure)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection at once; never raises."""
+        ...
+
+
+def open_channel(stream: anyio.abc.SocketStream) -> Channel:
+    """The fastest correct channel for `stream` (see the module docstring)."""
+    transport = getattr(stream, "_transport", None)
+    protocol = getattr(stream, "_protocol", None)
+    if _takes_over(transport, protocol):
+        return TransportChannel(stream, transport, protocol)
+    return StreamChannel(stream)
+
+
+def _takes_over(transport: Any, protocol: Any) -> bool:
+    # Duck-typed: uvloop's transports are not registered as asyncio.Transport.
+    return (
+        isinstance(protocol, asyncio.Protocol)
+        and isinstance(getattr(protocol, "read_queue", None), deque)
+        and all(
+            callable(getattr(transport, name, None))
+            for name in (
+                "set_protocol",
+                "write",
+                "is_closing",
+                "pause_reading",
+                "resume_reading",
+                "abort",
+                "get_write_buffer_size",
+            )
+        )
+    )
+
+
+class StreamChannel:
+    """The anyio stream, used as it is."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self._stream = stream
+
+    async def receive(self) -> bytes:
+        return bytes(await self._stream.receive())
+
+    async def send(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+
+class TransportChannel(asyncio.Protocol):
+    """Our own asyncio protocol on the stream's transport; see the module docstring."""
+
+    def __init__(self, stream: anyio.abc.SocketStream, transport: Any, previous: Any) -> None:
+        self._stream = stream  # kept alive: anyio's stream owns the socket's extra attributes
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._eof = False
+        self._lost = False
+        self._error: BaseException | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        # Whatever anyio's protocol received before the hand-over is ours to read first.
+        for chunk in previous.read_queue:
+            self._chunks.append(chunk)
+            self._buffered += len(chunk)
+        previous.read_queue.clear()
+        self._eof = bool(getattr(previous, "is_at_eof", False))
+        self._error = getattr(previous, "exception", None)
+        write_event = getattr(previous, "write_event", None)
+        self._writing_paused = write_event is not None and not write_event.is_set()
+        transport.set_protocol(self)
+        if transport.is_closing():
+            self._lost = True
+        else:
+            # anyio leaves reading paused between its receives.
+            transport.resume_reading()
+
+    # -- asyncio.Protocol callbacks --------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(bytes(data))
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return True  # keep the transport open: the response may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is not None:
+            self._error = exc
+        self._wake_reader()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the channel -------------------------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        if self._chunks:
+            # Bytes were already here (a pipelining or fast client): let the other
+            # connections have a turn first, as a blocking read would have.
+            await anyio.lowlevel.checkpoint()
+        while not self._chunks:
+            if self._lost:
+                if self._error is not None:
+                    raise anyio.BrokenResourceError from self._error
+                raise anyio.EndOfStream
+            if self._eof:
+                raise anyio.EndOfStream
+            waiter = self._loop.create_future()
+            self._read_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
+        self._buffered = 0
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def send(self, data: bytes) -> None:
+        transport = self._transport
+        if self._lost or transport.is_closing():
+            raise anyio.BrokenResourceError
+        transport.write(data)
+        while self._writing_paused:  # the kernel did not take it all: wait until it has
+            if self._lost:
+                raise anyio.BrokenResourceError
+            waiter = self._loop.create_future()
+            self._drain_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if self._lost:
+            raise anyio.BrokenResourceError
+
+    async def aclose(self) -> None:
+        transport = self._transport
+        if not transport.is_closing():
+            # Nothing is buffered unless a send was interrupted; then drop it.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
+
+
+def _drain(chunks: deque[bytes]) -> list[bytes]:
+    taken = list(chunks)
+    chunks.clear()
+    return taken
