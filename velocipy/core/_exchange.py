@@ -94,6 +94,9 @@ class Phase(enum.Enum):
 
 
 _PHASE_OF = {ReadBody: Phase.READING, Call: Phase.CALLING, Respond: Phase.RESPONDING}
+# Module constants: `Phase.CALLING` is a global and an attribute lookup per use.
+_IDLE, _READING, _CALLING = Phase.IDLE, Phase.READING, Phase.CALLING
+_RESPONDING, _DONE_PHASE = Phase.RESPONDING, Phase.DONE
 
 
 class Exchange:
@@ -106,7 +109,7 @@ class Exchange:
         #: The application serving this exchange (drivers read its task limits).
         self.app = app
         self._flow = flow
-        self._phase = Phase.IDLE
+        self._phase = _IDLE
 
     @property
     def phase(self) -> Phase:
@@ -114,24 +117,36 @@ class Exchange:
 
     def start(self) -> Effect:
         """Begin the exchange and return its first effect."""
-        if self._phase is not Phase.IDLE:
+        if self._phase is not _IDLE:
             raise LocalProtocolError(f"start() called on an exchange in phase {self._phase.name}")
         return self._advance(None, None)
 
     def send(self, value: Any) -> Effect:
         """Resume with the result of the pending effect; return the next effect."""
         phase = self._phase
-        if phase is Phase.READING:
+        if phase is _CALLING:
+            pass
+        elif phase is _READING:
             if not isinstance(value, (bytes, bytearray)):
                 raise LocalProtocolError(
                     f"ReadBody must be answered with bytes, got {type(value).__name__}"
                 )
-        elif phase is Phase.RESPONDING:
+        elif phase is _RESPONDING:
             if value is not None:
                 raise LocalProtocolError("Respond must be answered with send(None) once sent")
-        elif phase is not Phase.CALLING:
+        else:
             raise LocalProtocolError(f"send() called on an exchange in phase {phase.name}")
-        return self._advance(value, None)
+        # `_advance`, inlined: this runs once per effect, several times per request.
+        try:
+            effect = self._flow.send(value)
+        except StopIteration:
+            self._phase = _DONE_PHASE
+            return _DONE
+        except BaseException:
+            self._phase = _DONE_PHASE
+            raise
+        self._phase = _PHASE_OF[type(effect)]
+        return effect
 
     def throw(self, error: BaseException) -> Effect:
         """Resume by raising `error` where the pending effect was; return the next effect."""
@@ -148,10 +163,10 @@ class Exchange:
             else:
                 effect = self._flow.throw(error)
         except StopIteration:
-            self._phase = Phase.DONE
+            self._phase = _DONE_PHASE
             return _DONE
         except BaseException:
-            self._phase = Phase.DONE
+            self._phase = _DONE_PHASE
             raise
         self._phase = _PHASE_OF[type(effect)]
         return effect
