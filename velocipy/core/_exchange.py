@@ -368,14 +368,14 @@ def _read_params(
                 raw = ctx.query().get(param.alias, _MISSING)
         elif source is _PATH:
             raw = ctx.path_params.get(param.alias, _MISSING)
-        elif source is Source.HEADER:
+        elif source is _HEADER:
             if param.many:
                 raw = ctx.headers().getlist(param.alias) or _MISSING
             else:
                 raw = ctx.headers().get(param.alias, _MISSING)
-        elif source is Source.COOKIE:
+        elif source is _COOKIE:
             raw = ctx.cookies().get(param.alias, _MISSING)
-        elif source is Source.FORM:
+        elif source is _FORM:
             entries = ctx.form().get(param.alias)
             if entries:
                 raw = entries if param.many else entries[-1]
@@ -421,7 +421,11 @@ def _read_params(
         _read_params(_effective(param, ctx), ctx, values, problems)
 
 
-_QUERY, _PATH = Source.QUERY, Source.PATH
+# Enum members as module constants: `Source.HEADER` is an attribute lookup on an Enum
+# class, whose metaclass __getattr__ makes it about 5x a plain attribute, on every use.
+_QUERY, _PATH, _HEADER, _COOKIE = Source.QUERY, Source.PATH, Source.HEADER, Source.COOKIE
+_FORM, _DEPENDS, _REQUEST = Source.FORM, Source.DEPENDS, Source.REQUEST
+_FUNCTION, _GENERATOR = Kind.FUNCTION, Kind.GENERATOR
 
 
 def _location(param: ParamPlan) -> list[Any]:
@@ -440,7 +444,7 @@ def _solve(
     kwargs = {} if kwargs is None else dict(kwargs)
     for param in plan.special:
         source = param.source
-        if source is Source.DEPENDS:
+        if source is _DEPENDS:
             sub = _effective(param, ctx)
             key = param.dependency.call if param.dependency is not None else sub.call
             if param.use_cache and key in ctx.cache:
@@ -450,7 +454,7 @@ def _solve(
             if param.use_cache:
                 ctx.cache[key] = value
             kwargs[param.name] = value
-        elif source is Source.REQUEST:
+        elif source is _REQUEST:
             kwargs[param.name] = ctx.request()
         else:
             kwargs[param.name] = ctx.tasks
@@ -461,10 +465,10 @@ def _call_dependency(
     plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]]
 ) -> Generator[Effect, Any, Any]:
     kwargs = yield from _solve(plan, ctx, values)
-    if plan.kind is Kind.FUNCTION:
+    if plan.kind is _FUNCTION:
         return (yield Call(plan.call, (), kwargs, plan.is_async, "dependency"))
     generator = plan.call(**kwargs)  # creating a generator runs none of its code
-    if plan.kind is Kind.GENERATOR:
+    if plan.kind is _GENERATOR:
         value = yield Call(first_yield, (generator, plan.label), {}, False, "dependency")
         ctx.exits.append((generator, False))
     else:

@@ -78,6 +78,9 @@ class TaskRegistry:
         from ._tasks import TaskState
 
         self._states = TaskState
+        # Read per request: kept here, since `TaskState.PENDING` is a slow Enum class lookup.
+        self._pending_state = TaskState.PENDING
+        self._running_state = TaskState.RUNNING
         #: Tasks per state. Task handles update these under `lock` as they move.
         self.counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         #: The running tasks by id, in the order they started.
@@ -95,7 +98,7 @@ class TaskRegistry:
     def admits(self) -> bool:
         """Whether the pending tasks are within `max_pending`."""
         limit = self.max_pending
-        return limit is None or self.counts[self._states.PENDING] <= limit
+        return limit is None or self.counts[self._pending_state] <= limit
 
     def count(self, state: str) -> int:
         """How many tasks are in `state` now (pending, running) or ended in it."""
@@ -139,7 +142,7 @@ class TaskRegistry:
     @property
     def unfinished(self) -> int:
         """How many tasks are pending or running."""
-        return self.counts[self._states.PENDING] + self.counts[self._states.RUNNING]
+        return self.counts[self._pending_state] + self.counts[self._running_state]
 
     def snapshot(self) -> dict[str, Any]:
         """Every count and the running tasks' names, as one JSON-friendly dict."""
