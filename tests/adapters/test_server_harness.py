@@ -57,6 +57,19 @@ async def stream() -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+#: Size of each chunk of `/big`, and how many there are.
+BIG_CHUNK, BIG_CHUNKS = 64 * 1024, 64
+
+
+@app.get("/big")
+async def big() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for index in range(BIG_CHUNKS):
+            yield bytes([65 + index % 26]) * BIG_CHUNK
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
 async def slow_async(key: str, seconds: float) -> None:
     await asyncio.sleep(seconds)
     EVENTS.setdefault(key, []).append("slow-async")
@@ -103,15 +116,26 @@ class Running:
         self.portal.call(self.server.request_stop)
 
 
+#: Event loops the server runs on: anyio backend name and options.
+LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "trio": ("trio", {}),
+}
+
+
 @contextlib.contextmanager
-def serving(application: VelociPy = app, **limits: Any) -> Iterator[Running]:
+def serving(
+    application: VelociPy = app, *, loop: str = "asyncio", **limits: Any
+) -> Iterator[Running]:
     """Serve `application` on 127.0.0.1 with `ServerConfig(**limits)`; stop it afterwards."""
     sock = bind_socket("127.0.0.1", 0, 128)
     port = sock.getsockname()[1]
     limits.setdefault("access_log", False)
     server = Server(application, ServerConfig(port=port, **limits))
     ready = threading.Event()
-    with anyio.from_thread.start_blocking_portal() as portal:
+    backend, options = LOOPS[loop]
+    with anyio.from_thread.start_blocking_portal(backend, options) as portal:
         future = portal.start_task_soon(functools.partial(server.serve, sock, ready=ready.set))
         assert ready.wait(10), "the server did not start"
         running = Running(server, port, portal)

@@ -1,0 +1,110 @@
+"""The built-in server's socket handling on every event loop it runs on: asyncio, uvloop, trio.
+
+On asyncio and uvloop the server reads and writes through its own protocol on
+the transport (`velocipy.server._channel.TransportChannel`), on trio through
+anyio's stream; each test runs on all three, so the fast path and the portable
+one must behave alike: flow control both ways, half-closed clients, bursts of
+new connections, pipelining next to other clients.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import json
+import socket
+import time
+
+import pytest
+
+from tests.adapters.test_server_harness import (
+    BIG_CHUNK,
+    BIG_CHUNKS,
+    Reader,
+    Running,
+    get,
+    post,
+    serving,
+)
+from velocipy.server._channel import READ_HIGH_WATER
+
+pytestmark = pytest.mark.server
+
+LOOPS = [
+    "asyncio",
+    pytest.param(
+        "uvloop",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
+        ),
+    ),
+    "trio",
+]
+
+
+@pytest.fixture(params=LOOPS)
+def running(request: pytest.FixtureRequest) -> Running:
+    with serving(loop=request.param, max_body_size=8 * 1024 * 1024) as server:
+        yield server  # type: ignore[misc]
+
+
+def test_a_body_larger_than_the_read_buffer_arrives_whole(running: Running) -> None:
+    # Four times the point where reading pauses: reading must resume as the app reads.
+    body = bytes(range(256)) * (4 * READ_HIGH_WATER // 256)
+    with running.connect() as sock:
+        sock.sendall(post("/echo", body))
+        reply = Reader(sock).response()
+    assert reply.status == 200
+    assert json.loads(reply.body)["length"] == len(body)
+
+
+def test_a_slow_reader_gets_every_byte_of_a_large_response(running: Running) -> None:
+    with running.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(get("/big") + get("/hello"))
+        time.sleep(0.3)  # let the server fill the socket buffers and wait on them
+        reader = Reader(sock)
+        reply = reader.response()
+        assert len(reply.body) == BIG_CHUNK * BIG_CHUNKS
+        for index in range(BIG_CHUNKS):
+            chunk = reply.body[index * BIG_CHUNK : (index + 1) * BIG_CHUNK]
+            assert chunk == bytes([65 + index % 26]) * BIG_CHUNK
+        assert reader.response().body == b'{"message":"hello"}'
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_response(
+    running: Running,
+) -> None:
+    with running.connect() as sock:
+        sock.sendall(get("/hello"))
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        assert reader.response().body == b'{"message":"hello"}'
+        assert reader.closed()
+
+
+def test_a_burst_of_new_connections_is_served(running: Running) -> None:
+    def one(_: int) -> int:
+        with running.connect() as sock:
+            sock.sendall(get("/hello", "Connection: close"))
+            return Reader(sock).response().status
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(one, range(200)))
+    assert statuses == [200] * 200
+
+
+def test_a_pipelining_client_does_not_shut_out_another(running: Running) -> None:
+    count = 2000
+    with running.connect(timeout=10) as greedy, running.connect() as polite:
+        greedy.sendall(get("/hello") * count)
+        started = time.monotonic()
+        polite.sendall(get("/hello"))
+        assert Reader(polite).response().status == 200
+        polite_took = time.monotonic() - started
+        reader = Reader(greedy)
+        for _ in range(count):
+            assert reader.response().status == 200
+        greedy_took = time.monotonic() - started
+    # The polite request is answered in turn, not after all of the greedy ones.
+    assert polite_took < greedy_took / 2
