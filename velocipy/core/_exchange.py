@@ -47,7 +47,7 @@ import copy
 import enum
 import logging
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl
 
 from ._convert import Invalid
@@ -205,8 +205,9 @@ class _Context:
         self.path_params: dict[str, str] = {}
         self.body = b""
         self.tasks: BackgroundTasks | None = None
-        self.cache: dict[Any, Any] = {}
-        self.exits: list[tuple[Any, bool]] = []
+        # Both made on first use: most requests have no dependency.
+        self.cache: dict[Any, Any] | None = None
+        self.exits: list[tuple[Any, bool]] | None = None
         self._request: Request | None = None
         self._query: QueryParams | None = None
         self._headers: Headers | None = None
@@ -265,27 +266,35 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
     try:
         try:
             matched = app.router.match(head.method, head.path)
-            if matched is None:
-                raise HTTPException(404, "Not Found")
-            if isinstance(matched, frozenset):
-                allow = ", ".join(sorted(matched))
-                raise HTTPException(405, "Method Not Allowed", headers={"Allow": allow})
+            if not isinstance(matched, tuple):
+                _unrouted(matched)
             route, ctx.path_params = matched
             ctx.route = route
             plan = route.plan
             if plan.trivial:
-                result = yield Call(route.endpoint, (), {}, plan.is_async, "handler")
+                result = yield route.bare_call  # built once: no arguments to resolve
             else:
                 if plan.needs_body or (app.dependency_overrides and _needs_body(plan, ctx)):
                     ctx.body = yield ReadBody(app.max_body_size)
-                values: dict[int, dict[str, Any]] = {}
                 problems: list[dict[str, Any]] = []
-                _read_params(plan, ctx, values, problems)
-                if problems:
-                    raise RequestValidationError(problems)
-                if plan.wants_tasks:
-                    ctx.tasks = BackgroundTasks(app.tasks)
-                kwargs = yield from _solve(plan, ctx, values)
+                if plan.depends:
+                    values: dict[int, dict[str, Any]] = {}
+                    _read_params(plan, ctx, values, problems)
+                    if problems:
+                        raise RequestValidationError(problems)
+                    if plan.wants_tasks:
+                        ctx.tasks = BackgroundTasks(app.tasks)
+                    kwargs = yield from _solve(plan, ctx, values)
+                else:
+                    # No dependencies: the handler's own values are its arguments, with
+                    # no sub-generator to resolve them (one frame less per request).
+                    kwargs = _read_plain(plan, ctx, problems)
+                    if problems:
+                        raise RequestValidationError(problems)
+                    if plan.special:
+                        if plan.wants_tasks:
+                            ctx.tasks = BackgroundTasks(app.tasks)
+                        _add_special(plan, ctx, kwargs)
                 result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
             if ctx.tasks is not None:
                 tasks = _release(ctx, handler_failed=False)
@@ -314,6 +323,13 @@ def exchange_flow(app: Application, head: RequestHead) -> Flow:
             # Only an exchange cut short (closed, client gone mid-handler, cancelled)
             # leaves tasks unsettled; say so rather than lose them silently.
             log_abandoned(ctx.tasks.tasks, ctx.label, "the exchange was cut short")
+
+
+def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
+    """Raise the 404, or the 405 naming the allowed methods, for a request no route takes."""
+    if allowed is None:
+        raise HTTPException(404, "Not Found")
+    raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _release(ctx: _Context, *, handler_failed: bool) -> tuple[Task, ...]:
@@ -357,6 +373,13 @@ def _read_params(
     """Read and convert every request-sourced parameter of `plan` and the plans below it."""
     if id(plan) in values:
         return
+    values[id(plan)] = _read_plain(plan, ctx, problems)
+    for param in plan.depends:
+        _read_params(_effective(param, ctx), ctx, values, problems)
+
+
+def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read and convert the request-sourced parameters of `plan` itself."""
     found: dict[str, Any] = {}
     for param in plan.plain:
         raw = _MISSING
@@ -416,9 +439,13 @@ def _read_params(
             location = _location(param)
             for problem in invalid.errors:
                 problems.append({**problem, "loc": [*location, *problem["loc"]]})
-    values[id(plan)] = found
-    for param in plan.depends:
-        _read_params(_effective(param, ctx), ctx, values, problems)
+    return found
+
+
+def _add_special(plan: Plan, ctx: _Context, kwargs: dict[str, Any]) -> None:
+    """Add the Request and BackgroundTasks arguments of a plan without dependencies."""
+    for param in plan.special:
+        kwargs[param.name] = ctx.request() if param.source is _REQUEST else ctx.tasks
 
 
 # Enum members as module constants: `Source.HEADER` is an attribute lookup on an Enum
@@ -447,12 +474,15 @@ def _solve(
         if source is _DEPENDS:
             sub = _effective(param, ctx)
             key = param.dependency.call if param.dependency is not None else sub.call
-            if param.use_cache and key in ctx.cache:
-                kwargs[param.name] = ctx.cache[key]
+            cache = ctx.cache
+            if cache is None:
+                cache = ctx.cache = {}
+            if param.use_cache and key in cache:
+                kwargs[param.name] = cache[key]
                 continue
             value = yield from _call_dependency(sub, ctx, values)
             if param.use_cache:
-                ctx.cache[key] = value
+                cache[key] = value
             kwargs[param.name] = value
         elif source is _REQUEST:
             kwargs[param.name] = ctx.request()
@@ -470,10 +500,13 @@ def _call_dependency(
     generator = plan.call(**kwargs)  # creating a generator runs none of its code
     if plan.kind is _GENERATOR:
         value = yield Call(first_yield, (generator, plan.label), {}, False, "dependency")
-        ctx.exits.append((generator, False))
+        is_async = False
     else:
         value = yield Call(first_yield_async, (generator, plan.label), {}, True, "dependency")
-        ctx.exits.append((generator, True))
+        is_async = True
+    if ctx.exits is None:
+        ctx.exits = []
+    ctx.exits.append((generator, is_async))
     return value
 
 
@@ -551,12 +584,11 @@ def _result_to_respond(
     result: Any, route: Route, head: RequestHead, tasks: tuple[Task, ...]
 ) -> Respond:
     """The response for what a handler returned; plain values take a JSON fast path."""
-    if route.response_class is None and not isinstance(result, Response):
-        status = route.status_code or 200
-        if allows_body(status):
-            body = encode_json(result)
-            headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode("latin-1"))]
-            return Respond(status, headers, b"" if head.method == "HEAD" else body, None, tasks)
+    status = route.json_status  # decided at declaration: no response_class, a body allowed
+    if status is not None and not isinstance(result, Response):
+        body = encode_json(result)
+        headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
+        return Respond(status, headers, b"" if head.method == "HEAD" else body, None, tasks)
     return _respond(_to_response(result, route), head, tasks, None)
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import DeclarationError
+from ._events import Call
 from ._plans import Plan
+from ._status import allows_body
 
 _PARAM_RE = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
 _PATTERNS = {
@@ -38,6 +40,16 @@ class Route:
     response_class: Any = None
     name: str = ""
     label: str = ""
+    #: The handler's call with no arguments, built once: the effect for a trivial plan.
+    bare_call: Call = field(init=False)
+    #: The status of a plain (JSON) return value, when it may have a body; else None.
+    json_status: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.bare_call = Call(self.endpoint, (), {}, self.plan.is_async, "handler")
+        status = self.status_code or 200
+        if self.response_class is None and allows_body(status):
+            self.json_status = status
 
 
 def template_params(path: str) -> tuple[re.Pattern[str] | None, frozenset[str]]:
