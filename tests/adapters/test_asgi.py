@@ -285,6 +285,22 @@ async def test_the_scope_becomes_the_request_head() -> None:
     }
 
 
+async def test_a_scope_with_only_the_required_keys_gets_the_spec_defaults() -> None:
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/echo-head/x",
+        "query_string": b"",
+        "headers": [(b"host", b"example.org")],
+    }
+    peer = await call(app, scope, Peer())
+    head = json_body(peer)
+    assert (head["root_path"], head["client"], head["server"]) == ("", None, None)
+    assert (head["scheme"], head["http_version"]) == ("http", "1.1")
+    # HTTP/1.1 with neither content-length nor transfer-encoding has no body: not awaited.
+    assert peer.received == 0
+
+
 async def test_a_path_without_its_root_path_is_routed_as_is() -> None:
     # Older servers leave the root out of `path`; both forms route the same.
     peer = await call(app, http_scope("GET", "/echo-head/x", root_path="/api"), Peer())
