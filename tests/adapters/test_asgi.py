@@ -7,6 +7,7 @@ background tasks saw when they ran. Every test runs on asyncio and on trio.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -497,6 +498,65 @@ async def test_lifespan_runs_startup_then_shutdown_once() -> None:
         "lifespan.shutdown.complete",
     ]
     assert calls == ["up", "down"]
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Start with no frozen objects and leave none frozen, whatever the test does."""
+    if gc.get_freeze_count():
+        pytest.skip("objects were frozen before this test")
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+async def test_startup_freezes_the_objects_alive_then_and_shutdown_unfreezes(
+    unfrozen: None,
+) -> None:
+    seen: list[int] = []
+    lifespan_app = VelociPy()
+
+    @lifespan_app.get("/frozen")
+    def frozen() -> dict[str, int]:
+        seen.append(gc.get_freeze_count())
+        return {}
+
+    to_app, inbox = anyio.create_memory_object_stream[Message](2)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group, to_app, inbox:
+            group.start_soon(lifespan_app, {"type": "lifespan"}, inbox.receive, send)
+            await to_app.send({"type": "lifespan.startup"})
+            while not sent:
+                await anyio.sleep(0.01)
+            assert sent[0]["type"] == "lifespan.startup.complete"
+            await call(lifespan_app, http_scope("GET", "/frozen"), Peer())
+            await to_app.send({"type": "lifespan.shutdown"})
+    assert seen and seen[0] > 1000  # the modules, the app: everything alive at startup
+    assert sent[-1]["type"] == "lifespan.shutdown.complete"
+    assert gc.get_freeze_count() == 0
+
+
+async def test_the_freeze_can_be_turned_off(unfrozen: None) -> None:
+    adapter = ASGIAdapter(VelociPy(on_startup=[lambda: SEEN.append(gc.get_freeze_count())]))
+    adapter.freeze_gc = False
+    peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+    await call(adapter, {"type": "lifespan"}, peer)
+    assert peer.sent[-1]["type"] == "lifespan.shutdown.complete"
+    assert SEEN == [0] and gc.get_freeze_count() == 0
+
+
+async def test_a_freeze_made_before_startup_is_left_in_place(unfrozen: None) -> None:
+    gc.freeze()  # as a server preloading the app and forking might have done
+    peer = Peer({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+    await call(VelociPy(), {"type": "lifespan"}, peer)
+    assert peer.sent[-1]["type"] == "lifespan.shutdown.complete"
+    assert gc.get_freeze_count() > 0
 
 
 async def test_a_failing_startup_is_reported_with_its_message() -> None:
