@@ -265,3 +265,75 @@ def test_random_adapter_calls_follow_the_protocol_or_fail_loudly(
             assert responded, "a task was released before the response"
     if not responded:
         assert log == []
+
+
+# -- handlers that take no arguments have a flow of their own (no context, no tasks) -----------
+
+
+def make_bare_app(seen: list[Any]) -> Application:
+    from velocipy.core import JSONResponse, Request
+
+    app = Application()
+
+    @app.get("/teams/{team}/ping")
+    async def ping() -> dict[str, bool]:
+        return {"pong": True}
+
+    @app.get("/teams/{team}/gone")
+    def gone() -> None:
+        raise HTTPException(410, "gone", headers={"X-Gone": "yes"})
+
+    @app.get("/teams/{team}/oops")
+    async def oops() -> None:
+        raise KeyError("oops")
+
+    @app.exception_handler(KeyError)
+    def key_error(request: Request, error: KeyError) -> JSONResponse:
+        seen.append((request.path_params, request.method, str(error)))
+        return JSONResponse({"handled": True}, status_code=418)
+
+    return app
+
+
+def test_bare_handler_answers_json_and_head_has_an_empty_body() -> None:
+    app = make_bare_app([])
+    outcome = serve(app, "GET", "/teams/a/ping")
+    assert outcome.status == 200 and outcome.json() == {"pong": True}
+    assert outcome.headers["content-length"] == str(len(b'{"pong":true}'))
+    head_outcome = serve(app, "HEAD", "/teams/a/ping")
+    assert head_outcome.respond.body == b""
+    assert head_outcome.headers["content-length"] == outcome.headers["content-length"]
+    assert outcome.purposes() == ["handler"]
+
+
+def test_bare_handler_errors_reach_the_exception_handlers_with_the_request() -> None:
+    seen: list[Any] = []
+    app = make_bare_app(seen)
+    outcome = serve(app, "GET", "/teams/blue/gone")
+    assert outcome.status == 410 and outcome.headers["x-gone"] == "yes"
+    outcome = serve(app, "GET", "/teams/blue/oops")
+    assert outcome.status == 418 and outcome.json() == {"handled": True}
+    assert seen == [({"team": "blue"}, "GET", "'oops'")]
+    assert outcome.purposes() == ["handler", "exception_handler"]
+
+
+def test_bare_handler_crash_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = Application()
+
+    @app.get("/crash")
+    def crash() -> None:
+        raise RuntimeError("bare boom")
+
+    with caplog.at_level(logging.ERROR, logger="velocipy"):
+        outcome = serve(app, "GET", "/crash")
+    assert outcome.status == 500 and isinstance(outcome.respond.error, RuntimeError)
+    assert "Exception in handler for GET /crash" in caplog.text
+
+
+def test_bare_handler_undelivered_response_ends_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="velocipy"):
+        outcome = serve(make_bare_app([]), "GET", "/teams/a/ping", delivered=False)
+    assert outcome.status == 200
+    assert caplog.records == []

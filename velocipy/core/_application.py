@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from ._errors import DeclarationError, HTTPException
 from ._events import RequestHead
-from ._exchange import Exchange, exchange_flow
+from ._exchange import Exchange, open_flow
 from ._plans import Plan, build_plan
 from ._registry import Lock, TaskRegistry
 from ._routing import Route, Router, template_params
@@ -303,7 +303,7 @@ class Application(_RouteDecorators):
 
     def exchange(self, head: RequestHead) -> Exchange:
         """A new exchange for one request; drive it as `velocipy.core._exchange` documents."""
-        return Exchange(head, exchange_flow(self, head), self)
+        return Exchange(head, open_flow(self, head), self)
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:

@@ -119,7 +119,16 @@ class Exchange:
         """Begin the exchange and return its first effect."""
         if self._phase is not _IDLE:
             raise LocalProtocolError(f"start() called on an exchange in phase {self._phase.name}")
-        return self._advance(None, None)
+        try:  # `_advance`, inlined as in `send`
+            effect = self._flow.send(None)
+        except StopIteration:
+            self._phase = _DONE_PHASE
+            return _DONE
+        except BaseException:
+            self._phase = _DONE_PHASE
+            raise
+        self._phase = _PHASE_OF[type(effect)]
+        return effect
 
     def send(self, value: Any) -> Effect:
         """Resume with the result of the pending effect; return the next effect."""
@@ -259,13 +268,48 @@ class _Context:
         return self._form
 
 
-def exchange_flow(app: Application, head: RequestHead) -> Flow:
-    """The generator behind an `Exchange` (see the module docstring for the protocol)."""
+def open_flow(app: Application, head: RequestHead) -> Flow:
+    """The generator behind an `Exchange` for `head` (the module docstring has the protocol)."""
+    matched = app.router.match(head.method, head.path)
+    if isinstance(matched, tuple) and matched[0].plan.trivial:
+        return _bare_flow(app, head, *matched)
+    return exchange_flow(app, head, matched)
+
+
+def _bare_flow(
+    app: Application, head: RequestHead, route: Route, path_params: dict[str, str]
+) -> Flow:
+    """The flow for a handler that takes no arguments, the simplest and a common case.
+
+    `exchange_flow` with what cannot happen here left out: no parameters to read,
+    no dependencies, no tasks, hence no per-request context unless the handler
+    fails, and nothing to settle after the response, delivered or not.
+    """
+    try:
+        result = yield route.bare_call
+        respond = _result_to_respond(result, route, head, ())
+    except (ClientDisconnected, GeneratorExit):
+        raise
+    except Exception as raised:
+        ctx = _Context(app, head)
+        ctx.route = route
+        ctx.path_params = path_params
+        response, error = yield from _error_response(ctx, raised)
+        respond = _respond(response, head, (), error)
+    try:
+        yield respond
+    except Exception:
+        pass  # not delivered: no tasks to abandon, nothing to clean up
+
+
+def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) -> Flow:
+    """The general flow for `head`; `matched` is the router's answer, if already asked."""
     ctx = _Context(app, head)
     tasks: tuple[Task, ...] = ()
     try:
         try:
-            matched = app.router.match(head.method, head.path)
+            if matched is _MISSING:
+                matched = app.router.match(head.method, head.path)
             if not isinstance(matched, tuple):
                 _unrouted(matched)
             route, ctx.path_params = matched
@@ -335,14 +379,18 @@ def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
 def _release(ctx: _Context, *, handler_failed: bool) -> tuple[Task, ...]:
     """The tasks that run for how the handler ended, within the app's pending-task limit."""
     assert ctx.tasks is not None
+    scheduled = ctx.tasks._tasks  # the list itself: `.tasks` would copy it
+    if not scheduled:
+        return ()
+    label = ctx.label
     chosen = select_tasks(
-        ctx.tasks.tasks, handler_failed=handler_failed, route=ctx.label, method=ctx.head.method
+        scheduled, handler_failed=handler_failed, route=label, method=ctx.head.method
     )
     registry = ctx.app.tasks
-    if chosen and not registry.admits():
+    if chosen and registry.max_pending is not None and not registry.admits():
         log_abandoned(
             chosen,
-            ctx.label,
+            label,
             f"more than {registry.max_pending} tasks are pending app-wide",
             level=logging.ERROR,
         )
