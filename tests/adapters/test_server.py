@@ -333,3 +333,18 @@ def test_stop_closes_idle_keep_alive_connections() -> None:
         assert reader.response().status == 200
         running.stop()
         assert reader.closed(timeout=3)
+
+
+def test_request_headers_reach_the_app_in_order_with_lower_case_names() -> None:
+    # The server reads h11's parsed fields through a private shortcut; this pins the result.
+    import h11
+
+    from velocipy.server._connection import _header_list
+
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nx-one: 2\r\nAccept: */*\r\n\r\n")
+    event = conn.next_event()
+    assert isinstance(event, h11.Request)
+    expected = [(b"host", b"a"), (b"x-one", b"1"), (b"x-one", b"2"), (b"accept", b"*/*")]
+    assert _header_list(event.headers) == expected
+    assert _header_list(tuple(event.headers)) == expected  # the public fallback

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -185,7 +186,8 @@ class HTTPConnection:
                 event = conn.next_event()
                 if type(event) is not _Request:
                     raise Rejected(400, "incomplete request head")
-                length, chunked = check_request(event.headers, event.http_version)
+                headers = _header_list(event.headers)
+                length, chunked = check_request(headers, event.http_version)
                 self.content_length = length
                 if not chunked and not length:
                     conn.next_event()  # the EndOfMessage of a body-less request, already here
@@ -197,7 +199,7 @@ class HTTPConnection:
                 return
             idle_timeout = config.keepalive_timeout
             # -- answer it -------------------------------------------------------------------
-            if not await self._answer(event):
+            if not await self._answer(event, headers):
                 return
             if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return
@@ -209,7 +211,7 @@ class HTTPConnection:
         with anyio.move_on_after(1):
             await self.channel.send(error_response(status, self.server.server_header))
 
-    def _request_head(self, event: h11.Request) -> RequestHead:
+    def _request_head(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> RequestHead:
         target = event.target
         if target[:1] != b"/":
             target = _origin_form(target)
@@ -225,19 +227,19 @@ class HTTPConnection:
             event.method.decode("ascii"),
             path,
             bytes(query),
-            list(event.headers),
+            headers,
             event.http_version.decode("ascii"),
             "http",
             self.client,
             self.local,
         )
 
-    async def _answer(self, event: h11.Request) -> bool:
+    async def _answer(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
         """Serve one request; return whether the connection may serve another."""
         server = self.server
         conn = self.h11
         self.close_after = False
-        head = self._request_head(event)
+        head = self._request_head(event, headers)
         exchange = server.app.exchange(head)
         try:
             effect = await drive_async(
@@ -411,6 +413,19 @@ class HTTPConnection:
                 elif type(event) is not _Data:
                     return False
         return False
+
+
+def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request's (lower-case name, value) pairs as a list.
+
+    h11's `Headers` is a `Sequence` whose generic iteration costs a method call
+    per field; its `_full_items` already hold every field as (raw name, name,
+    value). If that private attribute ever goes away, iterate the public way.
+    """
+    items = getattr(headers, "_full_items", None)
+    if type(items) is list:
+        return [(name, value) for _, name, value in items]
+    return list(headers)
 
 
 def _origin_form(target: bytes) -> bytes:
