@@ -170,7 +170,7 @@ def test_classification(annotation: Any, scalar: bool, sequence: bool) -> None:
     assert is_sequence_of_scalars(annotation) is sequence
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="ab=&%+;2x ", max_size=30))
 def test_the_fast_query_parser_agrees_with_the_standard_library(text: str) -> None:
     try:
@@ -178,3 +178,47 @@ def test_the_fast_query_parser_agrees_with_the_standard_library(text: str) -> No
     except ValueError:  # pragma: no cover - parse_qsl only raises with strict_parsing
         return
     assert parse_query(text) == expected
+
+
+@dataclasses.dataclass
+class Everything:
+    text: str
+    count: int
+    ratio: float
+    flag: bool
+    numbers: list[int]
+    anything: Any
+    inner: Inner
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["n", "label", "x"]), children, max_size=3)
+    ),
+    max_leaves=4,
+)
+_FIELDS = ["text", "count", "ratio", "flag", "numbers", "anything", "inner"]
+
+
+def _outcome(convert: Any, value: Any) -> Any:
+    try:
+        return ("ok", convert(value))
+    except Invalid as invalid:
+        return ("invalid", invalid.errors)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from([*_FIELDS, "extra"]), _JSON_VALUES, max_size=8) | _JSON_VALUES,
+    st.fixed_dictionaries({name: _JSON_VALUES for name in _FIELDS}),
+)
+def test_a_dataclass_converter_fast_path_agrees_with_the_general_one(
+    partial: Any, complete: dict[str, Any]
+) -> None:
+    convert = converter_for(Everything)
+    general = convert.__globals__["general"]  # the generated fast path falls back to it
+    assert convert is not general
+    for value in (partial, complete, {**complete, "count": 3, "text": "t", "inner": {"n": 1}}):
+        assert _outcome(convert, value) == _outcome(general, value)

@@ -382,7 +382,60 @@ def _dataclass_converter(kind: type[Any]) -> Converter:
             raise Invalid(errors)
         return kind(**kwargs)
 
-    return convert
+    return _dataclass_fast_path(kind, fields, convert)
+
+
+#: Field types whose converter returns a value of exactly that type unchanged: checked inline.
+_EXACT: dict[Converter, type[Any]] = {_to_str: str, _to_int: int, _to_float: float, _to_bool: bool}
+
+
+def _dataclass_fast_path(
+    kind: type[Any], fields: list[tuple[str, Converter, bool]], general: Converter
+) -> Converter:
+    """A converter specialised to one dataclass, for its common input: a dict with every field.
+
+    Generated once per dataclass (as `dataclasses` does for `__init__`): it reads
+    each field by name, checks str/int/float/bool values by exact type inline and
+    calls the other fields' converters. Anything else (a missing field, an
+    optional one, a value that needs converting or is invalid, a non-dict) goes
+    to `general`, the loop above, so results and errors are exactly its own.
+    """
+    if not fields or not all(required for _, _, required in fields):
+        return general
+    namespace: dict[str, Any] = {"kind": kind, "general": general, "Invalid": Invalid}
+    reads, checks, calls, arguments = [], [], [], []
+    for index, (name, each, _) in enumerate(fields):
+        reads.append(f"            v{index} = value[{name!r}]")
+        exact = _EXACT.get(each)
+        if exact is not None:
+            namespace[f"t{index}"] = exact
+            checks.append(f"type(v{index}) is t{index}")
+        elif each is not _identity:
+            namespace[f"c{index}"] = each
+            calls.append(f"                v{index} = c{index}(v{index})")
+        arguments.append(f"{name}=v{index}")
+    test = " and ".join(checks) or "True"
+    converted = "\n".join(calls) if calls else "                pass"
+    source = "\n".join(
+        [
+            "def convert(value):",
+            "    if type(value) is dict:",
+            "        try:",
+            *reads,
+            "        except KeyError:",
+            "            return general(value)",
+            f"        if {test}:",
+            "            try:",
+            converted,
+            "            except Invalid:",
+            "                return general(value)",
+            f"            return kind({', '.join(arguments)})",
+            "    return general(value)",
+        ]
+    )
+    exec(source, namespace)  # noqa: S102 - field names are identifiers; values come from here
+    fast: Converter = namespace["convert"]
+    return fast
 
 
 def _pydantic_converter(model: Any) -> Converter:
