@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="log one line per request on velocipy.access",
     )
     run.add_argument(
+        "--freeze-gc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="built-in server: keep what startup built out of garbage collections",
+    )
+    run.add_argument(
         "--server", choices=SERVERS, default="velocipy", help="which HTTP server to run"
     )
     run.add_argument(
@@ -339,6 +345,7 @@ def _run_builtin(options: argparse.Namespace) -> int:
         handler_threads=options.threads or defaults.DEFAULT_HANDLER_THREADS,
         task_threads=options.task_threads,
         access_log=options.access_log,
+        freeze_gc=options.freeze_gc,
     )
     try:
         config.validate()

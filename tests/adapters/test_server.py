@@ -348,3 +348,17 @@ def test_request_headers_reach_the_app_in_order_with_lower_case_names() -> None:
     expected = [(b"host", b"a"), (b"x-one", b"1"), (b"x-one", b"2"), (b"accept", b"*/*")]
     assert _header_list(event.headers) == expected
     assert _header_list(tuple(event.headers)) == expected  # the public fallback
+
+
+def test_startup_objects_are_frozen_while_serving_and_given_back_at_stop() -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with serving(freeze_gc=True) as running:
+        assert running.portal.call(gc.get_freeze_count) > 0
+        with running.connect() as sock:
+            sock.sendall(get("/hello"))
+            assert Reader(sock).response().status == 200
+    assert gc.get_freeze_count() == 0
+    with serving(freeze_gc=False):
+        assert gc.get_freeze_count() == 0

@@ -132,6 +132,7 @@ def serving(
     sock = bind_socket("127.0.0.1", 0, 128)
     port = sock.getsockname()[1]
     limits.setdefault("access_log", False)
+    limits.setdefault("freeze_gc", False)  # a full collection of the test process per server
     server = Server(application, ServerConfig(port=port, **limits))
     ready = threading.Event()
     backend, options = LOOPS[loop]

@@ -55,6 +55,9 @@ class ServerConfig:
         task_threads: Worker threads for sync background tasks (a separate pool).
         access_log: Log one line per response on `velocipy.access`.
         server_header: Value of the `Server` response header ("" sends none).
+        freeze_gc: Once the app's startup is complete, move every object alive then
+            out of the garbage collector's sight (`gc.freeze()`) until shutdown, so
+            that collections scan only what requests create.
     """
 
     host: str = DEFAULT_HOST
@@ -73,6 +76,7 @@ class ServerConfig:
     task_threads: int = DEFAULT_TASK_THREADS
     access_log: bool = True
     server_header: str = "velocipy"
+    freeze_gc: bool = True
 
     def validate(self) -> None:
         """Raise `ValueError` naming the first setting that cannot work."""

@@ -19,6 +19,7 @@ it cancelled. A second signal cancels everything at once and exits with 1.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -30,6 +31,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from velocipy.adapters._asgi_lifespan import freeze_startup_objects
 from velocipy.adapters._drive import call_now, drive_async
 from velocipy.core import Application, Call, Effect, Exchange
 
@@ -183,8 +185,14 @@ class Server:
                 outer.start_soon(self._watch_signals)
             try:
                 async with self.app.lifespan_context():
-                    outer.start_soon(self._sweep)
-                    await self._serve_until_stopped(sock, ready)
+                    # Full collections then skip what startup left alive (see docs/server.md).
+                    froze = config.freeze_gc and freeze_startup_objects()
+                    try:
+                        outer.start_soon(self._sweep)
+                        await self._serve_until_stopped(sock, ready)
+                    finally:
+                        if froze:
+                            gc.unfreeze()
             except Exception:
                 if self._stop.is_set():
                     logger.exception("Application shutdown failed")
