@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 
@@ -87,6 +88,11 @@ class QueryParams(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._last[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # Mapping.get is two Python-level calls (get, then __getitem__ in a try); the
+        # exchange reads every query parameter through here.
+        return self._last.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._last)

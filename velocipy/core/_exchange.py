@@ -419,7 +419,7 @@ def _read_params(
     plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]], problems: list[dict[str, Any]]
 ) -> None:
     """Read and convert every request-sourced parameter of `plan` and the plans below it."""
-    if id(plan) in values:
+    if plan.trivial or id(plan) in values:  # nothing to read (`_solve` copes with no entry)
         return
     values[id(plan)] = _read_plain(plan, ctx, problems)
     for param in plan.depends:
@@ -528,7 +528,11 @@ def _solve(
             if param.use_cache and key in cache:
                 kwargs[param.name] = cache[key]
                 continue
-            value = yield from _call_dependency(sub, ctx, values)
+            bare = sub.bare_call
+            if bare is not None:  # a function of no parameters: no sub-generators to resolve it
+                value = yield bare
+            else:
+                value = yield from _call_dependency(sub, ctx, values)
             if param.use_cache:
                 cache[key] = value
             kwargs[param.name] = value

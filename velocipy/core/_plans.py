@@ -25,6 +25,7 @@ from ._convert import (
     union_members,
 )
 from ._errors import DeclarationError
+from ._events import Call
 from ._params import REQUIRED, Body, Depends, Header, Param
 from ._request import Request
 from ._tasks import BackgroundTasks, callable_name, is_async_callable
@@ -92,6 +93,8 @@ class Plan:
     wants_tasks: bool = False
     #: The plan is a bare call: no parameters from anywhere.
     trivial: bool = False
+    #: For a trivial function dependency: its call, built once (the route builds its own).
+    bare_call: Call | None = None
 
 
 def build_plan(
@@ -175,6 +178,8 @@ def build_plan(
         for p in body_params:
             p.embed = True
     plan.trivial = not plan.params
+    if plan.trivial and kind is Kind.FUNCTION:
+        plan.bare_call = Call(call, (), {}, is_async, "dependency")
     return plan
 
 
