@@ -8,6 +8,7 @@ even after the process has exited.
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import signal
@@ -67,6 +68,11 @@ async def schedule_slow(key: str, background_tasks: BackgroundTasks) -> str:
 @app.get("/events/{key}")
 async def events(key: str) -> list[str]:
     return EVENTS.get(key, [])
+
+
+@app.get("/gc-frozen")
+async def gc_frozen() -> int:
+    return gc.get_freeze_count()
 
 
 @app.post("/drain/{key}")
@@ -141,6 +147,9 @@ def test_a_slow_task_delays_neither_the_response_nor_the_next_request(http_impl:
             return bool(json.loads(connection.getresponse().read()) == ["slow"])
 
         assert wait_for(finished, 5.0)
+        # uvicorn ran the lifespan startup, after which the adapter froze what existed.
+        connection.request("GET", "/gc-frozen")
+        assert int(connection.getresponse().read()) > 1000
         connection.close()
         assert "Exception in ASGI application" not in server.logs()
 
