@@ -108,3 +108,20 @@ def test_a_pipelining_client_does_not_shut_out_another(running: Running) -> None
         greedy_took = time.monotonic() - started
     # The polite request is answered in turn, not after all of the greedy ones.
     assert polite_took < greedy_took / 2
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_client_that_stops_reading_is_dropped_after_the_body_timeout(loop: str) -> None:
+    with serving(loop=loop, body_timeout=0.5) as running, running.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # 32 MiB, more than the kernel buffers on both sides; this client reads none of it.
+        sock.sendall(get("/big?chunks=512"))
+        deadline = time.monotonic() + 4
+        while not running.server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.server.connections, "the connection was never accepted"
+        started = time.monotonic()
+        while running.server.connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running.server.connections
+        assert time.monotonic() - started >= 0.4  # dropped for stalling, not for the request

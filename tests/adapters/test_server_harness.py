@@ -62,12 +62,14 @@ BIG_CHUNK, BIG_CHUNKS = 64 * 1024, 64
 
 
 @app.get("/big")
-async def big() -> StreamingResponse:
-    async def chunks() -> AsyncIterator[bytes]:
-        for index in range(BIG_CHUNKS):
+async def big(chunks: int = BIG_CHUNKS) -> StreamingResponse:
+    count = chunks
+
+    async def chunks_of_big() -> AsyncIterator[bytes]:
+        for index in range(count):
             yield bytes([65 + index % 26]) * BIG_CHUNK
 
-    return StreamingResponse(chunks(), media_type="application/octet-stream")
+    return StreamingResponse(chunks_of_big(), media_type="application/octet-stream")
 
 
 async def slow_async(key: str, seconds: float) -> None:

@@ -20,7 +20,10 @@ lost):
   taken over (trio, or anyio internals that changed).
 
 Both stay fair to other connections: a `receive` that finds bytes already
-waiting still yields to the event loop once, as anyio's does.
+waiting still yields to the event loop once, as anyio's does. Both bound how
+long a `send` may wait for a peer that stopped reading (`write_timeout`): past
+it the connection is dropped and `send` raises `anyio.BrokenResourceError`,
+so a client that never reads cannot hold a connection and its response forever.
 """
 
 from __future__ import annotations
@@ -53,13 +56,13 @@ class Channel(Protocol):
         ...
 
 
-def open_channel(stream: anyio.abc.SocketStream) -> Channel:
+def open_channel(stream: anyio.abc.SocketStream, write_timeout: float) -> Channel:
     """The fastest correct channel for `stream` (see the module docstring)."""
     transport = getattr(stream, "_transport", None)
     protocol = getattr(stream, "_protocol", None)
     if _takes_over(transport, protocol):
-        return TransportChannel(stream, transport, protocol)
-    return StreamChannel(stream)
+        return TransportChannel(stream, transport, protocol, write_timeout)
+    return StreamChannel(stream, write_timeout)
 
 
 def _takes_over(transport: Any, protocol: Any) -> bool:
@@ -85,16 +88,21 @@ def _takes_over(transport: Any, protocol: Any) -> bool:
 class StreamChannel:
     """The anyio stream, used as it is."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "_write_timeout")
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: anyio.abc.SocketStream, write_timeout: float) -> None:
         self._stream = stream
+        self._write_timeout = write_timeout
 
     async def receive(self) -> bytes:
         return bytes(await self._stream.receive())
 
     async def send(self, data: bytes) -> None:
-        await self._stream.send(data)
+        with anyio.move_on_after(self._write_timeout):
+            await self._stream.send(data)
+            return
+        await anyio.aclose_forcefully(self._stream)
+        raise anyio.BrokenResourceError("the peer stopped reading")
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self._stream)
@@ -103,9 +111,12 @@ class StreamChannel:
 class TransportChannel(asyncio.Protocol):
     """Our own asyncio protocol on the stream's transport; see the module docstring."""
 
-    def __init__(self, stream: anyio.abc.SocketStream, transport: Any, previous: Any) -> None:
+    def __init__(
+        self, stream: anyio.abc.SocketStream, transport: Any, previous: Any, write_timeout: float
+    ) -> None:
         self._stream = stream  # kept alive: anyio's stream owns the socket's extra attributes
         self._transport = transport
+        self._write_timeout = write_timeout
         self._loop = asyncio.get_running_loop()
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -203,17 +214,28 @@ class TransportChannel(asyncio.Protocol):
         if self._lost or transport.is_closing():
             raise anyio.BrokenResourceError
         transport.write(data)
-        while self._writing_paused:  # the kernel did not take it all: wait until it has
-            if self._lost:
-                raise anyio.BrokenResourceError
-            waiter = self._loop.create_future()
-            self._drain_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._drain_waiter = None
+        if self._writing_paused:  # the kernel did not take it all: wait until it has
+            await self._drain()
+
+    async def _drain(self) -> None:
+        # Only here, off the fast path, is a timer worth its cost.
+        timer = self._loop.call_later(self._write_timeout, self._write_timed_out)
+        try:
+            while self._writing_paused and not self._lost:
+                waiter = self._loop.create_future()
+                self._drain_waiter = waiter
+                try:
+                    await waiter
+                finally:
+                    self._drain_waiter = None
+        finally:
+            timer.cancel()
         if self._lost:
-            raise anyio.BrokenResourceError
+            raise anyio.BrokenResourceError("the peer stopped reading")
+
+    def _write_timed_out(self) -> None:
+        # Drop what is buffered and the connection; connection_lost wakes the writer.
+        self._transport.abort()
 
     async def aclose(self) -> None:
         transport = self._transport

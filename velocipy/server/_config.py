@@ -43,8 +43,9 @@ class ServerConfig:
             closes. None keeps the app's own `max_body_size`.
         header_timeout: Seconds a client may take to send a whole head once it has
             started; 408 and close beyond.
-        body_timeout: Longest pause, in seconds, while a request body is being read;
-            408 and close beyond.
+        body_timeout: Longest pause, in seconds, while a request body is being read
+            (408 and close beyond), and longest wait for a client to take any of
+            a response being written (the connection is dropped beyond).
         keepalive_timeout: Seconds an idle keep-alive connection is kept open.
         max_connections: Connections served at once; further ones wait in the
             listen backlog until a slot frees (they are never answered 503).

@@ -121,7 +121,7 @@ class HTTPConnection:
         self.close_after = False
         self.content_length: int | None = None
         #: Where bytes are read and written (see `_channel`).
-        self.channel = open_channel(stream)
+        self.channel = open_channel(stream, config.body_timeout)
 
     def expire(self) -> None:
         """Close this connection now (it is idle past its deadline, or the server is stopping)."""
