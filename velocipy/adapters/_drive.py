@@ -53,7 +53,13 @@ def drive_sync(
             call: Call = effect  # type: ignore[assignment]
             try:
                 if call.purpose == "task":
-                    result = _run_task_sync(exchange, call, run_coroutine)
+                    if call.timeout is None and _uncapped(exchange):
+                        # No slot to take, no deadline to watch: run it right here.
+                        result = call.fn(*call.args, **call.kwargs)
+                        if call.is_async:
+                            result = run_coroutine(result)
+                    else:
+                        result = _run_task_sync(exchange, call, run_coroutine)
                 else:
                     result = call.fn(*call.args, **call.kwargs)
                     if call.is_async or inspect.iscoroutine(result):
@@ -91,7 +97,14 @@ async def drive_async(
             call: Call = effect  # type: ignore[assignment]
             try:
                 if call.purpose == "task":
-                    result = await _run_task_async(exchange, call, run_sync)
+                    if call.timeout is None and _uncapped(exchange):
+                        # No slot to take, no deadline to watch: no extra coroutine either.
+                        if call.is_async:
+                            result = await call.fn(*call.args, **call.kwargs)
+                        else:
+                            result = await run_sync(call)
+                    else:
+                        result = await _run_task_async(exchange, call, run_sync)
                 elif call.is_async:
                     result = await call.fn(*call.args, **call.kwargs)
                 else:
@@ -130,6 +143,11 @@ _thread_slots: weakref.WeakKeyDictionary[Any, threading.BoundedSemaphore] = (
     weakref.WeakKeyDictionary()
 )
 _slots_lock = threading.Lock()
+
+
+def _uncapped(exchange: Exchange) -> bool:
+    """Whether the exchange's app sets no running-task cap (tasks then need no slot)."""
+    return getattr(exchange.app, "max_running_tasks", None) is None
 
 
 def _thread_slot(exchange: Exchange) -> threading.BoundedSemaphore | None:
