@@ -302,6 +302,26 @@ def test_a_failing_task_never_touches_the_connection(caplog: pytest.LogCaptureFi
     assert "failing" in caplog.text and "task failed on purpose" in caplog.text
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_a_flow_that_breaks_is_logged_and_counted_out(
+    loop: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not something an app can cause: a bug below the core's own task logging.
+    from velocipy.server import _server
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("driver bug")
+
+    monkeypatch.setattr(_server, "drive_async", broken)
+    key = uuid.uuid4().hex
+    with serving(loop=loop) as running, running.connect() as sock:
+        sock.sendall(post(f"/task/async/{key}?seconds=0", b""))
+        assert Reader(sock).response().status == 200
+        assert wait_for(lambda: "Background work for /task/async" in caplog.text)
+        assert wait_for(lambda: running.server.flows == 0)
+    assert "driver bug" in caplog.text
+
+
 def test_graceful_stop_waits_for_running_tasks() -> None:
     key = uuid.uuid4().hex
     with serving(graceful_timeout=5) as running, running.connect() as sock:

@@ -103,6 +103,8 @@ class HTTPConnection:
         "close_after",
         "content_length",
         "channel",
+        "run_sync",
+        "read_body",
     )
 
     def __init__(self, server: Server, stream: anyio.abc.SocketStream) -> None:
@@ -122,6 +124,9 @@ class HTTPConnection:
         self.content_length: int | None = None
         #: Where bytes are read and written (see `_channel`).
         self.channel = open_channel(stream, config.body_timeout)
+        # The two effect performers, bound once per connection rather than per request.
+        self.run_sync = server.run_sync
+        self.read_body = self._read_body
 
     def expire(self) -> None:
         """Close this connection now (it is idle past its deadline, or the server is stopping)."""
@@ -243,7 +248,7 @@ class HTTPConnection:
         exchange = server.app.exchange(head)
         try:
             effect = await drive_async(
-                exchange, exchange.start(), read_body=self._read_body, run_sync=server.run_sync
+                exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
         except ClientDisconnected:
             return False
@@ -311,7 +316,7 @@ class HTTPConnection:
         send = self.channel.send
         assert respond.stream is not None
         await send(head_bytes)
-        async for chunk in iterate_async(respond.stream, self.server.run_sync):
+        async for chunk in iterate_async(respond.stream, self.run_sync):
             if chunk:
                 await send(conn.send(_Data(data=chunk)))
         await send(conn.send(_EndOfMessage()))

@@ -96,7 +96,11 @@ class Server:
         self._handler_limiter: anyio.CapacityLimiter | None = None
         self._task_limiter: anyio.CapacityLimiter | None = None
         self._asyncio_loop: asyncio.AbstractEventLoop | None = None
-        self._flow_tasks: set[asyncio.Task[None]] = set()
+        #: The asyncio tasks running flows, with their exchanges.
+        self._flow_tasks: dict[asyncio.Task[Any], Exchange] = {}
+        # Bound once: a bound method is a new object on every attribute access.
+        self._run_sync = self.run_sync
+        self._on_flow_done = self._flow_done
 
     # -- performing the core's effects ------------------------------------------------------
 
@@ -112,16 +116,20 @@ class Server:
     def start_flow(self, exchange: Exchange, effect: Effect) -> None:
         """Drive the rest of `exchange` (its tasks and cleanup) server-wide, off the connection.
 
-        On asyncio each flow is a plain task (an anyio task-group spawn costs several
-        times more, on every request with tasks); the server tracks them and cancels
-        what is left at the shutdown deadline, as the task group does on trio.
+        On asyncio each flow is a plain task running `drive_async` itself (an anyio
+        task-group spawn, or a wrapper coroutine, costs more on every request with
+        tasks, and keeps more objects alive while the tasks run); the server tracks
+        them and cancels what is left at the shutdown deadline, as the task group
+        does on trio.
         """
         self.flows += 1
         loop = self._asyncio_loop
         if loop is not None:
-            task = loop.create_task(self._run_flow(exchange, effect))
-            self._flow_tasks.add(task)
-            task.add_done_callback(self._flow_tasks.discard)
+            task = loop.create_task(
+                drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
+            )
+            self._flow_tasks[task] = exchange
+            task.add_done_callback(self._on_flow_done)
         else:
             assert self._tasks_group is not None
             self._tasks_group.start_soon(self._run_flow, exchange, effect)
@@ -132,9 +140,17 @@ class Server:
         for task in list(self._flow_tasks):
             task.cancel()
 
+    def _flow_done(self, task: asyncio.Task[Any]) -> None:
+        exchange = self._flow_tasks.pop(task)
+        self.flows -= 1
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:  # the core logs task failures itself; this is a core bug
+                logger.error("Background work for %s failed", exchange.head.path, exc_info=error)
+
     async def _run_flow(self, exchange: Exchange, effect: Effect) -> None:
         try:
-            await drive_async(exchange, effect, read_body=_no_body, run_sync=self.run_sync)
+            await drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
         except Exception:  # the core logs task failures itself; this would be a core bug
             logger.exception("Background work for %s failed", exchange.head.path)
         finally:
