@@ -254,3 +254,25 @@ def test_task_function_keywords_named_like_options_are_left_alone() -> None:
     handle = BackgroundTasks().add_task(print, timeout=3, name="mine", run_on="x")
     assert handle.kwargs == {"timeout": 3, "name": "mine", "run_on": "x"}
     assert handle.timeout is None and handle.run_on == "success"
+
+
+def test_a_task_given_up_on_while_running_then_finishing_keeps_the_counts_right(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WSGI drain marks a sync task it cannot wait for abandoned while it still runs;
+    when the thread gets to finish it, the counts move from abandoned, not running."""
+    from velocipy.core._tasks import log_abandoned
+
+    app, _, handles = build()
+    exchange = app.exchange(head("POST", "/mixed"))
+    effect = exchange.start()
+    exchange.send(perform(effect))  # Respond
+    effect = exchange.send(None)  # the first task starts
+    assert app.tasks.running == 1
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        log_abandoned([handles[0]], "POST /mixed", "still running at the drain deadline")
+    assert handles[0].state is TaskState.ABANDONED and app.tasks.running == 0
+    effect = exchange.send(perform(effect))  # ... and then it returns
+    assert handles[0].state is TaskState.SUCCEEDED
+    assert app.tasks.running_names() == [handles[1].name]  # the next one runs
+    assert app.tasks.count("abandoned") == 0 and app.tasks.count("succeeded") == 1

@@ -264,6 +264,51 @@ class Task:
                 if lock is not None:
                     lock.release()
 
+    def _start(self) -> Call:
+        """Move to running (`_move(RUNNING)`, specialised) and return the effect that runs it.
+
+        With `_succeed`, the two state changes every task makes: they run per task,
+        so they skip `_move`'s tests of which transition this is.
+        """
+        previous = self.state
+        self.state = _RUNNING
+        registry = self._registry
+        if registry is not None:
+            self.started_at = registry.now()
+            lock = registry._lock
+            if lock is not None:
+                lock.acquire()
+            try:
+                counts = registry.counts
+                counts[previous] -= 1
+                counts[_RUNNING] += 1
+                registry.running_by_id[self.id] = self
+            finally:
+                if lock is not None:
+                    lock.release()
+        return self._call()
+
+    def _succeed(self) -> None:
+        """Move to succeeded (`_move(SUCCEEDED)`, specialised): normally from running, but a
+        drain may have marked it abandoned meanwhile (a sync task it gave up on)."""
+        previous = self.state
+        self.state = _SUCCEEDED
+        registry = self._registry
+        if registry is not None:
+            self.finished_at = registry.now()
+            lock = registry._lock
+            if lock is not None:
+                lock.acquire()
+            try:
+                counts = registry.counts
+                counts[previous] -= 1
+                counts[_SUCCEEDED] += 1
+                if previous is _RUNNING:
+                    del registry.running_by_id[self.id]
+            finally:
+                if lock is not None:
+                    lock.release()
+
     def _call(self) -> Call:
         """The effect that runs this task, in its captured context, with its timeout."""
         context = self.context
@@ -438,9 +483,8 @@ def run_tasks(
     for index, task in enumerate(tasks):
         if task.state is not _PENDING:  # settled before its turn
             continue
-        task._move(_RUNNING)
         try:
-            yield task._call()
+            yield task._start()
         except TaskTimedOut as timed_out:
             task.error = timed_out
             task._move(TaskState.TIMED_OUT)
@@ -477,7 +521,7 @@ def run_tasks(
             log_abandoned(tasks[index + 1 :], route, "the server stopped first")
             raise
         else:
-            task._move(_SUCCEEDED)
+            task._succeed()
             if debug:  # otherwise skip building the record's extras
                 logger.debug(
                     "Background task %s for %s succeeded",
