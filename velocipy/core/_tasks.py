@@ -247,45 +247,27 @@ class Task:
                 self.started_at = now
             elif state is not _PENDING:
                 self.finished_at = now
-            # The registry's bookkeeping, inlined: this runs twice per task. Without a
-            # lock (None: no threads move tasks) there is nothing to acquire.
-            lock = registry._lock
-            if lock is not None:
-                lock.acquire()
-            try:
-                counts = registry.counts
-                counts[previous] -= 1
-                counts[state] += 1
-                if state is _RUNNING:
-                    registry.running_by_id[self.id] = self
-                elif previous is _RUNNING:
-                    del registry.running_by_id[self.id]
-            finally:
-                if lock is not None:
-                    lock.release()
+            self._recount(registry, previous, state)
 
     def _start(self) -> Call:
         """Move to running (`_move(RUNNING)`, specialised) and return the effect that runs it.
 
         With `_succeed`, the two state changes every task makes: they run per task,
-        so they skip `_move`'s tests of which transition this is.
+        so they skip `_move`'s tests of which transition this is, and without a lock
+        (no threads move tasks) update the counts straight away.
         """
         previous = self.state
         self.state = _RUNNING
         registry = self._registry
         if registry is not None:
             self.started_at = registry.now()
-            lock = registry._lock
-            if lock is not None:
-                lock.acquire()
-            try:
+            if registry._lock is None:
                 counts = registry.counts
                 counts[previous] -= 1
                 counts[_RUNNING] += 1
                 registry.running_by_id[self.id] = self
-            finally:
-                if lock is not None:
-                    lock.release()
+            else:
+                self._recount(registry, previous, _RUNNING)
         return self._call()
 
     def _succeed(self) -> None:
@@ -296,18 +278,30 @@ class Task:
         registry = self._registry
         if registry is not None:
             self.finished_at = registry.now()
-            lock = registry._lock
-            if lock is not None:
-                lock.acquire()
-            try:
+            if registry._lock is None and previous is _RUNNING:
                 counts = registry.counts
-                counts[previous] -= 1
+                counts[_RUNNING] -= 1
                 counts[_SUCCEEDED] += 1
-                if previous is _RUNNING:
-                    del registry.running_by_id[self.id]
-            finally:
-                if lock is not None:
-                    lock.release()
+                del registry.running_by_id[self.id]
+            else:
+                self._recount(registry, previous, _SUCCEEDED)
+
+    def _recount(self, registry: TaskRegistry, previous: TaskState, state: TaskState) -> None:
+        """Move this task's count from `previous` to `state`, under the lock if there is one."""
+        lock = registry._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            counts = registry.counts
+            counts[previous] -= 1
+            counts[state] += 1
+            if state is _RUNNING:
+                registry.running_by_id[self.id] = self
+            elif previous is _RUNNING:
+                del registry.running_by_id[self.id]
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _call(self) -> Call:
         """The effect that runs this task, in its captured context, with its timeout."""
