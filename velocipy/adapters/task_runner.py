@@ -13,12 +13,15 @@ Limits and policy:
 
 - Up to `threads` threads run exchanges; an exchange's tasks run one after
   another on one thread, so a request's tasks keep their order. Threads start
-  on demand, when an exchange would otherwise wait while the cap allows one
-  more, and stop after `idle_timeout` seconds without work: an app whose tasks
-  are quick keeps one or two threads, one whose tasks wait on slow I/O gets
-  parallelism up to the cap. (A blocked thread costs about 17 KiB of memory; the
-  cap is there because CPU-bound tasks gain nothing from more threads and take
-  the GIL from the server's threads.)
+  on demand and stop after `idle_timeout` seconds without work. The first
+  starts with the first exchange; more start only when exchanges wait while
+  some thread has been busy with one exchange for `SLOW` seconds, and then one
+  for each waiting exchange (up to the cap). So quick tasks, even in bursts,
+  keep one thread (more would only contend for the GIL and cost a thread
+  switch each), and tasks that wait on slow I/O get parallelism up to the cap.
+  (A blocked thread costs about 17 KiB of memory; the cap is there because
+  CPU-bound tasks gain nothing from more threads and take the GIL from the
+  server's threads.)
 - `queue_size` exchanges may wait for a thread. A waiting exchange holds its
   request (head, parsed parameters, body): about 4.5 KiB for a small JSON
   request with a browser's headers, so the default of 10,000 is a burst buffer
@@ -68,6 +71,9 @@ DEFAULT_THREADS = 64
 DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_IDLE_TIMEOUT = 60.0
 
+#: Seconds one exchange must have kept a thread busy before waiting ones get more threads.
+SLOW = 0.1
+
 
 def _no_body(limit: int) -> bytes:  # pragma: no cover - the body was read before Respond
     raise RuntimeError("the request body was already read")
@@ -99,7 +105,10 @@ class Job:
     @property
     def all_async(self) -> bool:
         """Whether every task is async: then the whole job can live on the event loop."""
-        return all(task.is_async for task in self.tasks)
+        for task in self.tasks:  # a loop, not all(<generator>): this runs per request
+            if not task.is_async:
+                return False
+        return True
 
     async def run_async(self, run_sync: RunSync) -> None:
         """Like `run`, on the event loop; a cancellation (the drain) is thrown into the
@@ -171,9 +180,16 @@ class TaskRunner:
         self._loop = loop
         self._run_coroutine = loop.run_coroutine
         self._name = name
-        self._state = threading.Condition(threading.Lock())
+        self._new_lock()
         self._reset()
         _RUNNERS.add(self)
+
+    def _new_lock(self) -> None:
+        # Submitting and finishing take the plain lock (a Condition's `with` costs two
+        # Python-level calls each time); only the drain waits on the condition, so it
+        # is notified only while draining.
+        self._lock = threading.Lock()
+        self._state = threading.Condition(self._lock)
 
     def _reset(self) -> None:
         # A SimpleQueue is a fraction of Queue's cost; `_queued` bounds it instead.
@@ -184,7 +200,8 @@ class TaskRunner:
         self._idle = 0
         self._started = 0  # threads ever started, for their names
         self._workers: set[threading.Thread] = set()
-        self._running: set[Job] = set()
+        #: Exchanges running on threads, with when each started (`time.monotonic()`).
+        self._running: dict[Job, float] = {}
         #: Jobs living on the event loop, with the asyncio task driving each.
         self._on_loop: dict[Job, asyncio.Task[Any]] = {}
         self._limiter: anyio.CapacityLimiter | None = None
@@ -217,13 +234,13 @@ class TaskRunner:
             if self._submit_to_loop(job):
                 return
         else:
-            with self._state:
+            with self._lock:
                 if not self._draining and self._queued < self.queue_size:
                     self._queued += 1
                     self._pending += 1
                     self._queue.put(job)
                     if self._queued > self._idle and len(self._workers) < self.threads:
-                        self._start_worker()
+                        self._add_workers()
                     return
         self._overflowed()
         job.run(self._run_coroutine)
@@ -271,10 +288,11 @@ class TaskRunner:
         except asyncio.CancelledError:
             pass  # the drain cancelled it; the core has logged what it interrupted
         finally:
-            with self._state:
+            with self._lock:
                 self._on_loop.pop(job, None)
                 self._pending -= 1
-                self._state.notify_all()
+                if self._draining:
+                    self._state.notify_all()
 
     async def _run_sync(self, call: Call) -> Any:
         """A sync call of a loop-resident job (a `yield` dependency's cleanup): in a thread."""
@@ -283,6 +301,19 @@ class TaskRunner:
         return await anyio.to_thread.run_sync(
             call_now, call, limiter=self._limiter, abandon_on_cancel=True
         )
+
+    def _add_workers(self) -> None:
+        """Exchanges wait for a thread (state held): start the first thread, or, if the
+        running tasks are slow, one per waiting exchange, up to the cap."""
+        if self._workers:
+            slow_since = time.monotonic() - SLOW
+            for started in self._running.values():
+                if started < slow_since:
+                    break
+            else:  # the threads are on quick tasks: they will get to the queue soon
+                return
+        while self._queued > self._idle and len(self._workers) < self.threads:
+            self._start_worker()
 
     def _start_worker(self) -> None:
         """One more thread, counted idle at once so the next submission sees it (state held)."""
@@ -296,18 +327,18 @@ class TaskRunner:
 
     def after_fork(self) -> None:
         """In a forked child: the threads stayed in the parent, and so does its queue."""
-        self._state = threading.Condition(threading.Lock())
+        self._new_lock()
         self._reset()
 
     def _work(self) -> None:
         jobs = self._queue
-        state = self._state
+        lock = self._lock
         me = threading.current_thread()
         while True:
             try:
                 job = jobs.get(timeout=self.idle_timeout)
             except queue.Empty:
-                with state:
+                with lock:
                     # Stop, unless that would leave a queued exchange without a thread
                     # (it was queued while this one was timing out).
                     if self._queued < self._idle:
@@ -316,30 +347,31 @@ class TaskRunner:
                         return
                 continue
             if job is None:  # the drain is over
-                with state:
+                with lock:
                     self._idle -= 1
                     self._workers.discard(me)
                 return
-            with state:
+            with lock:
                 self._queued -= 1
                 self._idle -= 1
                 closed = self._closed
                 if not closed:
-                    self._running.add(job)
+                    self._running[job] = time.monotonic()
             if closed:  # taken off the queue just as the drain gave up
                 job.abandon()
-                with state:
+                with lock:
                     self._pending -= 1
                     self._idle += 1
                 continue
             try:
                 job.run(self._run_coroutine)
             finally:
-                with state:
-                    self._running.discard(job)
+                with lock:
+                    del self._running[job]
                     self._pending -= 1
                     self._idle += 1
-                    state.notify_all()
+                    if self._draining:
+                        self._state.notify_all()
 
     def drain(self, deadline: float) -> bool:
         """Finish queued and running exchanges until `deadline` (`time.monotonic()`).
