@@ -331,6 +331,35 @@ def test_empty_path_info_is_the_root_and_no_remote_address_is_none() -> None:
     assert head.client is None
 
 
+def test_request_heads_stay_right_as_shapes_repeat_and_change() -> None:
+    # The header keys of an environ are remembered by its shape: a repeat, a new
+    # header, a header gone, and an empty content type must all read correctly.
+    first = request_head(environ("POST", "/", body=b"{}", headers={"X-Trace": "1"}))
+    again = request_head(environ("POST", "/", body=b"{}", headers={"X-Trace": "2"}))
+    more = request_head(environ("POST", "/", body=b"{}", headers={"X-Trace": "3", "X-B": "b"}))
+    fewer = request_head(environ("POST", "/", body=b"{}", content_type=""))
+    assert (b"x-trace", b"1") in first.headers and (b"x-trace", b"2") in again.headers
+    assert {(b"x-trace", b"3"), (b"x-b", b"b")} <= set(more.headers)
+    assert not any(name.startswith(b"x-") for name, _ in fewer.headers)
+    assert b"content-type" not in dict(fewer.headers)
+    assert dict(fewer.headers)[b"content-length"] == b"2"
+
+
+def test_addresses_and_protocol_versions() -> None:
+    env = environ()
+    env["REMOTE_PORT"] = "not a port"
+    env["SERVER_PROTOCOL"] = "HTTP/1.0"
+    head = request_head(env)
+    assert head.client == ("10.0.0.7", 0)
+    assert head.server == ("testserver", 8000)
+    assert head.http_version == "1.0"
+    env["SERVER_PROTOCOL"] = "HTTP/2"
+    env["REMOTE_PORT"] = "51001"
+    head = request_head(env)
+    assert head.http_version == "2"
+    assert head.client == ("10.0.0.7", 51001)
+
+
 def test_status_lines() -> None:
     assert status_line(200) == "200 OK"
     assert status_line(418).startswith("418 ")

@@ -32,6 +32,7 @@ from velocipy.core import (
     BodyTooLarge,
     ClientDisconnected,
     ClientError,
+    Done,
     Exchange,
     RequestHead,
     Respond,
@@ -122,13 +123,15 @@ class WSGIAdapter:
         if type(effect) is not Respond:  # pragma: no cover - the core always responds first
             raise RuntimeError("the exchange ended without a response")
         respond: Respond = effect
+        status = respond.status
         start_response(
-            status_line(respond.status),
+            _STATUS_LINES.get(status) or status_line(status),
             [(name.decode("latin-1"), value.decode("latin-1")) for name, value in respond.headers],
         )
         stream = respond.stream
         if stream is None:
-            chunks: Iterable[bytes] = (respond.body,) if respond.body else ()
+            body = respond.body
+            chunks: Iterable[bytes] = (body,) if body else ()
         else:
             chunks = iterate_sync(stream, self._run_coroutine)
         return ResponseBody(self, exchange, respond, chunks)
@@ -158,7 +161,8 @@ class WSGIAdapter:
             return
         else:  # inline mode, or only dependency cleanup left (quick, usually nothing)
             effect = exchange.send(None)
-        drive_sync(exchange, effect, read_body=_no_body, run_coroutine=self._run_coroutine)
+        if type(effect) is not Done:  # usually it is: nothing was left to do
+            drive_sync(exchange, effect, read_body=_no_body, run_coroutine=self._run_coroutine)
 
 
 class ResponseBody:
@@ -200,15 +204,16 @@ class ResponseBody:
         if self._closed:
             return
         self._closed = True
-        head = self._exchange.head
         if not self.complete:
             try:
                 self._close_stream()
             except Exception:  # the stream's own cleanup failed; the exchange still ends
+                head = self._exchange.head
                 logger.exception("Closing the stream of %s %s failed", head.method, head.path)
         try:
             self._adapter.finish(self._exchange, self._respond, self.complete)
         except Exception:
+            head = self._exchange.head
             logger.exception("Finishing %s %s failed", head.method, head.path)
 
     def _close_stream(self) -> None:
@@ -240,14 +245,26 @@ def request_head(environ: Environ) -> RequestHead:
     plan = _PLANS.get(shape)
     if plan is None:
         plan = _plan(shape)
-    headers = [(name, environ[key].encode("latin-1")) for key, name in plan]
-    content_type = environ.get("CONTENT_TYPE")
-    if content_type:
-        headers.append((b"content-type", content_type.encode("latin-1")))
-    content_length = environ.get("CONTENT_LENGTH")
-    if content_length:
-        headers.append((b"content-length", content_length.encode("latin-1")))
+    header_keys, content_keys = plan
+    headers = [(name, environ[key].encode("latin-1")) for key, name in header_keys]
+    for key, name in content_keys:  # CONTENT_TYPE, CONTENT_LENGTH: only when not empty
+        value = environ[key]
+        if value:
+            headers.append((name, value.encode("latin-1")))
+    # The same few addresses and protocols come back request after request (one
+    # server, keep-alive clients): memos spare converting them each time.
+    client_key = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+    client = _ADDRESSES.get(client_key)
+    if client is None:
+        client = _address(client_key)
+    server_key = (environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
+    server = _ADDRESSES.get(server_key)
+    if server is None:
+        server = _address(server_key)
     protocol: str = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+    version = _VERSIONS.get(protocol)
+    if version is None:
+        version = protocol[5:] if protocol[:5] == "HTTP/" else protocol
     path: str = environ.get("PATH_INFO", "")
     root_path: str = environ.get("SCRIPT_NAME", "")
     return RequestHead(
@@ -255,26 +272,33 @@ def request_head(environ: Environ) -> RequestHead:
         (path if path.isascii() else _wsgi_str(path)) or "/",
         environ.get("QUERY_STRING", "").encode("latin-1"),
         headers,
-        protocol[5:] if protocol[:5] == "HTTP/" else protocol,
+        version,
         environ.get("wsgi.url_scheme", "http"),
-        _address(environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
-        _address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
+        client,
+        server,
         root_path if root_path.isascii() else _wsgi_str(root_path),
     )
 
 
-#: environ shape (its keys, in order) -> (key, header name) of each `HTTP_*` key. Learnt
-#: as shapes are seen, up to `_MAX_PLANS`: clients sending ever new header sets must not
-#: grow it forever (past the cap, new shapes are worked out on every request).
-_PLANS: dict[tuple[str, ...], tuple[tuple[str, bytes], ...]] = {}
+#: A plan: (key, header name) of each `HTTP_*` key, and of `CONTENT_TYPE`/`CONTENT_LENGTH`.
+_Plan = tuple[tuple[tuple[str, bytes], ...], tuple[tuple[str, bytes], ...]]
+
+#: environ shape (its keys, in order) -> its plan. Learnt as shapes are seen, up to
+#: `_MAX_PLANS`: clients sending ever new header sets must not grow it forever (past
+#: the cap, new shapes are worked out on every request).
+_PLANS: dict[tuple[str, ...], _Plan] = {}
 _MAX_PLANS = 256
+_CONTENT_HEADERS = {"CONTENT_TYPE": b"content-type", "CONTENT_LENGTH": b"content-length"}
 
 
-def _plan(shape: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
-    plan = tuple(
-        (key, key[5:].replace("_", "-").lower().encode("latin-1"))
-        for key in shape
-        if key[:5] == "HTTP_"
+def _plan(shape: tuple[str, ...]) -> _Plan:
+    plan = (
+        tuple(
+            (key, key[5:].replace("_", "-").lower().encode("latin-1"))
+            for key in shape
+            if key[:5] == "HTTP_"
+        ),
+        tuple((key, name) for key, name in _CONTENT_HEADERS.items() if key in shape),
     )
     if len(_PLANS) < _MAX_PLANS:
         _PLANS[shape] = plan
@@ -288,13 +312,26 @@ def _wsgi_str(value: str) -> str:
     return value.encode("latin-1").decode("utf-8", "replace")
 
 
-def _address(host: str | None, port: Any) -> tuple[str, int] | None:
+#: (host, port as in the environ) -> address, for client and server; emptied when full.
+_ADDRESSES: dict[tuple[Any, Any], tuple[str, int]] = {}
+_MAX_ADDRESSES = 1024
+
+#: SERVER_PROTOCOL -> the core's http_version, for the usual ones.
+_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0"}
+
+
+def _address(key: tuple[Any, Any]) -> tuple[str, int] | None:
+    host, port = key
     if not host:
         return None
     try:
-        return host, int(port)
+        address = host, int(port)
     except (TypeError, ValueError):
-        return host, 0
+        address = host, 0
+    if len(_ADDRESSES) >= _MAX_ADDRESSES:
+        _ADDRESSES.clear()
+    _ADDRESSES[key] = address
+    return address
 
 
 _STATUS_LINES: dict[int, str] = {}
