@@ -1,23 +1,22 @@
-"""A connection's bytes in and out: anyio's socket stream, or its asyncio transport taken over.
+"""A connection's bytes in and out: our own asyncio protocol, or anyio's socket stream.
 
-`open_channel(stream)` returns what `HTTPConnection` reads requests from and
-writes responses to. Two kinds, with the same three coroutines and errors
-(`receive` raises `anyio.EndOfStream` once the peer has finished sending,
-`receive` and `send` raise `anyio.BrokenResourceError` once the connection is
-lost):
+`open_channel(sock, write_timeout)` wraps an accepted socket as what
+`HTTPConnection` reads requests from and writes responses to. Two kinds, with
+the same three coroutines and errors (`receive` raises `anyio.EndOfStream` once
+the peer has finished sending; `receive` and `send` raise
+`anyio.BrokenResourceError` once the connection is lost):
 
-- `TransportChannel`, on asyncio (plain or uvloop): the stream's transport is
-  handed to our own protocol. anyio's stream pauses the transport's reading
-  after every `receive` and resumes it before the next (two `epoll_ctl` calls
-  per request on a keep-alive connection), and yields to the event loop after
-  every `send` even when the kernel took all the bytes at once; under 50 busy
-  connections those round trips cost a third of the throughput and gave a p99
-  latency 30 times the median. Here reading stays on and is paused only when
-  more than `READ_HIGH_WATER` bytes wait unread (flow control for a client that
-  sends faster than the app reads), and `send` waits only when the kernel did
-  not take everything.
-- `StreamChannel`: the anyio stream as it is, wherever the transport cannot be
-  taken over (trio, or anyio internals that changed).
+- `TransportChannel`, on asyncio (plain or uvloop): an `asyncio.Protocol` of our
+  own on the socket's transport. anyio's socket stream pauses the transport's
+  reading after every `receive` and resumes it before the next (two
+  `epoll_ctl` calls per request on a keep-alive connection), and yields to the
+  event loop after every `send` even when the kernel took all the bytes at
+  once; under 50 busy connections those round trips cost a third of the
+  throughput. Here reading stays on and is paused only when more than
+  `READ_HIGH_WATER` bytes wait unread (flow control for a client that sends
+  faster than the app reads), and `send` waits only when the kernel did not
+  take everything.
+- `StreamChannel` elsewhere (trio): anyio's socket stream as it is.
 
 Both stay fair to other connections: a `receive` that finds bytes already
 waiting still yields to the event loop once, as anyio's does. Both bound how
@@ -29,6 +28,7 @@ so a client that never reads cannot hold a connection and its response forever.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from typing import Any, Protocol
 
@@ -56,33 +56,17 @@ class Channel(Protocol):
         ...
 
 
-def open_channel(stream: anyio.abc.SocketStream, write_timeout: float) -> Channel:
-    """The fastest correct channel for `stream` (see the module docstring)."""
-    transport = getattr(stream, "_transport", None)
-    protocol = getattr(stream, "_protocol", None)
-    if _takes_over(transport, protocol):
-        return TransportChannel(stream, transport, protocol, write_timeout)
-    return StreamChannel(stream, write_timeout)
-
-
-def _takes_over(transport: Any, protocol: Any) -> bool:
-    # Duck-typed: uvloop's transports are not registered as asyncio.Transport.
-    return (
-        isinstance(protocol, asyncio.Protocol)
-        and isinstance(getattr(protocol, "read_queue", None), deque)
-        and all(
-            callable(getattr(transport, name, None))
-            for name in (
-                "set_protocol",
-                "write",
-                "is_closing",
-                "pause_reading",
-                "resume_reading",
-                "abort",
-                "get_write_buffer_size",
-            )
-        )
+async def open_channel(sock: socket.socket, write_timeout: float) -> Channel:
+    """Wrap the accepted, non-blocking `sock` (see the module docstring); takes ownership."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        stream = await anyio.abc.SocketStream.from_socket(sock)
+        return StreamChannel(stream, write_timeout)
+    _, channel = await loop.connect_accepted_socket(
+        lambda: TransportChannel(loop, write_timeout), sock
     )
+    return channel
 
 
 class StreamChannel:
@@ -109,15 +93,27 @@ class StreamChannel:
 
 
 class TransportChannel(asyncio.Protocol):
-    """Our own asyncio protocol on the stream's transport; see the module docstring."""
+    """Our own asyncio protocol on the socket's transport; see the module docstring."""
 
-    def __init__(
-        self, stream: anyio.abc.SocketStream, transport: Any, previous: Any, write_timeout: float
-    ) -> None:
-        self._stream = stream  # kept alive: anyio's stream owns the socket's extra attributes
-        self._transport = transport
+    __slots__ = (
+        "_loop",
+        "_write_timeout",
+        "_transport",
+        "_chunks",
+        "_buffered",
+        "_reading_paused",
+        "_eof",
+        "_lost",
+        "_error",
+        "_read_waiter",
+        "_drain_waiter",
+        "_writing_paused",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, write_timeout: float) -> None:
+        self._loop = loop
         self._write_timeout = write_timeout
-        self._loop = asyncio.get_running_loop()
+        self._transport: Any = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._reading_paused = False
@@ -127,21 +123,12 @@ class TransportChannel(asyncio.Protocol):
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
-        # Whatever anyio's protocol received before the hand-over is ours to read first.
-        for chunk in previous.read_queue:
-            self._chunks.append(chunk)
-            self._buffered += len(chunk)
-        previous.read_queue.clear()
-        self._eof = bool(getattr(previous, "is_at_eof", False))
-        self._error = getattr(previous, "exception", None)
-        write_event = getattr(previous, "write_event", None)
-        self._writing_paused = write_event is not None and not write_event.is_set()
-        transport.set_protocol(self)
-        if transport.is_closing():
-            self._lost = True
-        else:
-            # anyio leaves reading paused between its receives.
-            transport.resume_reading()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        # No buffering beyond the kernel's: any bytes it did not take pause writing,
+        # so `send` returning means the response left this process.
+        transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
 
     # -- asyncio.Protocol callbacks --------------------------------------------------------
 

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 import h11
 
@@ -45,7 +44,7 @@ from velocipy.core import (
     Respond,
 )
 
-from ._channel import open_channel
+from ._channel import Channel
 from ._hardening import ChunkOverLimit, HeadScanner, Rejected, check_chunk, check_request
 from ._wire import date_header, error_response, reason
 
@@ -107,7 +106,13 @@ class HTTPConnection:
         "read_body",
     )
 
-    def __init__(self, server: Server, stream: anyio.abc.SocketStream) -> None:
+    def __init__(
+        self,
+        server: Server,
+        channel: Channel,
+        client: tuple[str, int] | None,
+        local: tuple[str, int] | None,
+    ) -> None:
         self.server = server
         config = server.config
         # h11's own cap on incomplete events stays as a backstop behind HeadScanner's.
@@ -118,12 +123,12 @@ class HTTPConnection:
         self.deadline: float | None = None
         self.scope = anyio.CancelScope()
         self.expired = False
-        self.client = _address(stream, anyio.abc.SocketAttribute.remote_address)
-        self.local = _address(stream, anyio.abc.SocketAttribute.local_address)
+        self.client = client
+        self.local = local
         self.close_after = False
         self.content_length: int | None = None
         #: Where bytes are read and written (see `_channel`).
-        self.channel = open_channel(stream, config.body_timeout)
+        self.channel = channel
         # The two effect performers, bound once per connection rather than per request.
         self.run_sync = server.run_sync
         self.read_body = self._read_body
@@ -442,16 +447,6 @@ def _origin_form(target: bytes) -> bytes:
         path_at = target.find(b"/", scheme_end + 3)
         return target[path_at:] if path_at >= 0 else b"/"
     return target
-
-
-def _address(stream: anyio.abc.SocketStream, attribute: object) -> tuple[str, int] | None:
-    try:
-        address = stream.extra(attribute)
-    except Exception:
-        return None
-    if isinstance(address, tuple) and len(address) >= 2:
-        return (str(address[0]), int(address[1]))
-    return None
 
 
 def _format(address: tuple[str, int] | None) -> str:

@@ -35,6 +35,7 @@ from velocipy.adapters._asgi_lifespan import freeze_startup_objects
 from velocipy.adapters._drive import call_now, drive_async
 from velocipy.core import Application, Call, Effect, Exchange
 
+from ._channel import open_channel
 from ._config import ServerConfig
 from ._connection import IDLE, HTTPConnection
 
@@ -300,12 +301,17 @@ class Server:
                 # Responses are written whole; waiting to coalesce them only adds latency.
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.setblocking(False)
-            stream = await anyio.abc.SocketStream.from_socket(client)
+            peer, local = _address(client.getpeername), _address(client.getsockname)
+            channel = await open_channel(client, self.config.body_timeout)
+        except OSError:  # gone before it could be served
+            client.close()
+            slots.release()
+            return
         except BaseException:
             client.close()
             slots.release()
             raise
-        connection = HTTPConnection(self, stream)
+        connection = HTTPConnection(self, channel, peer, local)
         self.connections.add(connection)
         try:
             await connection.run()
@@ -342,6 +348,17 @@ class Server:
                 else:
                     logger.warning("Received %s again: exiting now", name)
                     self.force_stop()
+
+
+def _address(get: Callable[[], Any]) -> tuple[str, int] | None:
+    """(host, port) from `socket.getpeername` or `getsockname`; None if it has none."""
+    try:
+        address = get()
+    except OSError:
+        return None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None
 
 
 def describe(sock: socket.socket) -> str:
