@@ -56,6 +56,18 @@ class Plan:
     out: Path
 
 
+#: Latency under tasks is also measured, for reference, where the same task runs with no
+#: framework (the bare ASGI app awaits it after its last body message) and on a peer
+#: that runs tasks the same way (Starlette): how much of a slow task's effect on p99 is
+#: the server's and the event loop's, not VelociPy's. Not bare WSGI: its task runs in
+#: close(), on the server's own thread, which a 1 s task would block.
+LATENCY_REFERENCES = (
+    "bare-asgi/uvicorn-h11",
+    "bare-asgi/uvicorn-httptools",
+    "starlette/uvicorn-httptools",
+)
+
+
 def plan_for(mode: str) -> Plan:
     all_configs = tuple(c.name for c in CONFIGS)
     if mode == "smoke":
@@ -71,7 +83,8 @@ def plan_for(mode: str) -> Plan:
         )  # fmt: skip
     return Plan(
         all_configs, 5, 3.0, 1.0,
-        (OWN, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread"), 1000, 5.0, 3, 1.0,
+        (OWN, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread", *LATENCY_REFERENCES),
+        1000, 5.0, 3, 1.0,
         5000, (OWN, "velocipy/uvicorn-httptools", "bare-asgi/uvicorn-h11"),
         50_000, (OWN,),
         20_000, 5, 50_000, HERE,
