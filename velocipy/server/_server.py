@@ -281,7 +281,10 @@ class Server:
         slots = anyio.Semaphore(self.config.max_connections)
         with scope:
             while True:
-                await slots.acquire()
+                try:
+                    slots.acquire_nowait()  # `await acquire()` yields even when a slot is free
+                except anyio.WouldBlock:
+                    await slots.acquire()
                 while True:
                     try:
                         client, _ = sock.accept()
