@@ -142,6 +142,18 @@ def test_threads_start_for_waiting_work_once_tasks_prove_slow_up_to_the_cap() ->
     assert runner.drain(time.monotonic() + 1)
 
 
+def test_a_task_waiting_behind_one_that_turns_out_slow_soon_gets_a_thread() -> None:
+    runner = TaskRunner(LOOP, threads=4)
+    submit(runner, "block1")
+    submit(runner, "next")  # block1 is not slow yet; nothing else will be submitted
+    assert wait_until(lambda: "next" in EVENTS, timeout=SLOW * 20)
+    assert "block1" not in EVENTS  # it did not wait for block1 to end
+    assert runner.thread_count == 2
+    RELEASE.set()
+    assert wait_until(lambda: runner.pending == 0)
+    assert runner.drain(time.monotonic() + 1)
+
+
 def test_quick_tasks_keep_one_thread_even_in_a_burst() -> None:
     runner = TaskRunner(LOOP, threads=8)
     for number in range(200):

@@ -16,9 +16,11 @@ Limits and policy:
   on demand and stop after `idle_timeout` seconds without work. The first
   starts with the first exchange; more start only when exchanges wait while
   some thread has been busy with one exchange for `SLOW` seconds, and then one
-  for each waiting exchange (up to the cap). So quick tasks, even in bursts,
-  keep one thread (more would only contend for the GIL and cost a thread
-  switch each), and tasks that wait on slow I/O get parallelism up to the cap.
+  for each waiting exchange (up to the cap). That is checked at each
+  submission, and `SLOW` seconds after one that found the threads busy. So
+  quick tasks, even in bursts, keep one thread (more would only contend for
+  the GIL and cost a thread switch each), and tasks that wait on slow I/O get
+  parallelism up to the cap.
   (A blocked thread costs about 17 KiB of memory; the cap is there because
   CPU-bound tasks gain nothing from more threads and take the GIL from the
   server's threads.)
@@ -199,6 +201,7 @@ class TaskRunner:
         #: exchange needs one, else a new thread starts (up to the cap).
         self._idle = 0
         self._started = 0  # threads ever started, for their names
+        self._rechecking = False  # a timer will look at the queue again
         self._workers: set[threading.Thread] = set()
         #: Exchanges running on threads, with when each started (`time.monotonic()`).
         self._running: dict[Job, float] = {}
@@ -303,17 +306,35 @@ class TaskRunner:
         )
 
     def _add_workers(self) -> None:
-        """Exchanges wait for a thread (state held): start the first thread, or, if the
+        """Exchanges wait for a thread (lock held): start the first thread, or, if the
         running tasks are slow, one per waiting exchange, up to the cap."""
         if self._workers:
             slow_since = time.monotonic() - SLOW
             for started in self._running.values():
                 if started < slow_since:
                     break
-            else:  # the threads are on quick tasks: they will get to the queue soon
+            else:
+                # The threads are on tasks that have not been slow so far: they will
+                # likely get to the queue soon. Look again in SLOW seconds (one timer
+                # at a time), in case no other submission comes to do it.
+                if not self._rechecking:
+                    self._rechecking = True
+                    timer = threading.Timer(SLOW, self._recheck)
+                    timer.daemon = True
+                    timer.start()
                 return
         while self._queued > self._idle and len(self._workers) < self.threads:
             self._start_worker()
+
+    def _recheck(self) -> None:
+        with self._lock:
+            self._rechecking = False
+            if (
+                not self._draining
+                and self._queued > self._idle
+                and len(self._workers) < self.threads
+            ):
+                self._add_workers()
 
     def _start_worker(self) -> None:
         """One more thread, counted idle at once so the next submission sees it (state held)."""
