@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ._errors import DeclarationError, HTTPException
-from ._events import RequestHead
-from ._exchange import Exchange, open_flow
+from ._events import ReadBody, RequestHead
+from ._exchange import Exchange, bare_flow, exchange_flow
 from ._plans import Plan, build_plan
 from ._registry import Lock, TaskRegistry
 from ._routing import Route, Router, template_params
@@ -192,7 +192,7 @@ class Application(_RouteDecorators):
         self.lifespan = lifespan
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
-        self.max_body_size = max_body_size
+        self.max_body_size = max_body_size  # also builds `read_body_effect`
         #: Free-form application state (e.g. clients opened in the lifespan).
         self.state: dict[str, Any] = {}
         self._override_plans: dict[tuple[Any, str], Plan] = {}
@@ -205,6 +205,17 @@ class Application(_RouteDecorators):
         self.max_running_tasks = max_running_tasks
         #: Called as `hook(task, exception)` for every failed or timed-out task.
         self.task_error_hooks: list[tuple[Callable[..., Any], bool]] = []
+
+    @property
+    def max_body_size(self) -> int:
+        """Requests with a larger body are answered 413."""
+        return self.read_body_effect.limit
+
+    @max_body_size.setter
+    def max_body_size(self, limit: int) -> None:
+        #: The ReadBody effect every request with a body yields, built once per limit
+        #: (effects are read-only, so requests share it).
+        self.read_body_effect = ReadBody(limit)
 
     @property
     def routes(self) -> list[Route]:
@@ -303,7 +314,12 @@ class Application(_RouteDecorators):
 
     def exchange(self, head: RequestHead) -> Exchange:
         """A new exchange for one request; drive it as `velocipy.core._exchange` documents."""
-        return Exchange(head, open_flow(self, head), self)
+        # The route is matched here, so that a handler taking no arguments gets the flow
+        # without per-request context (`bare_flow`); `exchange_flow` takes the answer.
+        matched = self.router.match(head.method, head.path)
+        if isinstance(matched, tuple) and matched[0].plan.trivial:
+            return Exchange(head, bare_flow(self, head, *matched), self)
+        return Exchange(head, exchange_flow(self, head, matched), self)
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:

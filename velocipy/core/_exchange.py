@@ -268,18 +268,12 @@ class _Context:
         return self._form
 
 
-def open_flow(app: Application, head: RequestHead) -> Flow:
-    """The generator behind an `Exchange` for `head` (the module docstring has the protocol)."""
-    matched = app.router.match(head.method, head.path)
-    if isinstance(matched, tuple) and matched[0].plan.trivial:
-        return _bare_flow(app, head, *matched)
-    return exchange_flow(app, head, matched)
-
-
-def _bare_flow(
+def bare_flow(
     app: Application, head: RequestHead, route: Route, path_params: dict[str, str]
 ) -> Flow:
     """The flow for a handler that takes no arguments, the simplest and a common case.
+
+    `Application.exchange` picks it (or `exchange_flow`) after matching the route.
 
     `exchange_flow` with what cannot happen here left out: no parameters to read,
     no dependencies, no tasks, hence no per-request context unless the handler
@@ -319,7 +313,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 result = yield route.bare_call  # built once: no arguments to resolve
             else:
                 if plan.needs_body or (app.dependency_overrides and _needs_body(plan, ctx)):
-                    ctx.body = yield ReadBody(app.max_body_size)
+                    ctx.body = yield app.read_body_effect
                 problems: list[dict[str, Any]] = []
                 if plan.depends:
                     values: dict[int, dict[str, Any]] = {}
@@ -335,13 +329,15 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     kwargs = _read_plain(plan, ctx, problems)
                     if problems:
                         raise RequestValidationError(problems)
-                    if plan.special:
-                        if plan.wants_tasks:
-                            ctx.tasks = BackgroundTasks(app.tasks)
-                        _add_special(plan, ctx, kwargs)
+                    if plan.wants_tasks:
+                        ctx.tasks = BackgroundTasks(app.tasks)
+                    for param in plan.special:  # the Request and BackgroundTasks arguments
+                        kwargs[param.name] = (
+                            ctx.request() if param.source is _REQUEST else ctx.tasks
+                        )
                 result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
             if ctx.tasks is not None:
-                tasks = _release(ctx, handler_failed=False)
+                tasks = _release(ctx, route.label, handler_failed=False)
             respond = _result_to_respond(result, route, head, tasks)
         except (ClientDisconnected, GeneratorExit):
             raise
@@ -349,7 +345,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             raised = yield from _unwind(ctx, raised)
             response, error = yield from _error_response(ctx, raised)
             if ctx.tasks is not None:
-                tasks = _release(ctx, handler_failed=True)
+                tasks = _release(ctx, ctx.label, handler_failed=True)
             respond = _respond(response, head, tasks, error)
 
         try:
@@ -357,8 +353,8 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
         except Exception:
             log_abandoned(tasks, ctx.label, "the response was not delivered")
         else:
-            if tasks:
-                yield from run_tasks(tasks, ctx.label, app.task_error_hooks)
+            if tasks:  # each has its route's label by now (select_tasks sets it)
+                yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
         if ctx.exits:
             yield from _cleanup(ctx)
         ctx.tasks = None  # every task is settled: nothing for the finally clause to do
@@ -376,13 +372,12 @@ def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
     raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(sorted(allowed))})
 
 
-def _release(ctx: _Context, *, handler_failed: bool) -> tuple[Task, ...]:
+def _release(ctx: _Context, label: str, *, handler_failed: bool) -> tuple[Task, ...]:
     """The tasks that run for how the handler ended, within the app's pending-task limit."""
     assert ctx.tasks is not None
     scheduled = ctx.tasks._tasks  # the list itself: `.tasks` would copy it
     if not scheduled:
         return ()
-    label = ctx.label
     chosen = select_tasks(
         scheduled, handler_failed=handler_failed, route=label, method=ctx.head.method
     )
@@ -451,7 +446,9 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
             if entries:
                 raw = entries if param.many else entries[-1]
         else:
-            raw = ctx.json()
+            raw = ctx._json
+            if raw is _MISSING and ctx.body:  # `ctx.json()`, inlined: one call less
+                raw = ctx.json()
             if param.embed and raw is not _MISSING:
                 if not isinstance(raw, dict):
                     problems.append(
@@ -488,12 +485,6 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
             for problem in invalid.errors:
                 problems.append({**problem, "loc": [*location, *problem["loc"]]})
     return found
-
-
-def _add_special(plan: Plan, ctx: _Context, kwargs: dict[str, Any]) -> None:
-    """Add the Request and BackgroundTasks arguments of a plan without dependencies."""
-    for param in plan.special:
-        kwargs[param.name] = ctx.request() if param.source is _REQUEST else ctx.tasks
 
 
 # Enum members as module constants: `Source.HEADER` is an attribute lookup on an Enum

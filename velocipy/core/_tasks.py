@@ -268,7 +268,20 @@ class Task:
                 registry.running_by_id[self.id] = self
             else:
                 self._recount(registry, previous, _RUNNING)
-        return self._call()
+        # The effect that runs it, in its captured context, with its timeout.
+        context = self.context
+        if context is None:
+            return Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
+        if self.is_async:
+            return Call(
+                run_in_context,
+                (context, self.func, self.args, self.kwargs),
+                {},
+                True,
+                "task",
+                self.timeout,
+            )
+        return Call(context.run, (self.func, *self.args), self.kwargs, False, "task", self.timeout)
 
     def _succeed(self) -> None:
         """Move to succeeded (`_move(SUCCEEDED)`, specialised): normally from running, but a
@@ -302,22 +315,6 @@ class Task:
         finally:
             if lock is not None:
                 lock.release()
-
-    def _call(self) -> Call:
-        """The effect that runs this task, in its captured context, with its timeout."""
-        context = self.context
-        if context is None:
-            return Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
-        if self.is_async:
-            return Call(
-                run_in_context,
-                (context, self.func, self.args, self.kwargs),
-                {},
-                True,
-                "task",
-                self.timeout,
-            )
-        return Call(context.run, (self.func, *self.args), self.kwargs, False, "task", self.timeout)
 
     def _log_extra(self) -> dict[str, Any]:
         return {
