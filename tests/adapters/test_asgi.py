@@ -7,7 +7,9 @@ background tasks saw when they ran. Every test runs on asyncio and on trio.
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +21,7 @@ import pytest
 from velocipy import BackgroundTasks, Request, StreamingResponse, VelociPy
 from velocipy.adapters._asgi_request import route_path
 from velocipy.adapters.asgi import ASGIAdapter
+from velocipy.core import Respond
 
 pytestmark = pytest.mark.anyio
 
@@ -182,6 +185,20 @@ async def tasks(key: str, data: dict[str, Any], background_tasks: BackgroundTask
             background_tasks.add_task(anyio.sleep, 30)
         else:
             background_tasks.add_task(record, name, peer)
+    return "scheduled"
+
+
+async def inspect_the_running_call() -> None:
+    """Record what the adapter's call keeps alive while this task runs."""
+    for candidate in gc.get_objects():
+        if inspect.iscoroutine(candidate) and candidate.cr_code is ASGIAdapter.__call__.__code__:
+            if candidate.cr_frame is not None:
+                SEEN.append(list(candidate.cr_frame.f_locals.values()))
+
+
+@app.get("/inspect-call")
+async def inspect_call(background_tasks: BackgroundTasks) -> str:
+    background_tasks.add_task(inspect_the_running_call)
     return "scheduled"
 
 
@@ -371,6 +388,18 @@ async def test_tasks_run_in_order_after_the_final_body_message() -> None:
     assert peer.status == 200 and peer.body == b'"scheduled"'
     # Each task saw both response messages already sent; sync ones ran off the loop thread.
     assert SEEN == [("one", 2, False), ("async-two", 2, "async"), ("three", 2, False)]
+
+
+async def test_while_tasks_run_the_call_keeps_no_response_objects_alive() -> None:
+    # With many slow tasks in flight, what each call keeps alive is scanned by every
+    # garbage collection meanwhile (docs/asgi.md): the response's objects must be gone.
+    peer = await call(app, http_scope("GET", "/inspect-call"), Peer())
+    assert peer.status == 200
+    [kept] = SEEN
+    assert kept, "the adapter's frame was not found"
+    assert not [value for value in kept if isinstance(value, (Respond, functools.partial))]
+    messages = [value for value in kept if isinstance(value, dict) and "type" in value]
+    assert [message["type"] for message in messages] == ["http"]  # the scope, nothing sent
 
 
 async def test_a_failing_task_is_logged_contained_and_the_rest_run(
