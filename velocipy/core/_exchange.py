@@ -65,7 +65,7 @@ from ._plans import Kind, ParamPlan, Plan, Source
 from ._request import Request, decode_json
 from ._responses import JSONResponse, Response, encode_json
 from ._status import allows_body
-from ._tasks import BackgroundTasks, Task, log_abandoned, run_tasks, select_tasks
+from ._tasks import BackgroundTasks, Task, log_abandoned, release_tasks, run_tasks
 
 if TYPE_CHECKING:
     from ._application import Application
@@ -337,15 +337,35 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         )
                 result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
             if ctx.tasks is not None:
-                tasks = _release(ctx, route.label, handler_failed=False)
-            respond = _result_to_respond(result, route, head, tasks)
+                tasks = release_tasks(
+                    ctx.tasks._tasks,  # the list itself: `.tasks` would copy it
+                    app.tasks,
+                    handler_failed=False,
+                    route=route.label,
+                    method=head.method,
+                )
+            status = route.json_status  # `_result_to_respond`'s fast path, inlined
+            if status is not None and not isinstance(result, Response):
+                body = encode_json(result)
+                headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
+                respond = Respond(
+                    status, headers, b"" if head.method == "HEAD" else body, None, tasks
+                )
+            else:
+                respond = _result_to_respond(result, route, head, tasks)
         except (ClientDisconnected, GeneratorExit):
             raise
         except Exception as raised:
             raised = yield from _unwind(ctx, raised)
             response, error = yield from _error_response(ctx, raised)
             if ctx.tasks is not None:
-                tasks = _release(ctx, ctx.label, handler_failed=True)
+                tasks = release_tasks(
+                    ctx.tasks._tasks,
+                    app.tasks,
+                    handler_failed=True,
+                    route=ctx.label,
+                    method=head.method,
+                )
             respond = _respond(response, head, tasks, error)
 
         try:
@@ -353,7 +373,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
         except Exception:
             log_abandoned(tasks, ctx.label, "the response was not delivered")
         else:
-            if tasks:  # each has its route's label by now (select_tasks sets it)
+            if tasks:  # each has its route's label by now (release_tasks sets it)
                 yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
         if ctx.exits:
             yield from _cleanup(ctx)
@@ -370,27 +390,6 @@ def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
     if allowed is None:
         raise HTTPException(404, "Not Found")
     raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(sorted(allowed))})
-
-
-def _release(ctx: _Context, label: str, *, handler_failed: bool) -> tuple[Task, ...]:
-    """The tasks that run for how the handler ended, within the app's pending-task limit."""
-    assert ctx.tasks is not None
-    scheduled = ctx.tasks._tasks  # the list itself: `.tasks` would copy it
-    if not scheduled:
-        return ()
-    chosen = select_tasks(
-        scheduled, handler_failed=handler_failed, route=label, method=ctx.head.method
-    )
-    registry = ctx.app.tasks
-    if chosen and registry.max_pending is not None and not registry.admits():
-        log_abandoned(
-            chosen,
-            label,
-            f"more than {registry.max_pending} tasks are pending app-wide",
-            level=logging.ERROR,
-        )
-        return ()
-    return chosen
 
 
 def _needs_body(plan: Plan, ctx: _Context) -> bool:
@@ -448,7 +447,7 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
         else:
             raw = ctx._json
             if raw is _MISSING and ctx.body:  # `ctx.json()`, inlined: one call less
-                raw = ctx.json()
+                raw = ctx._json = decode_json(ctx.body)
             if param.embed and raw is not _MISSING:
                 if not isinstance(raw, dict):
                     problems.append(

@@ -28,7 +28,7 @@ import inspect
 import itertools
 import logging
 import types
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import TaskTimedOut
@@ -426,10 +426,22 @@ class BackgroundTasks:
         return f"BackgroundTasks({[task.name for task in self._tasks]!r})"
 
 
-def select_tasks(
-    tasks: Iterable[Task], *, handler_failed: bool, route: str, method: str
+def release_tasks(
+    tasks: Sequence[Task],
+    registry: TaskRegistry | None,
+    *,
+    handler_failed: bool,
+    route: str,
+    method: str,
 ) -> tuple[Task, ...]:
-    """The tasks to run for how the handler ended; the others are marked skipped."""
+    """The tasks to run for how the handler ended, within the app's pending-task limit.
+
+    Each is labelled with `route` and `method`; those whose `run_on` does not
+    match are marked skipped. If the pending tasks are past the registry's
+    `max_pending`, the chosen ones are all abandoned instead, each logged as an error.
+    """
+    if not tasks:
+        return ()
     skip = "success" if handler_failed else "error"
     chosen: list[Task] = []
     for task in tasks:
@@ -439,6 +451,15 @@ def select_tasks(
             task._move(_SKIPPED)
         else:
             chosen.append(task)
+    if chosen and registry is not None and registry.max_pending is not None:
+        if not registry.admits():
+            log_abandoned(
+                chosen,
+                route,
+                f"more than {registry.max_pending} tasks are pending app-wide",
+                level=logging.ERROR,
+            )
+            return ()
     return tuple(chosen)
 
 
