@@ -272,10 +272,15 @@ def _literal_converter(choices: tuple[Any, ...]) -> Converter:
 def _union_converter(members: tuple[Any, ...]) -> Converter:
     optional = type(None) in members
     converters = [converter_for(m) for m in members if m is not type(None)]
+    # A value already of a member's exact scalar type (`str` for `str | None`) is what
+    # that member's converter would return, if no earlier member took it first.
+    exact = _EXACT.get(converters[0]) if converters else None
 
     def convert(value: Any) -> Any:
         if value is None and optional:
             return None
+        if type(value) is exact:
+            return value
         errors: list[dict[str, Any]] = []
         for each in converters:
             try:

@@ -416,8 +416,13 @@ def _read_params(
     if plan.trivial or id(plan) in values:  # nothing to read (`_solve` copes with no entry)
         return
     values[id(plan)] = _read_plain(plan, ctx, problems)
+    overrides = ctx.app.dependency_overrides
     for param in plan.depends:
-        _read_params(_effective(param, ctx), ctx, values, problems)
+        # `_effective` only when overrides are set, the recursion only when there is
+        # something to read: two calls per dependency saved in the common case.
+        sub: Plan = _effective(param, ctx) if overrides else param.dependency  # type: ignore[assignment]
+        if not sub.trivial:
+            _read_params(sub, ctx, values, problems)
 
 
 def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> dict[str, Any]:
@@ -507,10 +512,11 @@ def _solve(
     """Resolve `plan`'s arguments: read values plus Request, tasks and dependencies."""
     kwargs = values.get(id(plan))
     kwargs = {} if kwargs is None else dict(kwargs)
+    overrides = ctx.app.dependency_overrides
     for param in plan.special:
         source = param.source
         if source is _DEPENDS:
-            sub = _effective(param, ctx)
+            sub: Plan = _effective(param, ctx) if overrides else param.dependency  # type: ignore[assignment]
             key = param.dependency.call if param.dependency is not None else sub.call
             cache = ctx.cache
             if cache is None:
