@@ -205,7 +205,11 @@ def test_a_task_past_the_drain_deadline_is_logged_by_name_as_abandoned() -> None
         stopped_after = time.monotonic() - started
         logs = server.logs()
     assert code == 0, logs
-    assert stopped_after < 3.0, f"the worker took {stopped_after:.1f}s: killed, not drained"
+    # Drained within its 2 s budget and exited by itself: gunicorn's master would
+    # have killed it at 3 s (and logged "was sent SIGKILL"). The time has slack
+    # for a busy machine; the logs say which it was.
+    assert "Worker exiting" in logs and "SIGKILL" not in logs, logs
+    assert stopped_after < 4.0, f"the worker took {stopped_after:.1f}s to stop"
     lines = [line for line in logs.splitlines() if "abandoned" in line]
     assert any(f"{STEP} for POST /work abandoned: still running" in line for line in lines), logs
     assert any(f"{STEP_ASYNC} for POST /work abandoned" in line for line in lines), logs
