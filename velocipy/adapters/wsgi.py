@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
+from functools import partial
 from typing import Any, Literal
 
 from velocipy.adapters import _wsgi_process
@@ -112,7 +113,7 @@ class WSGIAdapter:
             effect = drive_sync(
                 exchange,
                 exchange.start(),
-                read_body=_BodyReader(environ),
+                read_body=partial(_read_body, environ),  # a C-level partial: cheap per request
                 run_coroutine=self._run_coroutine,
             )
         except ClientDisconnected:
@@ -124,10 +125,10 @@ class WSGIAdapter:
             raise RuntimeError("the exchange ended without a response")
         respond: Respond = effect
         status = respond.status
-        start_response(
-            _STATUS_LINES.get(status) or status_line(status),
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in respond.headers],
-        )
+        headers = []  # a loop, not a comprehension: no function object per request
+        for name, value in respond.headers:
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        start_response(_STATUS_LINES.get(status) or status_line(status), headers)
         stream = respond.stream
         if stream is None:
             body = respond.body
@@ -345,48 +346,41 @@ def status_line(status: int) -> str:
     return line
 
 
-class _BodyReader:
-    """`read_body` for the driver: the request body from `wsgi.input`, capped at `limit`."""
-
-    __slots__ = ("_environ",)
-
-    def __init__(self, environ: Environ) -> None:
-        self._environ = environ
-
-    def __call__(self, limit: int) -> bytes:
-        environ = self._environ
-        stream = environ["wsgi.input"]
-        declared = environ.get("CONTENT_LENGTH")
-        if declared:
-            try:
-                length = int(declared)
-            except ValueError:
-                raise ClientError("Invalid Content-Length header") from None
-            if length < 0:
-                raise ClientError("Invalid Content-Length header")
-            if length > limit:
+def _read_body(environ: Environ, limit: int) -> bytes:
+    """The request body from `wsgi.input`, capped at `limit`: the driver's `read_body`
+    (with `environ` bound by `functools.partial`)."""
+    stream = environ["wsgi.input"]
+    declared = environ.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise ClientError("Invalid Content-Length header") from None
+        if length < 0:
+            raise ClientError("Invalid Content-Length header")
+        if length > limit:
+            raise BodyTooLarge(limit)
+        if not length:
+            return b""
+        body = _read(stream, length)
+        while len(body) < length:  # a short read is allowed; an empty one means EOF
+            more = _read(stream, length - len(body))
+            if not more:
+                raise ClientDisconnected()
+            body += more
+        return body
+    if environ.get("wsgi.input_terminated"):  # chunked: read to the end, up to the cap
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            part = _read(stream, _READ_CHUNK)
+            if not part:
+                return b"".join(parts)
+            size += len(part)
+            if size > limit:
                 raise BodyTooLarge(limit)
-            if not length:
-                return b""
-            body = _read(stream, length)
-            while len(body) < length:  # a short read is allowed; an empty one means EOF
-                more = _read(stream, length - len(body))
-                if not more:
-                    raise ClientDisconnected()
-                body += more
-            return body
-        if environ.get("wsgi.input_terminated"):  # chunked: read to the end, up to the cap
-            parts: list[bytes] = []
-            size = 0
-            while True:
-                part = _read(stream, _READ_CHUNK)
-                if not part:
-                    return b"".join(parts)
-                size += len(part)
-                if size > limit:
-                    raise BodyTooLarge(limit)
-                parts.append(part)
-        return b""
+            parts.append(part)
+    return b""
 
 
 def _read(stream: Any, size: int) -> bytes:
