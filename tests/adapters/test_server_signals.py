@@ -115,7 +115,24 @@ def test_workers_share_the_socket_are_replaced_and_stop_together() -> None:
         with httpx.Client(base_url=server.url, timeout=5) as client:
             for _ in range(4):
                 schedule(client, "async", key, 0.5)
-        assert server.stop(signal.SIGTERM) == 0
+        code = server.stop(signal.SIGTERM)
+        assert code == 0, server.logs()
         logs = server.logs()
     assert logs.count(f"EVENT slow-async {key}") == 4, logs
     assert logs.count("INFO:     Stopped") == 2, logs
+
+
+def test_a_stop_while_a_replacement_worker_is_starting_still_drains_it() -> None:
+    # The master forwards SIGTERM as soon as it comes; a worker forked a moment
+    # before has not installed its handler yet, and must not die of the signal.
+    with velocipy_run("--workers", "2") as server:
+        logs = wait_for_text(server, "2 workers")
+        pids = [int(line.split()[-1]) for line in logs.splitlines() if "Started worker" in line]
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.logs().count("Started worker") < 3:
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.001)
+        code = server.stop(signal.SIGTERM)
+        assert code == 0, server.logs()
+        assert server.logs().count("INFO:     Stopped") == 2, server.logs()

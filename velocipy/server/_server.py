@@ -42,6 +42,9 @@ from ._connection import IDLE, HTTPConnection
 logger = logging.getLogger("velocipy.server")
 access_logger = logging.getLogger("velocipy.access")
 
+#: The signals that stop the server: the first gracefully, the second at once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 #: Exit codes of `serve`.
 EXIT_OK, EXIT_FORCED, EXIT_STARTUP_FAILED = 0, 1, 3
 
@@ -337,7 +340,11 @@ class Server:
                     connection.expire()
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            if hasattr(signal, "pthread_sigmask"):
+                # A worker process starts with them blocked (see _workers): now that
+                # they have a handler, let them in, and any that came meanwhile.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             async for signum in signals:
                 name = signal.Signals(signum).name
                 assert self._stop is not None

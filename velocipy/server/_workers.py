@@ -24,6 +24,7 @@ from velocipy.core import Application
 
 from ._config import ServerConfig
 from ._run import run_server
+from ._server import STOP_SIGNALS
 
 logger = logging.getLogger("velocipy.server")
 
@@ -68,7 +69,7 @@ def run_workers(
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(workers):
-            children[_spawn(app, config, sock, loop)] = time.monotonic()
+            _spawn(app, config, sock, loop, children)
         if ready is not None:
             ready()
         code = 0
@@ -91,7 +92,7 @@ def run_workers(
                 for other in list(children):
                     os.kill(other, signal.SIGTERM)
                 continue
-            children[_spawn(app, config, sock, loop)] = time.monotonic()
+            _spawn(app, config, sock, loop, children)
         return code
     finally:
         for sig, handler in previous.items():
@@ -99,11 +100,25 @@ def run_workers(
         sock.close()
 
 
-def _spawn(app: Application, config: ServerConfig, sock: socket.socket, loop: str) -> int:
+def _spawn(
+    app: Application,
+    config: ServerConfig,
+    sock: socket.socket,
+    loop: str,
+    children: dict[int, float],
+) -> None:
+    """Fork a worker and record it in `children` (pid -> start time)."""
+    # The stop signals stay blocked from before the fork until the new worker is in
+    # `children`: in the master, so that a stop arriving meanwhile is forwarded to it
+    # too; in the worker, until its server's own handler is in place (the server then
+    # unblocks them), so that such a stop is not its death by SIGTERM.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     pid = os.fork()
     if pid:
+        children[pid] = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         logger.info("Started worker %d", pid)
-        return pid
+        return
     # -- in the worker --------------------------------------------------------------------------
     code = 1
     try:
