@@ -8,7 +8,7 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from tests.core.handdrive import serve
+from tests.core.handdrive import head, perform, serve
 from velocipy.core import Application, BackgroundTasks
 
 
@@ -87,3 +87,43 @@ def test_task_keyword_arguments_named_like_options_reach_the_function() -> None:
 
     serve(app, "POST", "/x")
     assert seen == {"name": "n", "timeout": 3}
+
+
+def test_while_tasks_run_the_exchange_no_longer_holds_the_request_or_the_handler_values() -> None:
+    # With many slow tasks in flight, what each exchange keeps alive is what the
+    # garbage collector scans: the request body, the parsed model and the response
+    # are the handler's business, done by the time the tasks run.
+    import dataclasses
+    import weakref
+
+    from velocipy.core import Call, Done, ReadBody, Respond
+
+    @dataclasses.dataclass
+    class Signup:
+        email: str
+
+    app = Application()
+    seen: list[bool] = []
+
+    def check(ref: weakref.ref[Signup]) -> None:
+        seen.append(ref() is None)
+
+    @app.post("/signup")
+    def signup(data: Signup, tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(check, weakref.ref(data))
+        return {"email": data.email}
+
+    exchange = app.exchange(head("POST", "/signup"))
+    effect = exchange.start()
+    while not isinstance(effect, Done):
+        if isinstance(effect, ReadBody):
+            effect = exchange.send(b'{"email": "a@b.c"}')
+        elif isinstance(effect, Respond):
+            assert effect.status == 200
+            effect = exchange.send(None)
+        else:
+            assert isinstance(effect, Call)
+            call, effect = effect, None
+            effect = exchange.send(perform(call))
+            del call
+    assert seen == [True]

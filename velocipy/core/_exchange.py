@@ -224,6 +224,13 @@ class _Context:
         self._json: Any = _MISSING
         self._form: dict[str, list[str]] | None = None
 
+    def shed(self) -> None:
+        """Drop what only reading the request needed; the tasks and cleanup keep the rest."""
+        self.body = b""
+        self.cache = None
+        self._request = self._query = self._headers = self._cookies = self._form = None
+        self._json = _MISSING
+
     @property
     def label(self) -> str:
         route = self.route
@@ -300,6 +307,10 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
     """The general flow for `head`; `matched` is the router's answer, if already asked."""
     ctx = _Context(app, head)
     tasks: tuple[Task, ...] = ()
+    # Bound on every path, so that they can be let go of before the tasks run.
+    result: Any = None
+    kwargs: Any = None
+    values: Any = None
     try:
         try:
             if matched is _MISSING:
@@ -316,7 +327,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     ctx.body = yield app.read_body_effect
                 problems: list[dict[str, Any]] = []
                 if plan.depends:
-                    values: dict[int, dict[str, Any]] = {}
+                    values = {}
                     _read_params(plan, ctx, values, problems)
                     if problems:
                         raise RequestValidationError(problems)
@@ -374,6 +385,11 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             log_abandoned(tasks, ctx.label, "the response was not delivered")
         else:
             if tasks:  # each has its route's label by now (release_tasks sets it)
+                # Tasks may run for long (a thousand requests in flight, say): let go
+                # of what only the handler needed, for the collector to scan less.
+                del respond
+                matched = result = kwargs = values = None
+                ctx.shed()
                 yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
         if ctx.exits:
             yield from _cleanup(ctx)
