@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, Literal
 
@@ -153,28 +153,18 @@ class WSGIAdapter:
                 _wsgi_process.enter_lifespan(self.app)
             self._started_in = pid
 
-    def finish(self, exchange: Exchange, respond: Respond, complete: bool) -> None:
-        """After the server is done with the response: release or abandon its tasks."""
-        if not complete:
-            effect = exchange.throw(ClientDisconnected())  # the core logs the tasks abandoned
-        elif self.runner is not None and respond.tasks:
-            self.runner.submit(exchange, respond.tasks)
-            return
-        else:  # inline mode, or only dependency cleanup left (quick, usually nothing)
-            effect = exchange.send(None)
-        if type(effect) is not Done:  # usually it is: nothing was left to do
-            drive_sync(exchange, effect, read_body=_no_body, run_coroutine=self._run_coroutine)
-
 
 class ResponseBody:
     """The iterable a WSGI server gets: the body's chunks, and `close()` to finish the exchange.
 
     It is complete only once iterated to its end: the server asks for the next
     chunk after writing the last one. (Iterating is a generator delegating to
-    the chunks, so the server's loop runs at C speed.)
+    the chunks, so the server's loop runs at C speed.) `close()` releases the
+    tasks (or abandons them, if incomplete): it does the adapter's part after
+    the response, in place, as it runs on every request.
     """
 
-    __slots__ = ("_adapter", "_exchange", "_respond", "_chunks", "_iterator", "complete", "_closed")
+    __slots__ = ("_adapter", "_exchange", "_respond", "_chunks", "complete", "_closed")
 
     def __init__(
         self,
@@ -187,16 +177,11 @@ class ResponseBody:
         self._exchange = exchange
         self._respond = respond
         self._chunks = chunks
-        self._iterator: Generator[bytes, None, None] | None = None
         #: True once every chunk has been taken by the server.
         self.complete = False
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        iterator = self._iterator = self._deliver()
-        return iterator
-
-    def _deliver(self) -> Generator[bytes, None, None]:
         yield from self._chunks
         self.complete = True
 
@@ -211,16 +196,33 @@ class ResponseBody:
             except Exception:  # the stream's own cleanup failed; the exchange still ends
                 head = self._exchange.head
                 logger.exception("Closing the stream of %s %s failed", head.method, head.path)
+        exchange = self._exchange
         try:
-            self._adapter.finish(self._exchange, self._respond, self.complete)
+            if not self.complete:
+                effect = exchange.throw(ClientDisconnected())  # the core logs tasks abandoned
+            else:
+                runner = self._adapter.runner
+                tasks = self._respond.tasks
+                if runner is not None and tasks:
+                    runner.submit(exchange, tasks)
+                    return
+                # Inline mode, or only dependency cleanup left (usually nothing).
+                effect = exchange.send(None)
+            if type(effect) is not Done:  # usually it is: nothing was left to do
+                drive_sync(
+                    exchange,
+                    effect,
+                    read_body=_no_body,
+                    run_coroutine=self._adapter._run_coroutine,
+                )
         except Exception:
-            head = self._exchange.head
+            head = exchange.head
             logger.exception("Finishing %s %s failed", head.method, head.path)
 
     def _close_stream(self) -> None:
         """Let a stream the server stopped reading run its own cleanup (finally blocks)."""
-        if self._iterator is not None:
-            self._iterator.close()  # closes the chunks it delegates to as well
+        # The generator the server iterates is suspended in the chunks' iterator
+        # (or never started): closing that iterator runs the stream's cleanup.
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
@@ -247,7 +249,9 @@ def request_head(environ: Environ) -> RequestHead:
     if plan is None:
         plan = _plan(shape)
     header_keys, content_keys = plan
-    headers = [(name, environ[key].encode("latin-1")) for key, name in header_keys]
+    headers = []  # a loop, not a comprehension: no function object per request
+    for key, name in header_keys:
+        headers.append((name, environ[key].encode("latin-1")))
     for key, name in content_keys:  # CONTENT_TYPE, CONTENT_LENGTH: only when not empty
         value = environ[key]
         if value:
