@@ -135,10 +135,11 @@ def test_many_slow_sync_tasks_run_side_by_side_without_holding_up_responses() ->
         assert timed(connection, "GET", "/hello")[0] == 200  # the worker has booted
         started = time.monotonic()
         for number in range(count):
-            status, took = timed(connection, "POST", f"/work?names=slow{number}&sleep=1")
+            status, took = timed(connection, "POST", f"/work?names=slow{number:02d}&sleep=1")
             assert status == 200 and took < 0.5, f"response {number} waited {took:.2f}s"
         for number in range(count):
-            wait_for_output(server, f"task done: slow{number}\n")
+            # Two digits: no name is the start of another (threads' lines may interleave).
+            wait_for_output(server, f"task done: slow{number:02d}")
         elapsed = time.monotonic() - started
         logs = server.logs()
     # Side by side they take a second or so; eight at a time they would take three.
@@ -146,6 +147,7 @@ def test_many_slow_sync_tasks_run_side_by_side_without_holding_up_responses() ->
     assert "queue full" not in logs
 
 
+@pytest.mark.slow  # the runner's unit test covers the same policy with no server
 def test_past_a_full_task_queue_the_server_thread_runs_the_tasks_and_says_so() -> None:
     target = "tests.adapters.test_wsgi_gunicorn:tiny_wsgi"
     with gunicorn_process(target, "gthread") as server, connection_to(server) as connection:
