@@ -11,8 +11,8 @@ cleanup wherever it chooses.
 
 from __future__ import annotations
 
-import inspect
 import threading
+import types
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
@@ -31,6 +31,10 @@ from velocipy.core import (
     StreamBody,
     TaskTimedOut,
 )
+
+#: A sync callable that returned a coroutine (a lambda around an async function, say)
+#: is awaited. `inspect.iscoroutine` would be a Python call on every sync call.
+_Coroutine = types.CoroutineType
 
 #: Runs a sync `Call` in a worker thread. For `purpose == "task"` it must abandon the
 #: thread when cancelled (anyio's `abandon_on_cancel=True`), so that a task timeout or
@@ -62,7 +66,7 @@ def drive_sync(
                         result = _run_task_sync(exchange, call, run_coroutine)
                 else:
                     result = call.fn(*call.args, **call.kwargs)
-                    if call.is_async or inspect.iscoroutine(result):
+                    if call.is_async or type(result) is _Coroutine:
                         result = run_coroutine(result)
             except Exception as error:
                 effect = exchange.throw(error)
@@ -109,7 +113,7 @@ async def drive_async(
                     result = await call.fn(*call.args, **call.kwargs)
                 else:
                     result = await run_sync(call)
-                    if inspect.iscoroutine(result):
+                    if type(result) is _Coroutine:
                         result = await result
             except Exception as error:
                 effect = exchange.throw(error)
