@@ -136,3 +136,25 @@ def test_a_stop_while_a_replacement_worker_is_starting_still_drains_it() -> None
         code = server.stop(signal.SIGTERM)
         assert code == 0, server.logs()
         assert server.logs().count("INFO:     Stopped") == 2, server.logs()
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_workers_stop_when_their_master_is_killed_outright() -> None:
+    with velocipy_run("--workers", "2") as server:
+        logs = wait_for_text(server, "2 workers")
+        pids = [int(line.split()[-1]) for line in logs.splitlines() if "Started worker" in line]
+        os.kill(server.process.pid, signal.SIGKILL)  # no chance to stop its workers
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(pid) for pid in pids), server.logs()
+        assert "is gone: stopping" in server.logs()

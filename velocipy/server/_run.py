@@ -52,13 +52,17 @@ def run_server(
     *,
     loop: str = "asyncio",
     ready: Callable[[], None] | None = None,
+    parent: int | None = None,
 ) -> int:
-    """Serve `app` on `sock` until SIGINT/SIGTERM; return the exit code (0 on a clean stop)."""
+    """Serve `app` on `sock` until SIGINT/SIGTERM; return the exit code (0 on a clean stop).
+
+    `parent`: in a worker process, its master's pid (see `Server.serve`).
+    """
     backend, options = backend_for(loop)
     server = Server(app, config)
 
     async def main() -> int:
-        return await server.serve(sock, handle_signals=True, ready=ready)
+        return await server.serve(sock, handle_signals=True, ready=ready, parent=parent)
 
     code: int = anyio.run(main, backend=backend, backend_options=options)
     logger.info("Stopped")

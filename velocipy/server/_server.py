@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 import time
@@ -44,6 +45,9 @@ access_logger = logging.getLogger("velocipy.access")
 
 #: The signals that stop the server: the first gracefully, the second at once.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: Seconds between two checks, in a worker, that its master process is still there.
+PARENT_CHECK_INTERVAL = 1.0
 
 #: Exit codes of `serve`.
 EXIT_OK, EXIT_FORCED, EXIT_STARTUP_FAILED = 0, 1, 3
@@ -181,6 +185,7 @@ class Server:
         sock: socket.socket,
         *,
         handle_signals: bool = False,
+        parent: int | None = None,
         ready: Callable[[], None] | None = None,
     ) -> int:
         """Serve on the listening socket `sock` until stopped; return the exit code.
@@ -188,6 +193,8 @@ class Server:
         Args:
             sock: A bound, listening socket (see `bind_socket`); the server closes it.
             handle_signals: Stop gracefully on SIGINT/SIGTERM (main thread only).
+            parent: The pid of a master process this server is a worker of: if
+                that process goes away, stop gracefully rather than serve on alone.
             ready: Called once the app has started and connections are accepted.
         """
         config = self.config
@@ -203,6 +210,8 @@ class Server:
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals)
+            if parent is not None:
+                outer.start_soon(self._watch_parent, parent)
             try:
                 async with self.app.lifespan_context():
                     # Full collections then skip what startup left alive (see docs/server.md).
@@ -338,6 +347,15 @@ class Server:
                 if deadline is not None and deadline <= now:
                     connection.deadline = None
                     connection.expire()
+
+    async def _watch_parent(self, parent: int) -> None:
+        # A master killed outright (SIGKILL, OOM) cannot tell its workers; they would
+        # serve on with nobody to stop or replace them. A worker's parent changes
+        # when its master dies, so checking once a second is enough to notice.
+        while os.getppid() == parent:
+            await anyio.sleep(PARENT_CHECK_INTERVAL)
+        logger.warning("The master process %d is gone: stopping", parent)
+        self.request_stop()
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:

@@ -7,7 +7,8 @@ in their own process group, so a terminal's Ctrl+C reaches only the master,
 which forwards every SIGINT/SIGTERM it gets to every worker: the first starts
 each worker's graceful stop, a second forces it, exactly as with one process.
 A worker that dies while the server is not stopping is replaced; if workers
-keep dying at start-up, the master stops them all and exits with 1.
+keep dying at start-up, the master stops them all and exits with 1. A worker
+whose master is gone (killed outright) stops gracefully on its own.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def _spawn(
     # too; in the worker, until its server's own handler is in place (the server then
     # unblocks them), so that such a stop is not its death by SIGTERM.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    master = os.getpid()
     pid = os.fork()
     if pid:
         children[pid] = time.monotonic()
@@ -125,7 +127,7 @@ def _spawn(
         os.setpgid(0, 0)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        code = run_server(app, config, sock, loop=loop)
+        code = run_server(app, config, sock, loop=loop, parent=master)
     except BaseException:
         logger.exception("Worker %d failed", os.getpid())
     finally:
