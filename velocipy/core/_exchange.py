@@ -373,17 +373,20 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 )
             respond = _respond(response, head, tasks, error)
 
+        if tasks:
+            # The tasks may wait and run for long (a queue under WSGI, a thousand in
+            # flight): let go of what only the handler needed, the request body above
+            # all, so that waiting exchanges hold less memory and the collector
+            # scans less.
+            matched = result = kwargs = values = None
+            ctx.shed()
         try:
             yield respond
         except Exception:
             log_abandoned(tasks, ctx.label, "the response was not delivered")
         else:
             if tasks:  # each has its route's label by now (release_tasks sets it)
-                # Tasks may run for long (a thousand requests in flight, say): let go
-                # of what only the handler needed, for the collector to scan less.
                 del respond
-                matched = result = kwargs = values = None
-                ctx.shed()
                 yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
         if ctx.exits:
             yield from _cleanup(ctx)
