@@ -57,6 +57,13 @@ async def stream() -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+@app.get("/order/{key}/{name}")
+async def order(key: str, name: str) -> dict[str, str]:
+    """Record in EVENTS[key] the order in which requests reach the app."""
+    EVENTS.setdefault(key, []).append(name)
+    return {"name": name}
+
+
 #: Size of each chunk of `/big`, and how many there are.
 BIG_CHUNK, BIG_CHUNKS = 64 * 1024, 64
 
