@@ -130,7 +130,7 @@ def test_a_sync_worker_takes_the_next_client_at_once() -> None:
 
 
 def test_many_slow_sync_tasks_run_side_by_side_without_holding_up_responses() -> None:
-    count = 24  # three times the gunicorn threads and the old fixed pool of 8
+    count = 40  # five times the gunicorn threads and the old fixed pool of 8
     with gunicorn_process(TARGET, "gthread") as server, connection_to(server) as connection:
         assert timed(connection, "GET", "/hello")[0] == 200  # the worker has booted
         started = time.monotonic()
@@ -142,8 +142,9 @@ def test_many_slow_sync_tasks_run_side_by_side_without_holding_up_responses() ->
             wait_for_output(server, f"task done: slow{number:02d}")
         elapsed = time.monotonic() - started
         logs = server.logs()
-    # Side by side they take a second or so; eight at a time they would take three.
-    assert elapsed < 2.5, f"{count} one-second tasks took {elapsed:.1f}s"
+    # Side by side they take a second or two; eight at a time they would take five
+    # (the margin is for a busy machine: this failed at 2.5 s of 3 with 24 tasks).
+    assert elapsed < 3.5, f"{count} one-second tasks took {elapsed:.1f}s"
     assert "queue full" not in logs
 
 
