@@ -189,7 +189,7 @@ class TransportChannel(asyncio.Protocol):
             finally:
                 self._read_waiter = None
         chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(_drain(chunks))
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(_take_all(chunks))
         self._buffered = 0
         if self._reading_paused:
             self._reading_paused = False
@@ -217,8 +217,8 @@ class TransportChannel(asyncio.Protocol):
                     self._drain_waiter = None
         finally:
             timer.cancel()
-        if self._lost:
-            raise anyio.BrokenResourceError("the peer stopped reading")
+        if self._lost:  # gone, or dropped by `_write_timed_out`
+            raise anyio.BrokenResourceError("the connection was lost while writing")
 
     def _write_timed_out(self) -> None:
         # Drop what is buffered and the connection; connection_lost wakes the writer.
@@ -234,7 +234,7 @@ class TransportChannel(asyncio.Protocol):
                 transport.close()
 
 
-def _drain(chunks: deque[bytes]) -> list[bytes]:
+def _take_all(chunks: deque[bytes]) -> list[bytes]:
     taken = list(chunks)
     chunks.clear()
     return taken

@@ -286,10 +286,10 @@ class Server:
         # kernel's listen backlog until a slot frees, and are never answered 503.
         #
         # Accepting is a plain non-blocking `accept()` that takes every connection
-        # already waiting before it yields; the socket is wrapped as a stream in the
-        # connection's own task. anyio's `accept()` costs two turns of the event loop
-        # per connection: with fifty busy connections and fifty more arriving, the
-        # last of them waited over a second for its first byte to be read.
+        # already waiting before it yields; the socket becomes a channel in the
+        # connection's own task. anyio's listener `accept()` costs two turns of the
+        # event loop per connection: with fifty busy connections and fifty more
+        # arriving, the last of them waited over a second for its first byte to be read.
         slots = anyio.Semaphore(self.config.max_connections)
         with scope:
             while True:
