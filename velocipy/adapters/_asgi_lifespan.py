@@ -15,13 +15,14 @@ pauses are what the slowest responses wait on. docs/asgi.md has the figures.
 
 from __future__ import annotations
 
-import gc
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from velocipy.core import Application
+
+from ._gc import startup_objects_frozen
 
 logger = logging.getLogger("velocipy")
 
@@ -40,33 +41,28 @@ async def run_lifespan(
         receive: The scope's `receive`.
         send: The scope's `send`.
         freeze_gc: Freeze the objects that exist once startup is complete (see
-            `freeze_startup_objects`), and unfreeze them at shutdown.
+            `velocipy.adapters._gc`), and unfreeze them at shutdown.
     """
     message = await receive()
     if message["type"] != "lifespan.startup":
         raise RuntimeError(f"expected 'lifespan.startup', got {message['type']!r}")
     started = False
-    froze = False
     try:
         async with app.lifespan_context():
             started = True
-            if freeze_gc:
-                froze = freeze_startup_objects()
-            await send({"type": "lifespan.startup.complete"})
-            while True:  # servers send nothing else, but be lenient about extensions
-                message = await receive()
-                if message["type"] == "lifespan.shutdown":
-                    # The server has finished (or cut short) every request by now;
-                    # say what of the tasks did not complete, by name.
-                    if app.tasks.unfinished:
-                        logger.warning(
-                            "Background tasks unfinished at shutdown: %s", app.tasks.describe()
-                        )
-                    if froze:
-                        # What startup built may be cyclic garbage after shutdown (a test
-                        # suite starting many apps, say): let the collector see it again.
-                        gc.unfreeze()
-                    break
+            with startup_objects_frozen(freeze_gc):
+                await send({"type": "lifespan.startup.complete"})
+                while True:  # servers send nothing else, but be lenient about extensions
+                    message = await receive()
+                    if message["type"] == "lifespan.shutdown":
+                        # The server has finished (or cut short) every request by now;
+                        # say what of the tasks did not complete, by name.
+                        if app.tasks.unfinished:
+                            logger.warning(
+                                "Background tasks unfinished at shutdown: %s",
+                                app.tasks.describe(),
+                            )
+                        break
     except Exception as error:
         phase = "shutdown" if started else "startup"
         # The traceback is the message: it is what the server shows the operator.
@@ -74,26 +70,6 @@ async def run_lifespan(
         await send({"type": f"lifespan.{phase}.failed", "message": f"{phase} failed:\n{text}"})
         return
     await send({"type": "lifespan.shutdown.complete"})
-
-
-def freeze_startup_objects() -> bool:
-    """Move every object alive now into the collector's permanent generation.
-
-    A full collection first, so that no garbage is frozen with them (frozen
-    objects are still freed when their reference count drops to zero, but
-    never collected as cycles). Frozen objects are not scanned by later
-    collections, which then take time in proportion to what requests create.
-
-    Returns:
-        Whether this froze the objects and should unfreeze them at shutdown:
-        False when something else (the user, or a server that preloads the app
-        and freezes before forking) had frozen objects already, since
-        unfreezing would undo its freeze too.
-    """
-    ours = gc.get_freeze_count() == 0
-    gc.collect()
-    gc.freeze()
-    return ours
 
 
 async def refuse_websocket(receive: Receive, send: Send) -> None:

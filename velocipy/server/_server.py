@@ -19,7 +19,6 @@ it cancelled. A second signal cancels everything at once and exits with 1.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -32,8 +31,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from velocipy.adapters._asgi_lifespan import freeze_startup_objects
 from velocipy.adapters._drive import call_now, drive_async
+from velocipy.adapters._gc import startup_objects_frozen
 from velocipy.core import Application, Call, Effect, Exchange
 
 from ._channel import open_channel
@@ -215,13 +214,9 @@ class Server:
             try:
                 async with self.app.lifespan_context():
                     # Full collections then skip what startup left alive (see docs/server.md).
-                    froze = config.freeze_gc and freeze_startup_objects()
-                    try:
+                    with startup_objects_frozen(config.freeze_gc):
                         outer.start_soon(self._sweep)
                         await self._serve_until_stopped(sock, ready)
-                    finally:
-                        if froze:
-                            gc.unfreeze()
             except Exception:
                 if self._stop.is_set():
                     logger.exception("Application shutdown failed")
