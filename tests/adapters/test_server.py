@@ -143,6 +143,29 @@ def test_connection_close_from_the_client_is_honoured() -> None:
     assert b"\r\nconnection: close\r\n" in raw.lower()
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        post("/echo", b"abc", "Connection: close"),
+        b"POST /echo HTTP/1.0\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["content-length-and-close", "http-1.0-with-body", "content-length-0-and-close"],
+)
+def test_a_request_with_a_body_and_no_keep_alive_is_closed_right_after_the_response(
+    request_bytes: bytes,
+) -> None:
+    # Issue 17, defect 6: the socket stayed open until the body timeout.
+    with serving(body_timeout=5) as running, running.connect() as sock:
+        sock.sendall(request_bytes)
+        reader = Reader(sock)
+        started = time.monotonic()
+        reply = reader.response()
+        assert reply.status == 200 and reply.header("connection") == "close"
+        assert reader.closed(timeout=4)
+        assert time.monotonic() - started < 2
+
+
 def test_streaming_response_is_chunked() -> None:
     with serving() as running, running.connect() as sock:
         reader = Reader(sock)

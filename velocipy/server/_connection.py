@@ -313,6 +313,10 @@ class HTTPConnection:
         if not delivered or close:
             return False
         if conn.their_state is not _DONE:
+            if conn.our_state is not _DONE:
+                # Keep-alive is off (`Connection: close`, HTTP/1.0): h11 says MUST_CLOSE.
+                # Reading on for the next event would wait for a body timeout instead.
+                return False
             return await self._drain()
         return True
 
