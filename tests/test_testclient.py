@@ -8,6 +8,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
+import httpx
 import pytest
 
 from velocipy import (
@@ -15,12 +17,13 @@ from velocipy import (
     Cookie,
     Form,
     Header,
+    RedirectResponse,
     Request,
     Response,
     StreamingResponse,
     VelociPy,
 )
-from velocipy.testing import TestClient
+from velocipy.testing import AsyncCoreTransport, TestClient
 
 
 @pytest.fixture
@@ -174,3 +177,131 @@ def test_with_block_runs_the_lifespan(app: VelociPy) -> None:
         assert events == ["startup"]
         assert client.get("/echo").status_code == 200
     assert events == ["startup", "shutdown"]
+
+
+# -- the client is httpx's: what comes with it ------------------------------------------
+
+
+def test_it_is_an_httpx_client_and_answers_httpx_responses(app: VelociPy) -> None:
+    client = TestClient(app)
+    response = client.get("/echo")
+    assert isinstance(client, httpx.Client)
+    assert isinstance(response, httpx.Response)
+    assert response.request.url == "http://testserver/echo"
+    assert response.tasks == ()
+
+
+def test_files_and_form_fields_go_out_as_multipart(app: VelociPy) -> None:
+    out = (
+        TestClient(app)
+        .post("/echo", data={"kind": "doc"}, files={"upload": ("a.txt", b"hello", "text/plain")})
+        .json()
+    )
+    assert out["content_type"].startswith("multipart/form-data; boundary=")
+    assert 'name="kind"\r\n\r\ndoc\r\n' in out["body"]
+    assert 'filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n' in out["body"]
+
+
+def test_redirects_are_followed_by_default(app: VelociPy) -> None:
+    @app.get("/old")
+    def old() -> RedirectResponse:
+        return RedirectResponse("/echo")
+
+    client = TestClient(app)
+    followed = client.get("/old")
+    assert followed.status_code == 200 and followed.url == "http://testserver/echo"
+    assert [r.status_code for r in followed.history] == [307]
+    assert client.get("/old", follow_redirects=False).headers["location"] == "/echo"
+    assert TestClient(app, follow_redirects=False).get("/old").status_code == 307
+
+
+def test_base_url_auth_and_default_headers(app: VelociPy) -> None:
+    @app.get("/who")
+    def who(request: Request) -> dict[str, Any]:
+        return {
+            "url": request.url,
+            "auth": request.headers.get("authorization"),
+            "x": request.headers.getlist("x-many"),
+        }
+
+    client = TestClient(
+        app,
+        base_url="https://example.org:8443",
+        headers=[("X-Many", "1"), ("X-Many", "2")],
+        auth=("ada", "secret"),
+    )
+    out = client.get("/who").json()
+    assert out["url"] == "https://example.org:8443/who"
+    assert out["auth"] == "Basic YWRhOnNlY3JldA=="
+    assert out["x"] == ["1", "2"]
+
+
+def test_stream_reads_the_body_in_chunks(app: VelociPy) -> None:
+    with TestClient(app).stream("GET", "/stream") as response:
+        assert response.status_code == 200
+        assert b"".join(response.iter_bytes()) == b"012"
+
+
+def test_tasks_can_be_captured_and_run_later(app: VelociPy) -> None:
+    ran: list[str] = []
+
+    @app.post("/later")
+    def later(tasks: BackgroundTasks) -> str:
+        tasks.add_task(ran.append, "one")
+        tasks.add_task(ran.append, "two")
+        return "queued"
+
+    client = TestClient(app)
+    response = client.post("/later", run_tasks=False)
+    assert response.json() == "queued" and ran == []
+    assert [task.args for task in response.tasks] == [("one",), ("two",)]
+    response.run_tasks()
+    assert ran == ["one", "two"]
+    with pytest.raises(RuntimeError, match="no captured tasks"):
+        response.run_tasks()
+    assert client.post("/later").json() == "queued" and ran == ["one", "two"] * 2
+
+
+def test_a_server_exception_is_raised_after_the_tasks_ran(app: VelociPy) -> None:
+    ran: list[str] = []
+
+    @app.post("/fails-after-task")
+    def fails(tasks: BackgroundTasks) -> None:
+        tasks.add_task(ran.append, "always").with_options(run_on="always")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        TestClient(app).post("/fails-after-task")
+    assert ran == ["always"]
+
+
+def test_the_async_transport_drives_the_core_without_asgi(app: VelociPy) -> None:
+    ran: list[str] = []
+
+    @app.post("/async-task")
+    def with_task(tasks: BackgroundTasks) -> str:
+        tasks.add_task(ran.append, "done")
+        return threading.current_thread().name
+
+    async def main() -> None:
+        transport = AsyncCoreTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            echoed = await client.post("/echo?a=1", json={"k": 1})
+            assert echoed.json()["body"] == '{"k":1}'
+            assert echoed.json()["query"] == [["a", "1"]]
+            threaded = await client.post("/async-task")
+            assert threaded.json() != threading.current_thread().name  # a worker thread
+            assert ran == ["done"]  # the tasks ran before the call returned
+            assert (await client.get("/stream")).content == b"012"
+            assert (await client.post("/echo", content=b"x" * 2000)).status_code == 413
+
+    anyio.run(main)
+
+
+def test_httpx_asgi_transport_works_too(app: VelociPy) -> None:
+    async def main() -> None:
+        transport = httpx.ASGITransport(app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            assert (await client.post("/form", data={"name": "ada"})).json() == "ada"
+
+    anyio.run(main)
