@@ -165,6 +165,55 @@ def test_quick_tasks_keep_one_thread_even_in_a_burst() -> None:
     assert runner.drain(time.monotonic() + 1)
 
 
+SHORT_DONE: list[int] = []
+
+
+def five_ms() -> None:
+    time.sleep(0.005)
+    SHORT_DONE.append(1)
+
+
+short_app = VelociPy()
+
+
+@short_app.post("/short")
+def schedule_short(background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(five_ms)
+
+
+def submit_short(runner: TaskRunner, count: int) -> None:
+    for _ in range(count):
+        exchange = short_app.exchange(RequestHead("POST", "/short"))
+        effect = drive_sync(
+            exchange, exchange.start(), read_body=lambda limit: b"", run_coroutine=run_coroutine
+        )
+        assert isinstance(effect, Respond)
+        runner.submit(exchange, effect.tasks)
+
+
+def test_a_steady_stream_of_short_tasks_gets_more_threads() -> None:
+    # Issue 17, defect 4: no single 5 ms task is slow, so one thread worked off
+    # ~180 tasks/s while the backlog grew. 1,000 of them on one thread take 5 s.
+    SHORT_DONE.clear()
+    runner = TaskRunner(LOOP, threads=16)
+    started = time.monotonic()
+    submit_short(runner, 1000)
+    assert wait_until(lambda: runner.pending == 0, timeout=10)
+    assert time.monotonic() - started < 2.5
+    assert len(SHORT_DONE) == 1000
+    assert runner.thread_count > 1
+    assert runner.drain(time.monotonic() + 1)
+
+
+def test_the_drain_finishes_a_backlog_of_short_tasks_within_its_deadline() -> None:
+    # Issue 17, defect 4: a 10 s grace abandoned about half of 4,000 queued 5 ms tasks.
+    SHORT_DONE.clear()
+    runner = TaskRunner(LOOP, threads=64)
+    submit_short(runner, 1500)  # 7.5 s on one thread
+    assert runner.drain(time.monotonic() + 3)
+    assert len(SHORT_DONE) == 1500
+
+
 def test_idle_threads_stop_and_new_work_starts_one_again() -> None:
     runner = TaskRunner(LOOP, threads=2, idle_timeout=0.2)
     submit(runner, "block1")

@@ -15,12 +15,15 @@ Limits and policy:
   another on one thread, so a request's tasks keep their order. Threads start
   on demand and stop after `idle_timeout` seconds without work. The first
   starts with the first exchange; more start only when exchanges wait while
-  some thread has been busy with one exchange for `SLOW` seconds, and then one
-  for each waiting exchange (up to the cap). That is checked at each
-  submission, and `SLOW` seconds after one that found the threads busy. So
-  quick tasks, even in bursts, keep one thread (more would only contend for
-  the GIL and cost a thread switch each), and tasks that wait on slow I/O get
-  parallelism up to the cap.
+  some thread has been busy with one exchange for `SLOW` seconds, or while
+  exchanges have been waiting without a break for `SLOW` seconds (the threads
+  are not keeping up, however short each task is), and then one for each
+  waiting exchange (up to the cap). That is checked at each submission, and
+  `SLOW` seconds after one that found the threads busy. So quick tasks in a
+  short burst keep one thread (more would only contend for the GIL and cost a
+  thread switch each), while a steady stream of short tasks that one thread
+  cannot keep up with, and tasks that wait on slow I/O, get parallelism up to
+  the cap. The drain at exit starts every thread the backlog can use at once.
   (A blocked thread costs about 17 KiB of memory; the cap is there because
   CPU-bound tasks gain nothing from more threads and take the GIL from the
   server's threads.)
@@ -202,6 +205,9 @@ class TaskRunner:
         self._idle = 0
         self._started = 0  # threads ever started, for their names
         self._rechecking = False  # a timer will look at the queue again
+        #: Since when (`time.monotonic()`) exchanges have waited for a thread without a
+        #: break, or None when none waits: a backlog older than SLOW adds threads.
+        self._backlog_since: float | None = None
         self._workers: set[threading.Thread] = set()
         #: Exchanges running on threads, with when each started (`time.monotonic()`).
         self._running: dict[Job, float] = {}
@@ -314,10 +320,18 @@ class TaskRunner:
         running tasks are slow, one per waiting exchange, up to the cap."""
         if self._workers:
             slow_since = time.monotonic() - SLOW
+            backlog_since = self._backlog_since
+            if backlog_since is None:
+                self._backlog_since = backlog_since = slow_since + SLOW
             for started in self._running.values():
                 if started < slow_since:
                     break
             else:
+                if backlog_since < slow_since:
+                    # Many short exchanges, none slow, but the queue has not emptied
+                    # for SLOW seconds: one thread is not keeping up.
+                    self._grow()
+                    return
                 # The threads are on tasks that have not been slow so far: they will
                 # likely get to the queue soon. Look again in SLOW seconds (one timer
                 # at a time), in case no other submission comes to do it.
@@ -327,8 +341,14 @@ class TaskRunner:
                     timer.daemon = True
                     timer.start()
                 return
+        self._grow()
+
+    def _grow(self) -> None:
+        """Start one thread per waiting exchange, up to the cap (lock held)."""
         while self._queued > self._idle and len(self._workers) < self.threads:
             self._start_worker()
+        if self._queued <= self._idle:
+            self._backlog_since = None
 
     def _recheck(self) -> None:
         with self._lock:
@@ -401,6 +421,8 @@ class TaskRunner:
                     del self._running[job]
                     self._pending -= 1
                     self._idle += 1
+                    if self._queued <= self._idle:
+                        self._backlog_since = None
                     if self._draining:
                         self._state.notify_all()
 
@@ -415,6 +437,9 @@ class TaskRunner:
         """
         with self._state:
             self._draining = True
+            # Every thread the backlog can use, now: finishing within the deadline
+            # matters more at exit than sparing the GIL a few thread switches.
+            self._grow()
             while self._pending and time.monotonic() < deadline:
                 self._state.wait(min(0.1, max(0.0, deadline - time.monotonic())))
             if not self._pending:
