@@ -10,6 +10,7 @@ import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
+import annotated_types
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,7 +63,7 @@ GOOD: list[tuple[Any, Any, Any]] = [
     (Literal[1, "a"], "a", "a"),
     (int | None, None, None),
     (int | str, "x", "x"),
-    (Annotated[int, "meta"], "3", 3),
+    (Annotated[int, annotated_types.Gt(1)], "3", 3),
     (list[int], ["1", 2], [1, 2]),
     (set[str], ["a", "a"], {"a"}),
     (tuple[int, str], [1, "a"], (1, "a")),
@@ -85,7 +86,7 @@ def test_converts(annotation: Any, raw: Any, expected: Any) -> None:
 BAD: list[tuple[Any, Any, str, list[Any]]] = [
     (int, "4.5", "int_parsing", []),
     (int, True, "int_type", []),
-    (int, 4.5, "int_type", []),
+    (int, 4.5, "int_from_float", []),
     (int, "9" * 5000, "int_parsing", []),
     (float, "abc", "float_parsing", []),
     (float, True, "float_type", []),
@@ -95,16 +96,17 @@ BAD: list[tuple[Any, Any, str, list[Any]]] = [
     (bytes, 1, "bytes_type", []),
     (uuid.UUID, "nope", "uuid_parsing", []),
     (uuid.UUID, 5, "uuid_parsing", []),
-    (decimal.Decimal, "NaN", "decimal_parsing", []),
+    (decimal.Decimal, "NaN", "finite_number", []),
     (decimal.Decimal, "x", "decimal_parsing", []),
-    (datetime.date, "27/11/2026", "date_parsing", []),
+    (datetime.date, "27/11/2026", "date_from_datetime_parsing", []),
     (Size, 3, "enum", []),
     (Size, [1], "enum", []),
     (Literal["a"], "b", "literal_error", []),
     (int | None, "x", "int_parsing", []),
     (list[int], "1", "list_type", []),
     (list[int], [1, "x"], "int_parsing", [1]),
-    (tuple[int, str], [1], "tuple_type", []),
+    (tuple[int, str], [1], "missing", [1]),
+    (tuple[int, str], 1, "tuple_type", []),
     (dict, [1], "dict_type", []),
     (dict[str, int], {"a": "x"}, "int_parsing", ["a"]),
     (Inner, [], "dataclass_type", []),

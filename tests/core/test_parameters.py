@@ -205,7 +205,10 @@ def test_several_body_parameters_are_embedded_by_name(app: Application) -> None:
     assert serve(app, "POST", "/two", body=body).json() == {"name": "a", "count": 3}
     assert serve(app, "POST", "/embed", body=b'{"count": 4}').json() == 4
     wrong = serve(app, "POST", "/embed", body=b"[1]")
-    assert wrong.status == 422 and wrong.json()["detail"][0]["type"] == "dict_type"
+    # Not an object: FastAPI calls each embedded field missing.
+    assert wrong.status == 422 and wrong.json()["detail"] == [
+        {"type": "missing", "loc": ["body", "count"], "msg": "Field required", "input": None}
+    ]
 
 
 def test_missing_body_is_a_422(app: Application) -> None:

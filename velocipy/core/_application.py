@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
 from ._exchange import Exchange, bare_flow, exchange_flow
-from ._plans import Plan, build_plan
+from ._plans import Plan, build_plan, finish_route_plans
 from ._registry import Lock, TaskRegistry
 from ._routing import Route, Router, template_params
 from ._tasks import is_async_callable
@@ -246,6 +246,7 @@ class Application(_RouteDecorators):
         if not callable(endpoint):
             raise DeclarationError(f"{label}: the handler {endpoint!r} is not callable")
         plan = build_plan(endpoint, route=label, path_params=names, localns=localns)
+        finish_route_plans([plan], names, label)
         if plan.kind.value != "function":
             raise DeclarationError(
                 f"{label}: a handler cannot be a generator; return a StreamingResponse to stream"

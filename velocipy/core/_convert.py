@@ -4,6 +4,12 @@
 (a string from the path, query or headers, or a decoded JSON value) and returns
 it converted, or raises `Invalid` with a pydantic-style error type and message.
 Errors inside containers carry the extra location (list index, field name).
+
+`Annotated[T, ...]` metadata and a marker's keywords become constraints
+compiled into the converter (`_constraints.py`). Types we have no converter
+for, and metadata only pydantic can apply, get a pydantic `TypeAdapter`,
+imported here only when a declaration needs it. Dates, times and durations
+also go to pydantic when it is installed, for its exact parsing and messages.
 """
 
 from __future__ import annotations
@@ -19,22 +25,25 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Union
 
+from ._constraints import (
+    DOC_ATTRIBUTES,
+    Invalid,
+    as_pydantic_metadata,
+    constrain,
+    read_metadata,
+)
+from ._params import NO_CONSTRAINTS, Constraints
+
+__all__ = ["Converter", "Invalid", "converter_for", "build_converter"]
+
 Converter = Callable[[Any], Any]
-
-
-class Invalid(Exception):
-    """A value could not be converted; `errors` are pydantic-style dicts with relative `loc`."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(errors)
-        self.errors = errors
 
 
 def _fail(kind: str, msg: str, value: Any, loc: tuple[Any, ...] = ()) -> typing.NoReturn:
     raise Invalid([{"type": kind, "loc": list(loc), "msg": msg, "input": value}])
 
 
-_INT_RE = re.compile(r"[+-]?\d{1,4300}")
+_INT_RE = re.compile(r"[+-]?\d{1,4300}(?:\.0*)?")
 _INT_MSG = "Input should be a valid integer"
 _FLOAT_MSG = "Input should be a valid number"
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
@@ -51,7 +60,7 @@ def _to_int(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip()
         if _INT_RE.fullmatch(text):
-            return int(text)
+            return int(text.partition(".")[0])
         _fail(
             "int_parsing",
             "Input should be a valid integer, unable to parse string as an integer",
@@ -61,8 +70,14 @@ def _to_int(value: Any) -> int:
         _fail("int_type", "Input should be a valid integer", value)
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        _fail(
+            "int_from_float",
+            "Input should be a valid integer, got a number with a fractional part",
+            value,
+        )
     _fail("int_type", "Input should be a valid integer", value)
 
 
@@ -109,11 +124,13 @@ def _to_uuid(value: Any) -> uuid.UUID:
 def _to_decimal(value: Any) -> decimal.Decimal:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
-            result = decimal.Decimal(str(value))
-            if result.is_finite():
-                return result
+            result = decimal.Decimal(str(value).strip())
         except decimal.InvalidOperation:
             pass
+        else:
+            if result.is_finite():
+                return result
+            _fail("finite_number", "Input should be a finite number", value)
     _fail("decimal_parsing", "Input should be a valid decimal", value)
 
 
@@ -146,11 +163,99 @@ _SCALARS: dict[Any, Converter] = {
     bool: _to_bool,
     uuid.UUID: _to_uuid,
     decimal.Decimal: _to_decimal,
+    bytes: _to_bytes,
+}
+
+
+def _strict_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    _fail("string_type", "Input should be a valid string", value)
+
+
+def _strict_int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    _fail("int_type", "Input should be a valid integer", value)
+
+
+def _strict_float(value: Any) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    _fail("float_type", "Input should be a valid number", value)
+
+
+def _strict_bool(value: Any) -> bool:
+    if type(value) is bool:
+        return value
+    _fail("bool_type", "Input should be a valid boolean", value)
+
+
+#: Converters for `strict=True`: no conversion between types. Other types go to pydantic.
+_STRICT: dict[Any, Converter] = {
+    str: _strict_str,
+    int: _strict_int,
+    float: _strict_float,
+    bool: _strict_bool,
+}
+
+
+def _to_any_decimal(value: Any) -> decimal.Decimal:
+    """A Decimal that may be infinite or NaN (`allow_inf_nan=True`)."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return decimal.Decimal(str(value).strip())
+        except decimal.InvalidOperation:
+            pass
+    _fail("decimal_parsing", "Input should be a valid decimal", value)
+
+
+_DURATION_RE = re.compile(
+    r"(?P<sign>[-+]?)P(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
+_CLOCK_RE = re.compile(
+    r"(?P<sign>[-+]?)(?P<hours>\d+):(?P<minutes>\d{2}):(?P<seconds>\d{2}(?:\.\d+)?)"
+)
+
+
+def _to_timedelta(value: Any) -> datetime.timedelta:
+    """Seconds as a number, an ISO 8601 duration (`P1DT2H`) or `HH:MM:SS[.f]`."""
+    if isinstance(value, datetime.timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        match = _DURATION_RE.fullmatch(text) or _CLOCK_RE.fullmatch(text)
+        if match is not None and text not in ("P", "-P", "+P") and not text.endswith("T"):
+            parts = {k: float(v) for k, v in match.groupdict().items() if v and k != "sign"}
+            delta = datetime.timedelta(**parts)
+            return -delta if match.group("sign") == "-" else delta
+        try:
+            return datetime.timedelta(seconds=float(text))
+        except ValueError:
+            pass
+    _fail("time_delta_parsing", "Input should be a valid timedelta", value)
+
+
+#: Types pydantic parses in many formats, with precise messages: its TypeAdapter when
+#: installed, else these (ISO 8601 only, one message per type).
+_RICH: dict[Any, Converter] = {
     datetime.datetime: _iso(datetime.datetime, "datetime"),
     datetime.date: _iso(datetime.date, "date"),
     datetime.time: _iso(datetime.time, "time"),
-    bytes: _to_bytes,
+    datetime.timedelta: _to_timedelta,
 }
+
+
+def _rich_converter(kind: Any) -> Converter:
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        return _RICH[kind]
+    return adapter_converter(kind)
 
 
 def strip_annotated(annotation: Any) -> Any:
@@ -171,7 +276,7 @@ def union_members(annotation: Any) -> tuple[Any, ...] | None:
 def is_scalar(annotation: Any) -> bool:
     """Whether values of this type travel as one string (query, path, header, cookie)."""
     annotation = strip_annotated(annotation)
-    if annotation in _SCALARS or annotation is Any:
+    if annotation in _SCALARS or annotation in _RICH or annotation is Any:
         return True
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return True
@@ -201,14 +306,64 @@ def is_pydantic_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and callable(getattr(annotation, "model_validate", None))
 
 
-def converter_for(annotation: Any) -> Converter:
-    """Build the converter for `annotation`; raise TypeError for a type we cannot convert to."""
-    annotation = strip_annotated(annotation)
+def converter_for(annotation: Any, constraints: Constraints = NO_CONSTRAINTS) -> Converter:
+    """Build the converter for `annotation` checking `constraints`.
+
+    Raises:
+        TypeError: for a type we cannot convert to, metadata nobody understands,
+            a constraint that does not apply to the type, or pydantic missing
+            where it is needed; the message says which.
+    """
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        found = read_metadata(extras)
+        extra = set(found.field_attributes) - DOC_ATTRIBUTES
+        if extra:
+            raise TypeError(f"Field({', '.join(sorted(extra))}=...) is not supported here")
+        return build_converter(base, constraints.merged(found.constraints), found.foreign)
+    return build_converter(annotation, constraints, [])
+
+
+def build_converter(annotation: Any, constraints: Constraints, foreign: list[Any]) -> Converter:
+    """The converter for `annotation` with `constraints`; `foreign` metadata needs pydantic."""
+    if foreign or (constraints.strict and strip_optional(annotation) not in _STRICT):
+        metadata = [*foreign, *as_pydantic_metadata(constraints)]
+        arguments = (annotation, *metadata)
+        return adapter_converter(typing.Annotated[arguments])
+    members = union_members(annotation)
+    if members is not None and constraints is not NO_CONSTRAINTS:
+        return _union_converter(members, constraints)
+    convert = _plain_converter(annotation)
+    if constraints is NO_CONSTRAINTS:
+        return convert
+    kind = typing.get_origin(annotation) or annotation
+    if constraints.strict:
+        convert = _STRICT[annotation]
+    if kind is decimal.Decimal and constraints.allow_inf_nan:
+        convert = _to_any_decimal
+    return constrain(kind, convert, constraints)
+
+
+def strip_optional(annotation: Any) -> Any:
+    """`T | None` → `T`; anything else unchanged."""
+    members = union_members(annotation)
+    if members is not None:
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _plain_converter(annotation: Any) -> Converter:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return converter_for(annotation)
     if annotation is Any or annotation is object or annotation is typing.Any:
         return _identity
     scalar = _SCALARS.get(annotation)
     if scalar is not None:
         return scalar
+    if annotation in _RICH:
+        return _rich_converter(annotation)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return _enum_converter(annotation)
     origin = typing.get_origin(annotation)
@@ -216,7 +371,7 @@ def converter_for(annotation: Any) -> Converter:
         return _literal_converter(typing.get_args(annotation))
     members = union_members(annotation)
     if members is not None:
-        return _union_converter(members)
+        return _union_converter(members, NO_CONSTRAINTS)
     if origin in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple):
         return _sequence_converter(annotation, origin or annotation)
     if origin is dict or annotation is dict:
@@ -227,7 +382,64 @@ def converter_for(annotation: Any) -> Converter:
         return _dataclass_converter(annotation)
     if annotation is type(None):
         return _none_converter
-    raise TypeError(f"cannot convert request data to {annotation!r}")
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        raise TypeError(
+            f"cannot convert request data to {annotation!r} (pydantic could: install pydantic)"
+        ) from None
+    return adapter_converter(annotation)
+
+
+def adapter_converter(annotation: Any) -> Converter:
+    """A pydantic `TypeAdapter` for `annotation`, its errors turned into `Invalid`."""
+    try:
+        from pydantic import TypeAdapter, ValidationError
+    except ImportError:
+        raise TypeError(
+            f"{annotation!r} needs pydantic to be validated: install pydantic"
+        ) from None
+    try:
+        validate = TypeAdapter(annotation).validate_python
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise TypeError(f"cannot convert request data to {annotation!r}: {first_line}") from None
+
+    def convert(value: Any) -> Any:
+        try:
+            return validate(value)
+        except ValidationError as error:
+            raise Invalid(pydantic_errors(error)) from None
+
+    return convert
+
+
+def pydantic_errors(error: Any) -> list[dict[str, Any]]:
+    """A pydantic `ValidationError`'s errors as FastAPI sends them (JSON-able `ctx`)."""
+    out: list[dict[str, Any]] = []
+    for each in error.errors(include_url=False):
+        item = {
+            "type": each["type"],
+            "loc": list(each["loc"]),
+            "msg": each["msg"],
+            "input": _jsonable(each.get("input")),
+        }
+        if "ctx" in each:
+            item["ctx"] = {key: _jsonable(value) for key, value in each["ctx"].items()}
+        out.append(item)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """What FastAPI's encoder makes of a value in an error: exceptions are `{}`."""
+    if isinstance(value, BaseException):
+        return {}
+    if isinstance(value, decimal.Decimal):
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def _none_converter(value: Any) -> None:
@@ -269,9 +481,9 @@ def _literal_converter(choices: tuple[Any, ...]) -> Converter:
     return convert
 
 
-def _union_converter(members: tuple[Any, ...]) -> Converter:
+def _union_converter(members: tuple[Any, ...], constraints: Constraints) -> Converter:
     optional = type(None) in members
-    converters = [converter_for(m) for m in members if m is not type(None)]
+    converters = [converter_for(m, constraints) for m in members if m is not type(None)]
     # A value already of a member's exact scalar type (`str` for `str | None`) is what
     # that member's converter would return, if no earlier member took it first.
     exact = _EXACT.get(converters[0]) if converters else None
@@ -297,22 +509,65 @@ def _sequence_converter(annotation: Any, container: Any) -> Converter:
     if container is tuple and args and args[-1] is not Ellipsis:
         fixed = [converter_for(a) for a in args]
 
+        size = len(fixed)
+
         def convert_fixed(value: Any) -> Any:
-            if not isinstance(value, (list, tuple)) or len(value) != len(fixed):
-                _fail("tuple_type", f"Input should be a valid tuple of {len(fixed)} items", value)
-            return tuple(_convert_items(value, fixed))
+            if not isinstance(value, (list, tuple)):
+                _fail("tuple_type", "Input should be a valid tuple", value)
+            if len(value) > size:
+                raise Invalid(
+                    [
+                        {
+                            "type": "too_long",
+                            "loc": [],
+                            "msg": f"Tuple should have at most {size} item{_plural(size)} "
+                            f"after validation, not {len(value)}",
+                            "input": value,
+                            "ctx": {
+                                "field_type": "Tuple",
+                                "max_length": size,
+                                "actual_length": len(value),
+                            },
+                        }
+                    ]
+                )
+            missing = [
+                {"type": "missing", "loc": [index], "msg": "Field required", "input": value}
+                for index in range(len(value), size)
+            ]
+            try:
+                items = _convert_items(value, fixed[: len(value)])
+            except Invalid as invalid:
+                raise Invalid(invalid.errors + missing) from None
+            if missing:
+                raise Invalid(missing)
+            return tuple(items)
 
         return convert_fixed
 
     item = converter_for(args[0]) if args else _identity
     build: Callable[[list[Any]], Any] = container if container is not list else list
 
+    kind, noun = _CONTAINER_ERRORS[container]
+
     def convert(value: Any) -> Any:
-        if not isinstance(value, (list, tuple)):
-            _fail("list_type", "Input should be a valid list", value)
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            _fail(kind, f"Input should be a valid {noun}", value)
         return build(_convert_items(value, [item] * len(value)))
 
     return convert
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+_CONTAINER_ERRORS = {
+    list: ("list_type", "list"),
+    set: ("set_type", "set"),
+    frozenset: ("frozen_set_type", "frozenset"),
+    tuple: ("tuple_type", "tuple"),
+}
 
 
 def _convert_items(values: Any, converters: list[Converter]) -> list[Any]:
@@ -444,23 +699,13 @@ def _dataclass_fast_path(
 
 
 def _pydantic_converter(model: Any) -> Converter:
+    validate = model.model_validate
+    from pydantic import ValidationError
+
     def convert(value: Any) -> Any:
         try:
-            return model.model_validate(value)
-        except Exception as error:
-            errors = getattr(error, "errors", None)
-            if not callable(errors):
-                raise
-            raise Invalid(
-                [
-                    {
-                        "type": e.get("type", "value_error"),
-                        "loc": list(e.get("loc", ())),
-                        "msg": e.get("msg", str(error)),
-                        "input": e.get("input"),
-                    }
-                    for e in errors()
-                ]
-            ) from None
+            return validate(value)
+        except ValidationError as error:
+            raise Invalid(pydantic_errors(error)) from None
 
     return convert

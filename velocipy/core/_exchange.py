@@ -467,17 +467,8 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
             if raw is _MISSING and ctx.body:  # `ctx.json()`, inlined: one call less
                 raw = ctx._json = decode_json(ctx.body)
             if param.embed and raw is not _MISSING:
-                if not isinstance(raw, dict):
-                    problems.append(
-                        {
-                            "type": "dict_type",
-                            "loc": ["body"],
-                            "msg": "Input should be a valid dictionary",
-                            "input": raw,
-                        }
-                    )
-                    continue
-                raw = raw.get(param.alias, _MISSING)
+                # Not an object: every embedded field is missing, as FastAPI says.
+                raw = raw.get(param.alias, _MISSING) if type(raw) is dict else _MISSING
         if raw is _MISSING:
             if param.required:
                 problems.append(
@@ -488,6 +479,8 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
                         "input": None,
                     }
                 )
+            elif param.default_factory is not None:
+                found[param.name] = param.default_factory()
             else:
                 default = param.default
                 found[param.name] = (

@@ -9,6 +9,7 @@ the parameter, so they never wait for the first request.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import typing
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._constraints import DOC_ATTRIBUTES, read_metadata
 from ._convert import (
     Converter,
-    converter_for,
+    build_converter,
     is_scalar,
     is_sequence_of_scalars,
     strip_annotated,
@@ -26,7 +28,17 @@ from ._convert import (
 )
 from ._errors import DeclarationError
 from ._events import Call
-from ._params import REQUIRED, Body, Depends, Header, Param
+from ._params import (
+    NO_CONSTRAINTS,
+    NO_DOC,
+    REQUIRED,
+    Body,
+    Constraints,
+    Depends,
+    Header,
+    Param,
+    ParamDoc,
+)
 from ._request import Request
 from ._tasks import BackgroundTasks, callable_name, is_async_callable
 
@@ -67,10 +79,20 @@ class ParamPlan:
     embed: bool = False  # body: read key `alias` of the JSON object, not the whole body
     dependency: Plan | None = None
     use_cache: bool = True
+    #: Called for the default when the request lacks the value (`default_factory=`).
+    default_factory: Callable[[], Any] | None = None
+    #: The annotation without its metadata: what the value is (for OpenAPI).
+    annotation: Any = Any
+    #: The validation keywords compiled into `convert` (kept for OpenAPI).
+    constraints: Constraints = NO_CONSTRAINTS
+    #: Documentation keywords (title, description, examples, deprecated...).
+    doc: ParamDoc = NO_DOC
+    #: For a model gathering several query/header/cookie values: reads them from the source.
+    gather: Callable[[Any], Any] | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is REQUIRED
+        return self.default is REQUIRED and self.default_factory is None
 
 
 @dataclass(slots=True)
@@ -173,14 +195,79 @@ def build_plan(
         if param.source in (Source.BODY, Source.FORM, Source.REQUEST):
             plan.needs_body = True
 
-    body_params = [p for p in plan.plain if p.source is Source.BODY]
-    if len(body_params) > 1:
-        for p in body_params:
-            p.embed = True
     plan.trivial = not plan.params
     if plan.trivial and kind is Kind.FUNCTION:
         plan.bare_call = Call(call, (), {}, is_async, "dependency")
     return plan
+
+
+def _walk(plan: Plan, seen: set[int] | None = None) -> list[Plan]:
+    """`plan` and every dependency plan below it, each once."""
+    seen = set() if seen is None else seen
+    if id(plan) in seen:
+        return []
+    seen.add(id(plan))
+    found = [plan]
+    for param in plan.depends:
+        assert param.dependency is not None
+        found.extend(_walk(param.dependency, seen))
+    return found
+
+
+def finish_route_plans(plans: list[Plan], path_params: frozenset[str], route: str) -> None:
+    """The checks and rules that need a route's every plan: the handler's, and those of
+    route-level dependencies (`dependencies=[Depends(...)]`), which read the same request.
+
+    - FastAPI's embedding rule: with several body parameters in the route (dependencies
+      included), each one is read from a key of the JSON object, named by its alias.
+    - Every `{name}` of the path template must be taken by some parameter.
+    """
+    everything = [each for plan in plans for each in _walk(plan)]
+    _embed_bodies(everything)
+    _check_path_template(everything, path_params, route)
+
+
+def _embed_bodies(plans: list[Plan]) -> None:
+    bodies = [p for each in plans for p in each.plain if p.source is Source.BODY]
+    if len(bodies) > 1:
+        for param in bodies:
+            param.embed = True
+
+
+def _check_path_template(plans: list[Plan], path_params: frozenset[str], route: str) -> None:
+    """Every `{name}` in the path must be taken by some parameter (or a `Request` may read it)."""
+    taken: set[str] = set()
+    for each in plans:
+        for param in each.params:
+            if param.source is Source.PATH:
+                taken.add(param.alias)
+            elif param.source is Source.REQUEST:
+                return  # the handler may read `request.path_params` itself
+    unused = sorted(path_params - taken)
+    if unused:
+        names = ", ".join(f"{{{name}}}" for name in unused)
+        raise DeclarationError(
+            f"{route}: the path has {names} but no parameter of the handler or its "
+            f"dependencies takes {'it' if len(unused) == 1 else 'them'}; "
+            f"add a parameter named {unused[0]!r} (or Path(alias={unused[0]!r}))"
+        )
+
+
+def _split_metadata(annotation: Any, where: str) -> tuple[Param | Depends | None, list[Any]]:
+    """A parameter's marker from `Annotated[...]`, and the rest of its metadata."""
+    marker: Param | Depends | None = None
+    rest: list[Any] = []
+    if typing.get_origin(annotation) is typing.Annotated:
+        for extra in typing.get_args(annotation)[1:]:
+            if isinstance(extra, (Param, Depends)):
+                if marker is not None:
+                    raise DeclarationError(
+                        f"{where} has two markers ({marker!r}, {extra!r}) in Annotated; keep one"
+                    )
+                marker = extra
+            else:
+                rest.append(extra)
+    return marker, rest
 
 
 def _plan_parameter(
@@ -195,11 +282,7 @@ def _plan_parameter(
     chain: tuple[str, ...],
     localns: dict[str, Any] | None,
 ) -> ParamPlan:
-    marker: Param | Depends | None = None
-    if typing.get_origin(annotation) is typing.Annotated:
-        for extra in typing.get_args(annotation)[1:]:
-            if isinstance(extra, (Param, Depends)):
-                marker = extra
+    marker, extras = _split_metadata(annotation, where)
     if isinstance(default, (Param, Depends)):
         if marker is not None:
             raise DeclarationError(f"{where} has a marker both in Annotated and as its default")
@@ -236,11 +319,37 @@ def _plan_parameter(
         )
         return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache)
 
+    try:
+        found = read_metadata(extras)
+    except TypeError as error:
+        raise DeclarationError(f"{where}: {error}") from None
+    field = dict(found.field_attributes)  # what a pydantic Field(...) set besides constraints
+    default_factory = field.pop("default_factory", None)
+    if "default" in field:
+        raise DeclarationError(
+            f"{where}: Field(default=...) in Annotated; give the default in the signature"
+        )
+    field_alias = field.pop("validation_alias", None) or field.pop("alias", None)
+    field.pop("alias", None)
+    field.pop("alias_priority", None)
+    unsupported = sorted(set(field) - DOC_ATTRIBUTES)
+    if unsupported:
+        raise DeclarationError(
+            f"{where}: Field({', '.join(unsupported)}=...) is not supported on a request parameter"
+        )
+    if field_alias is not None and not isinstance(field_alias, str):
+        raise DeclarationError(f"{where}: only a string alias is supported, got {field_alias!r}")
+
+    constraints = found.constraints
+    doc = NO_DOC
     if marker is not None:
-        if marker.default is not REQUIRED:
+        if marker.default is not REQUIRED or marker.default_factory is not None:
             if default is not REQUIRED:
                 raise DeclarationError(f"{where} has a default both in its marker and signature")
             default = marker.default
+            default_factory = marker.default_factory
+        constraints = marker.constraints.merged(constraints)
+        doc = marker.doc
         source = Source(marker.source)
     elif name in path_params:
         source = Source.PATH
@@ -248,9 +357,16 @@ def _plan_parameter(
         source = Source.QUERY
     else:
         source = Source.BODY
+    if field:
+        doc = dataclasses.replace(doc, **field)
+    if default is not REQUIRED and default_factory is not None:
+        raise DeclarationError(f"{where} has both a default and a default_factory")
 
-    if source is Source.PATH and name not in path_params and (marker is None or not marker.alias):
-        raise DeclarationError(f"{where} is a path parameter but the route has no {{{name}}}")
+    wire = (marker.wire_name if marker is not None else None) or field_alias
+    if source is Source.PATH and name not in path_params and wire not in path_params:
+        raise DeclarationError(
+            f"{where} is a path parameter but the route has no {{{wire or name}}}"
+        )
 
     if annotation is inspect.Parameter.empty:
         bare = str if source in (Source.PATH, Source.QUERY, Source.HEADER, Source.COOKIE) else Any
@@ -258,16 +374,16 @@ def _plan_parameter(
     if source in (Source.PATH, Source.COOKIE) and not is_scalar(bare):
         raise DeclarationError(f"{where}: a {source.value} parameter must be a scalar type")
     try:
-        convert = converter_for(bare)
+        convert = build_converter(bare, constraints, found.foreign)
     except TypeError as error:
         raise DeclarationError(f"{where}: {error}") from None
 
-    alias = marker.alias if marker is not None and marker.alias else name
-    if isinstance(marker, Header) and not marker.alias and marker.convert_underscores:
+    alias = wire or name
+    if isinstance(marker, Header) and not wire and marker.convert_underscores:
         alias = name.replace("_", "-")
     if source is Source.HEADER:
         alias = alias.lower()
-    embed = isinstance(marker, Body) and marker.embed
+    embed = isinstance(marker, Body) and bool(marker.embed)
     if default is None and union_members(bare) is None and bare is not Any:
         # `q: int = None` means optional even without `| None`, as in FastAPI.
         inner = convert
@@ -275,4 +391,16 @@ def _plan_parameter(
         def convert(value: Any, _inner: Converter = inner) -> Any:
             return None if value is None else _inner(value)
 
-    return ParamPlan(name, source, alias, convert, default, many=many, embed=embed)
+    return ParamPlan(
+        name,
+        source,
+        alias,
+        convert,
+        default,
+        many=many,
+        embed=embed,
+        default_factory=default_factory,
+        annotation=bare,
+        constraints=constraints,
+        doc=doc,
+    )
