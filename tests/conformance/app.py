@@ -127,6 +127,14 @@ async def echo(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+@app.get("/search")
+def search(
+    q: Annotated[str, Query(min_length=3, pattern="^[a-z]+$")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> dict[str, Any]:
+    return {"q": q, "limit": limit}
+
+
 @app.get("/stream")
 def stream() -> StreamingResponse:
     return StreamingResponse((f"chunk{i}\n" for i in range(3)), media_type="text/plain")

@@ -123,12 +123,47 @@ def test_a_valid_body_is_converted(driver: Driver) -> None:
     assert response.json() == {"email": "a@b.c", "age": 31}
 
 
-def test_malformed_json_is_400_naming_the_problem(driver: Driver) -> None:
+def test_malformed_json_is_fastapis_422_json_invalid(driver: Driver) -> None:
     response = driver.request(
         "POST", "/echo", content=b'{"a": ', headers={"content-type": "application/json"}
     )
-    assert response.status_code == 400
-    assert response.json()["detail"].startswith("Invalid JSON body")
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "json_invalid",
+                "loc": ["body", 6],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": "Expecting value"},
+            }
+        ]
+    }
+
+
+def test_constrained_query_parameters_answer_fastapis_422(driver: Driver) -> None:
+    ok = driver.request("GET", "/search", params={"q": "pens", "limit": "50"})
+    assert ok.status_code == 200 and ok.json() == {"q": "pens", "limit": 50}
+    response = driver.request("GET", "/search", params={"q": "Pens", "limit": "0"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_pattern_mismatch",
+                "loc": ["query", "q"],
+                "msg": "String should match pattern '^[a-z]+$'",
+                "input": "Pens",
+                "ctx": {"pattern": "^[a-z]+$"},
+            },
+            {
+                "type": "greater_than_equal",
+                "loc": ["query", "limit"],
+                "msg": "Input should be greater than or equal to 1",
+                "input": "0",
+                "ctx": {"ge": 1},
+            },
+        ]
+    }
 
 
 def test_deeply_nested_json_is_rejected_cleanly(driver: Driver) -> None:

@@ -95,7 +95,7 @@ BAD: list[tuple[Any, Any, str, list[Any]]] = [
     (str, 1, "string_type", []),
     (bytes, 1, "bytes_type", []),
     (uuid.UUID, "nope", "uuid_parsing", []),
-    (uuid.UUID, 5, "uuid_parsing", []),
+    (uuid.UUID, 5, "uuid_type", []),
     (decimal.Decimal, "NaN", "finite_number", []),
     (decimal.Decimal, "x", "decimal_parsing", []),
     (datetime.date, "27/11/2026", "date_from_datetime_parsing", []),
@@ -145,7 +145,7 @@ def test_unknown_types_are_refused_when_building() -> None:
 def test_pydantic_errors_that_are_not_validation_errors_propagate() -> None:
     class Weird:
         @classmethod
-        def model_validate(cls, value: Any) -> Any:
+        def model_validate(cls, value: Any, **options: Any) -> Any:
             raise LookupError("not a validation error")
 
     with pytest.raises(LookupError):

@@ -222,10 +222,37 @@ def test_missing_body_is_a_422(app: Application) -> None:
     }
 
 
+def test_invalid_json_is_fastapis_422_and_no_handler_runs(app: Application) -> None:
+    out = serve(app, "POST", "/item", body=b'{"name": ')
+    assert out.status == 422
+    assert out.json() == {
+        "detail": [
+            {
+                "type": "json_invalid",
+                "loc": ["body", 9],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": "Expecting value"},
+            }
+        ]
+    }
+    assert out.purposes() == []
+
+
+def test_a_body_that_is_not_json_by_its_content_type_is_not_decoded(app: Application) -> None:
+    out = serve(
+        app, "POST", "/item", body=b'{"name": "a"}', headers=[(b"content-type", b"text/plain")]
+    )
+    assert out.status == 422
+    assert out.json()["detail"][0]["input"] == '{"name": "a"}'
+    vendor = [(b"content-type", b"application/vnd.api+json; charset=utf-8")]
+    body = b'{"name": "a", "price": 1}'
+    assert serve(app, "POST", "/item", body=body, headers=vendor).status == 200
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        (b'{"name": ', "Invalid JSON body"),
         (b"\xff\xfe", "UTF-8"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],

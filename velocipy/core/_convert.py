@@ -53,6 +53,15 @@ _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 def _to_str(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, bytes):  # a body that was not JSON, as pydantic reads it
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            _fail(
+                "string_unicode",
+                "Input should be a valid string, unable to parse raw data as a unicode string",
+                value,
+            )
     _fail("string_type", "Input should be a valid string", value)
 
 
@@ -70,6 +79,8 @@ def _to_int(value: Any) -> int:
         _fail("int_type", "Input should be a valid integer", value)
     if isinstance(value, int):
         return value
+    if isinstance(value, bytes):
+        return _to_int(value.decode("utf-8", "replace"))
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
@@ -93,6 +104,8 @@ def _to_float(value: Any) -> float:
             )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, bytes):
+        return _to_float(value.decode("utf-8", "replace"))
     _fail("float_type", "Input should be a valid number", value)
 
 
@@ -117,8 +130,8 @@ def _to_uuid(value: Any) -> uuid.UUID:
         try:
             return uuid.UUID(value)
         except ValueError:
-            pass
-    _fail("uuid_parsing", "Input should be a valid UUID", value)
+            _fail("uuid_parsing", "Input should be a valid UUID", value)
+    _fail("uuid_type", "UUID input should be a string, bytes or UUID object", value)
 
 
 def _to_decimal(value: Any) -> decimal.Decimal:
@@ -147,6 +160,8 @@ def _iso(kind: type[Any], name: str) -> Converter:
 
 
 def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
     if isinstance(value, str):
         return value.encode("utf-8")
     _fail("bytes_type", "Input should be a valid bytes", value)
@@ -161,7 +176,6 @@ _SCALARS: dict[Any, Converter] = {
     int: _to_int,
     float: _to_float,
     bool: _to_bool,
-    uuid.UUID: _to_uuid,
     decimal.Decimal: _to_decimal,
     bytes: _to_bytes,
 }
@@ -241,8 +255,9 @@ def _to_timedelta(value: Any) -> datetime.timedelta:
 
 
 #: Types pydantic parses in many formats, with precise messages: its TypeAdapter when
-#: installed, else these (ISO 8601 only, one message per type).
+#: installed, else these (ISO 8601 only, one message per type, no `ctx`).
 _RICH: dict[Any, Converter] = {
+    uuid.UUID: _to_uuid,
     datetime.datetime: _iso(datetime.datetime, "datetime"),
     datetime.date: _iso(datetime.date, "date"),
     datetime.time: _iso(datetime.time, "time"),
@@ -407,7 +422,7 @@ def adapter_converter(annotation: Any) -> Converter:
 
     def convert(value: Any) -> Any:
         try:
-            return validate(value)
+            return validate(value, from_attributes=True)
         except ValidationError as error:
             raise Invalid(pydantic_errors(error)) from None
 
@@ -448,10 +463,30 @@ def _none_converter(value: Any) -> None:
     _fail("none_required", "Input should be None", value)
 
 
+def _choices(values: list[Any]) -> str:
+    """pydantic's list of allowed values: `'a'`, `'a' or 'b'`, `'a', 'b' or 'c'`."""
+    texts = [repr(v) for v in values]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
+
+
+def _fail_expected(kind: str, expected: str, value: Any) -> typing.NoReturn:
+    raise Invalid(
+        [
+            {
+                "type": kind,
+                "loc": [],
+                "msg": f"Input should be {expected}",
+                "input": value,
+                "ctx": {"expected": expected},
+            }
+        ]
+    )
+
+
 def _enum_converter(kind: type[enum.Enum]) -> Converter:
     by_value = {member.value: member for member in kind}
     by_text = {str(member.value): member for member in kind}
-    expected = ", ".join(repr(v) for v in by_value)
+    expected = _choices(list(by_value))
 
     def convert(value: Any) -> enum.Enum:
         try:
@@ -461,14 +496,14 @@ def _enum_converter(kind: type[enum.Enum]) -> Converter:
             pass
         if isinstance(value, str) and value in by_text:
             return by_text[value]
-        _fail("enum", f"Input should be {expected}", value)
+        _fail_expected("enum", expected, value)
 
     return convert
 
 
 def _literal_converter(choices: tuple[Any, ...]) -> Converter:
     by_text = {str(c): c for c in choices}
-    expected = ", ".join(repr(c) for c in choices)
+    expected = _choices(list(choices))
 
     def convert(value: Any) -> Any:
         for choice in choices:
@@ -476,7 +511,7 @@ def _literal_converter(choices: tuple[Any, ...]) -> Converter:
                 return choice
         if isinstance(value, str) and value in by_text:
             return by_text[value]
-        _fail("literal_error", f"Input should be {expected}", value)
+        _fail_expected("literal_error", expected, value)
 
     return convert
 
@@ -624,7 +659,17 @@ def _dataclass_converter(kind: type[Any]) -> Converter:
         if isinstance(value, kind):
             return value
         if not isinstance(value, dict):
-            _fail("dataclass_type", f"Input should be an object ({kind.__name__})", value)
+            raise Invalid(
+                [
+                    {
+                        "type": "dataclass_type",
+                        "loc": [],
+                        "msg": f"Input should be a dictionary or an instance of {kind.__name__}",
+                        "input": value,
+                        "ctx": {"class_name": kind.__name__},
+                    }
+                ]
+            )
         kwargs: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
         for name, each, required in fields:
@@ -704,7 +749,9 @@ def _pydantic_converter(model: Any) -> Converter:
 
     def convert(value: Any) -> Any:
         try:
-            return validate(value)
+            # `from_attributes` as FastAPI validates: a non-dict is read by attributes,
+            # and refused as `model_attributes_type`.
+            return validate(value, from_attributes=True)
         except ValidationError as error:
             raise Invalid(pydantic_errors(error)) from None
 

@@ -88,6 +88,19 @@ class MalformedBody(ClientError):
     """The request body could not be decoded (invalid JSON, bad encoding, nesting too deep)."""
 
 
+class InvalidJSON(MalformedBody):
+    """The body is not JSON: `msg` is the decoder's complaint, `position` where it arose.
+
+    `Request.json()` answers it with 400 like any `MalformedBody`; JSON body
+    parameters answer it with FastAPI's 422 `json_invalid` error.
+    """
+
+    def __init__(self, detail: str, msg: str, position: int) -> None:
+        super().__init__(detail)
+        self.msg = msg
+        self.position = position
+
+
 class TaskTimedOut(Exception):
     """Thrown into an exchange by an adapter when a task's `Call` ran past its timeout."""
 

@@ -56,6 +56,7 @@ from ._errors import (
     ClientDisconnected,
     ClientError,
     HTTPException,
+    InvalidJSON,
     LocalProtocolError,
     MalformedBody,
     RequestValidationError,
@@ -445,27 +446,34 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
         raw = _MISSING
         source = param.source
         if source is _QUERY:
-            if param.many:
-                raw = ctx.query().getlist(param.alias) or _MISSING
-            else:
+            if not param.many:
                 raw = ctx.query().get(param.alias, _MISSING)
+            elif param.gather is None:
+                raw = ctx.query().getlist(param.alias) or _MISSING
+            else:  # a model of several query parameters
+                raw = param.gather(ctx.query())
         elif source is _PATH:
             raw = ctx.path_params.get(param.alias, _MISSING)
         elif source is _HEADER:
-            if param.many:
+            if not param.many:
+                raw = ctx.headers().get(param.alias, _MISSING)
+            elif param.gather is None:
                 raw = ctx.headers().getlist(param.alias) or _MISSING
             else:
-                raw = ctx.headers().get(param.alias, _MISSING)
+                raw = param.gather(ctx.headers())
         elif source is _COOKIE:
-            raw = ctx.cookies().get(param.alias, _MISSING)
+            if param.gather is None:
+                raw = ctx.cookies().get(param.alias, _MISSING)
+            else:
+                raw = param.gather(ctx.cookies())
         elif source is _FORM:
             entries = ctx.form().get(param.alias)
             if entries:
                 raw = entries if param.many else entries[-1]
         else:
             raw = ctx._json
-            if raw is _MISSING and ctx.body:  # `ctx.json()`, inlined: one call less
-                raw = ctx._json = decode_json(ctx.body)
+            if raw is _MISSING and ctx.body:
+                raw = ctx._json = _json_body(ctx)
             if param.embed and raw is not _MISSING:
                 # Not an object: every embedded field is missing, as FastAPI says.
                 raw = raw.get(param.alias, _MISSING) if type(raw) is dict else _MISSING
@@ -497,6 +505,42 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
     return found
 
 
+def _json_body(ctx: _Context) -> Any:
+    """The body as JSON body parameters see it, decided as FastAPI does.
+
+    A JSON content type (`application/json`, `application/*+json`) is decoded,
+    invalid JSON being a 422 `json_invalid`; any other content type leaves the
+    bytes as they are, for validation to refuse (`model_attributes_type`,
+    `dict_type`...) or accept (`str`, `bytes`). No content type at all is read
+    as JSON (FastAPI's `strict_content_type=False`).
+    """
+    for name, value in ctx.head.headers:
+        if name == b"content-type":
+            if value != b"application/json" and not _is_json_media_type(value):
+                return ctx.body
+            break
+    try:
+        return decode_json(ctx.body)
+    except InvalidJSON as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", error.position],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": error.msg},
+                }
+            ]
+        ) from None
+
+
+def _is_json_media_type(value: bytes) -> bool:
+    media = value.partition(b";")[0].strip().lower()
+    main, _, sub = media.partition(b"/")
+    return main == b"application" and (sub == b"json" or sub.endswith(b"+json"))
+
+
 # Enum members as module constants: `Source.HEADER` is an attribute lookup on an Enum
 # class, whose metaclass __getattr__ makes it about 5x a plain attribute, on every use.
 _QUERY, _PATH, _HEADER, _COOKIE = Source.QUERY, Source.PATH, Source.HEADER, Source.COOKIE
@@ -509,6 +553,8 @@ def _location(param: ParamPlan) -> list[Any]:
     source = param.source
     if source is Source.BODY:
         return ["body", param.alias] if param.embed else ["body"]
+    if param.gather is not None:  # a model's errors name its fields
+        return [source.value]
     return ["body" if source is Source.FORM else source.value, param.alias]
 
 

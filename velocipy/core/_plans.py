@@ -21,6 +21,7 @@ from ._constraints import DOC_ATTRIBUTES, read_metadata
 from ._convert import (
     Converter,
     build_converter,
+    is_pydantic_model,
     is_scalar,
     is_sequence_of_scalars,
     strip_annotated,
@@ -28,6 +29,7 @@ from ._convert import (
 )
 from ._errors import DeclarationError
 from ._events import Call
+from ._gather import model_gatherer
 from ._params import (
     NO_CONSTRAINTS,
     NO_DOC,
@@ -371,12 +373,24 @@ def _plan_parameter(
     if annotation is inspect.Parameter.empty:
         bare = str if source in (Source.PATH, Source.QUERY, Source.HEADER, Source.COOKIE) else Any
     many = source in (Source.QUERY, Source.HEADER, Source.FORM) and is_sequence_of_scalars(bare)
-    if source in (Source.PATH, Source.COOKIE) and not is_scalar(bare):
+    gather = None
+    if source in (Source.QUERY, Source.HEADER, Source.COOKIE) and is_pydantic_model(bare):
+        # A model gathering several values of one source (FastAPI's query/header models).
+        if constraints.given() or found.foreign:
+            raise DeclarationError(f"{where}: constraints apply to a model's fields, not to it")
+        gather, convert = model_gatherer(
+            bare,
+            source.value,
+            convert_underscores=not isinstance(marker, Header) or marker.convert_underscores,
+        )
+        many = True
+    elif source in (Source.PATH, Source.COOKIE) and not is_scalar(bare):
         raise DeclarationError(f"{where}: a {source.value} parameter must be a scalar type")
-    try:
-        convert = build_converter(bare, constraints, found.foreign)
-    except TypeError as error:
-        raise DeclarationError(f"{where}: {error}") from None
+    else:
+        try:
+            convert = build_converter(bare, constraints, found.foreign)
+        except TypeError as error:
+            raise DeclarationError(f"{where}: {error}") from None
 
     alias = wire or name
     if isinstance(marker, Header) and not wire and marker.convert_underscores:
@@ -403,4 +417,5 @@ def _plan_parameter(
         annotation=bare,
         constraints=constraints,
         doc=doc,
+        gather=gather,
     )

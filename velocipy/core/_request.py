@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._datastructures import Headers, QueryParams, parse_cookie_header
-from ._errors import MalformedBody
+from ._errors import InvalidJSON, MalformedBody
 from ._events import RequestHead
 
 
@@ -139,8 +139,10 @@ def decode_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise MalformedBody("Request body is not valid UTF-8") from None
     except json.JSONDecodeError as error:
-        raise MalformedBody(
-            f"Invalid JSON body: {error.msg} at line {error.lineno} column {error.colno}"
+        raise InvalidJSON(
+            f"Invalid JSON body: {error.msg} at line {error.lineno} column {error.colno}",
+            error.msg,
+            error.pos,
         ) from None
     except RecursionError:
         raise MalformedBody("Invalid JSON body: nested too deeply") from None

@@ -1,0 +1,77 @@
+"""Parameter models: one pydantic model filled from several query, header or cookie values.
+
+`filters: Annotated[FilterParams, Query()]` reads each field of `FilterParams`
+from the query string (a `list[...]` field collects repeated keys), then
+validates the model as a whole, as FastAPI does. Built once at declaration:
+per request, `gather(source)` makes the dict and `convert(dict)` validates it,
+its errors located at `["query", field]` (`_exchange._location`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._constraints import Invalid
+from ._convert import Converter, is_sequence_of_scalars
+
+
+def model_gatherer(
+    model: Any, source: str, *, convert_underscores: bool = True
+) -> tuple[Callable[[Any], Any], Converter]:
+    """`(gather, convert)` for `model` read from `source` ("query", "header" or "cookie").
+
+    `gather` takes the source's mapping (`QueryParams`, `Headers`, the cookie
+    dict); query and cookie values the model has no field for are passed too,
+    so a model with `extra="forbid"` refuses them.
+    """
+    from pydantic import ValidationError
+
+    from ._convert import pydantic_errors
+
+    fields: list[tuple[str, str, bool]] = []  # (key in the model, name on the wire, many)
+    for name, info in model.model_fields.items():
+        key = info.validation_alias if isinstance(info.validation_alias, str) else None
+        key = key or info.alias or name
+        wire = key
+        if source == "header":
+            if convert_underscores and key == name:
+                wire = name.replace("_", "-")
+            wire = wire.lower()
+        many = source != "cookie" and is_sequence_of_scalars(info.annotation)
+        fields.append((key, wire, many))
+    to_wire = {key: wire for key, wire, _ in fields if key != wire}
+    known = {wire for _, wire, _ in fields}
+    pass_extras = source != "header"  # every request has headers no model lists
+
+    def gather(values: Any) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, wire, many in fields:
+            if many:
+                items = values.getlist(wire)
+                if items:
+                    found[key] = items
+            else:
+                value = values.get(wire)
+                if value is not None:
+                    found[key] = value
+        if pass_extras:
+            for wire in values:
+                if wire not in known:
+                    found[wire] = values[wire]
+        return found
+
+    validate = model.model_validate
+
+    def convert(value: Any) -> Any:
+        try:
+            return validate(value)
+        except ValidationError as error:
+            errors = pydantic_errors(error)
+            for each in errors:
+                loc = each["loc"]
+                if loc and loc[0] in to_wire:
+                    loc[0] = to_wire[loc[0]]
+            raise Invalid(errors) from None
+
+    return gather, convert
