@@ -15,6 +15,12 @@ returns, the request's background tasks have run, unless `run_tasks=False`
 asked to capture them instead: then `response.tasks` lists them and
 `response.run_tasks()` runs them later.
 
+When the app's task backend is a queue (Celery, Dramatiq), nothing reaches the
+broker: each published batch is recorded (`response.envelopes`, the JSON a
+worker would receive), then run through the worker's own path (import by name,
+rebuild the arguments, run), so a task that could not travel fails here as it
+would in production. `TestClient(app, record_tasks=False)` publishes for real.
+
 `AsyncCoreTransport` does the same for `httpx.AsyncClient`, with the async
 driver, so async tests need no ASGI layer in between.
 
@@ -52,6 +58,7 @@ from velocipy.core import (
     Call,
     Done,
     Exchange,
+    RecordingBackend,
     RequestHead,
     Respond,
     Task,
@@ -81,11 +88,18 @@ class TestResponse(httpx.Response):
         content: bytes,
         tasks: tuple[Task, ...],
         pending: _PendingTasks | None,
+        recorder: RecordingBackend | None = None,
     ) -> None:
         super().__init__(status_code, headers=headers, content=content)
         #: The background tasks the request scheduled, in order.
         self.tasks = tasks
         self._pending = pending
+        self._recorder = recorder
+
+    @property
+    def envelopes(self) -> list[dict[str, Any]]:
+        """With a queue backend: the envelopes published so far, as a worker gets them."""
+        return self._recorder.envelopes if self._recorder is not None else []
 
     def run_tasks(self) -> None:
         """Run the tasks captured with `run_tasks=False` (and the dependencies' cleanup)."""
@@ -101,18 +115,52 @@ class TestResponse(httpx.Response):
 class _PendingTasks:
     """The rest of an exchange after its response: tasks and cleanup, run on demand."""
 
-    def __init__(self, transport: CoreTransport, exchange: Exchange) -> None:
+    def __init__(
+        self, transport: CoreTransport, exchange: Exchange, recorder: RecordingBackend | None
+    ) -> None:
         self._transport = transport
         self._exchange = exchange
+        self._recorder = recorder
 
     def run(self) -> None:
-        with self._transport.portal() as portal:
+        with self._transport.portal() as portal, publishing_to(self._transport.app, self._recorder):
             drive_sync(
                 self._exchange,
                 self._exchange.send(None),
                 read_body=_no_body,
                 run_coroutine=portal,
             )
+        if self._recorder is not None:
+            run_recorded(self._recorder, self._transport.app)
+
+
+def recorder_for(app: Application, record_tasks: bool) -> RecordingBackend | None:
+    """A recorder standing in for the app's queue backend, if it has one and we record."""
+    queue = app.task_queue
+    return RecordingBackend(wraps=queue) if queue is not None and record_tasks else None
+
+
+@contextlib.contextmanager
+def publishing_to(app: Application, recorder: RecordingBackend | None) -> Iterator[None]:
+    """Send the app's published batches to `recorder` meanwhile (None: leave them be)."""
+    if recorder is None:
+        yield
+        return
+    original = app.task_queue
+    app.task_queue = recorder
+    try:
+        yield
+    finally:
+        app.task_queue = original
+
+
+def run_recorded(recorder: RecordingBackend, app: Application) -> None:
+    """Do what a worker would do with the recorded batches: import by name, rebuild, run."""
+    from velocipy.tasks import run_batch
+
+    batches, recorder.ran = recorder.batches[recorder.ran :], len(recorder.batches)
+    for batch in batches:
+        run_batch(batch, hooks=app.task_error_hooks)
 
 
 def _no_body(limit: int) -> bytes:
@@ -162,6 +210,8 @@ class CoreTransport(httpx.BaseTransport):
             test (after the response's tasks) instead of returning the 500.
         client: The `(host, port)` the requests appear to come from.
         root_path: The ASGI-style `root_path` the app appears mounted at.
+        record_tasks: With a queue backend, record published batches and run
+            them through the worker's path instead of publishing to the broker.
     """
 
     def __init__(
@@ -171,11 +221,13 @@ class CoreTransport(httpx.BaseTransport):
         raise_server_exceptions: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         root_path: str = "",
+        record_tasks: bool = True,
     ) -> None:
         self.app = app
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
         self.root_path = root_path
+        self.record_tasks = record_tasks
         #: Set while a `with TestClient(app)` block runs: its portal runs every coroutine.
         self.shared_portal: anyio.from_thread.BlockingPortal | None = None
 
@@ -190,7 +242,8 @@ class CoreTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
-        with self.portal() as portal:
+        recorder = recorder_for(self.app, self.record_tasks)
+        with self.portal() as portal, publishing_to(self.app, recorder):
             effect = drive_sync(
                 exchange,
                 exchange.start(),
@@ -203,7 +256,7 @@ class CoreTransport(httpx.BaseTransport):
             content = respond.body
             if respond.stream is not None:
                 content = b"".join(iterate_sync(respond.stream, portal))
-            pending: _PendingTasks | None = _PendingTasks(self, exchange)
+            pending: _PendingTasks | None = _PendingTasks(self, exchange, recorder)
             if request.extensions.get(_RUN_TASKS, True):
                 pending.run()  # type: ignore[union-attr]
                 pending = None
@@ -215,6 +268,7 @@ class CoreTransport(httpx.BaseTransport):
             content=content,
             tasks=respond.tasks,
             pending=pending,
+            recorder=recorder,
         )
 
 
@@ -237,6 +291,9 @@ class TestClient(httpx.Client):
         headers: Default headers (a dict or a list of pairs).
         follow_redirects: Follow redirects (True by default, as Starlette's).
         client: The `(host, port)` the requests appear to come from.
+        record_tasks: With a queue backend (docs/task-queues.md), record the
+            published batches (`response.envelopes`) and run them through the
+            worker's path, instead of publishing to the broker (True by default).
         **kwargs: Passed on to `httpx.Client` (`auth=`, `params=`, `timeout=`, ...).
     """
 
@@ -252,6 +309,7 @@ class TestClient(httpx.Client):
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
+        record_tasks: bool = True,
         **kwargs: Any,
     ) -> None:
         self.app = app
@@ -260,6 +318,7 @@ class TestClient(httpx.Client):
             raise_server_exceptions=raise_server_exceptions,
             client=client,
             root_path=root_path,
+            record_tasks=record_tasks,
         )
         default_headers = httpx.Headers({"user-agent": "velocipy-testclient"})
         if headers is not None:
@@ -385,11 +444,13 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
         raise_server_exceptions: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         root_path: str = "",
+        record_tasks: bool = True,
     ) -> None:
         self.app = app
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
         self.root_path = root_path
+        self.record_tasks = record_tasks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
@@ -404,18 +465,22 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
                 chunks.append(chunk)
             return b"".join(chunks)
 
-        effect = await drive_async(
-            exchange, exchange.start(), read_body=read_body, run_sync=_run_sync
-        )
-        if isinstance(effect, Done):  # pragma: no cover - the core always responds first
-            raise RuntimeError("the exchange ended without a response")
-        respond: Respond = effect
-        content = respond.body
-        if respond.stream is not None:
-            content = b"".join([chunk async for chunk in _chunks(respond, _run_sync)])
-        after = exchange.send(None)
-        if not isinstance(after, Done):
-            await drive_async(exchange, after, read_body=_no_body_async, run_sync=_run_sync)
+        recorder = recorder_for(self.app, self.record_tasks)
+        with publishing_to(self.app, recorder):
+            effect = await drive_async(
+                exchange, exchange.start(), read_body=read_body, run_sync=_run_sync
+            )
+            if isinstance(effect, Done):  # pragma: no cover - the core always responds first
+                raise RuntimeError("the exchange ended without a response")
+            respond: Respond = effect
+            content = respond.body
+            if respond.stream is not None:
+                content = b"".join([chunk async for chunk in _chunks(respond, _run_sync)])
+            after = exchange.send(None)
+            if not isinstance(after, Done):
+                await drive_async(exchange, after, read_body=_no_body_async, run_sync=_run_sync)
+        if recorder is not None:
+            await anyio.to_thread.run_sync(run_recorded, recorder, self.app)
         if respond.error is not None and self.raise_server_exceptions:
             raise respond.error
         return TestResponse(
@@ -424,6 +489,7 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
             content=content,
             tasks=respond.tasks,
             pending=None,
+            recorder=recorder,
         )
 
 

@@ -6,7 +6,9 @@ concurrency (no asyncio, anyio, threading, socket, select, h11). Adapters in
 """
 
 from ._application import DEFAULT_MAX_BODY_SIZE, APIRouter, Application
+from ._backends import InProcess, RecordingBackend, TaskBackend
 from ._datastructures import Headers, QueryParams
+from ._envelopes import Envelope, TaskNotPortable
 from ._errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -21,6 +23,7 @@ from ._errors import (
 from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond, StreamBody
 from ._exchange import Exchange, Phase, default_error_response
 from ._params import Body, Cookie, Depends, Form, Header, Path, Query
+from ._queue import QueuedTask
 from ._registry import TaskRegistry
 from ._request import Request
 from ._responses import (
@@ -36,6 +39,12 @@ from ._status import reason_phrase
 from ._tasks import BackgroundTasks, Task, TaskState
 
 __all__ = [
+    "QueuedTask",
+    "TaskNotPortable",
+    "Envelope",
+    "TaskBackend",
+    "RecordingBackend",
+    "InProcess",
     "APIRouter",
     "Application",
     "BackgroundTasks",

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from ._backends import InProcess, TaskBackend
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
 from ._exchange import Exchange, bare_flow, exchange_flow
@@ -171,6 +172,9 @@ class Application(_RouteDecorators):
             app-wide; the others wait their turn. None means no limit.
         clock: Seconds now, for task handles' timestamps; None leaves them unset.
         lock: A lock (`acquire`/`release`) guarding the task counts across threads.
+        task_backend: Where background tasks run: `InProcess()` (the default), or a
+            queue such as `velocipy.contrib.celery.CeleryBackend(celery_app)`;
+            see docs/task-queues.md. Handlers do not change.
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class Application(_RouteDecorators):
         max_running_tasks: int | None = None,
         clock: Callable[[], float | None] | None = None,
         lock: Lock | None = None,
+        task_backend: TaskBackend | None = None,
     ) -> None:
         self.router = Router()
         #: Replace a dependency by another callable, e.g. in tests. Consulted on every request.
@@ -205,6 +210,27 @@ class Application(_RouteDecorators):
         self.max_running_tasks = max_running_tasks
         #: Called as `hook(task, exception)` for every failed or timed-out task.
         self.task_error_hooks: list[tuple[Callable[..., Any], bool]] = []
+        self.task_queue: TaskBackend | None = None
+        self.task_backend = task_backend if task_backend is not None else InProcess()
+
+    @property
+    def task_backend(self) -> TaskBackend:
+        """Where background tasks run (`InProcess()` unless a queue backend was given)."""
+        return self._task_backend
+
+    @task_backend.setter
+    def task_backend(self, backend: TaskBackend) -> None:
+        if not isinstance(backend, TaskBackend):
+            raise DeclarationError(f"task_backend must be a TaskBackend, got {backend!r}")
+        previous = self.task_queue
+        if previous is not None and previous.close in self.on_shutdown:
+            self.on_shutdown.remove(previous.close)
+        self._task_backend = backend
+        #: The queue backend, or None when tasks run in process: the one thing the
+        #: request path reads, and only for requests that scheduled tasks.
+        self.task_queue = backend if backend.queued else None
+        if self.task_queue is not None:
+            self.on_shutdown.append(self.task_queue.close)
 
     @property
     def max_body_size(self) -> int:

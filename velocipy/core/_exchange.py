@@ -63,10 +63,11 @@ from ._errors import (
 )
 from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond
 from ._plans import Kind, ParamPlan, Plan, Source
+from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
 from ._request import Request, decode_json
 from ._responses import JSONResponse, Response, encode_json
 from ._status import allows_body
-from ._tasks import BackgroundTasks, Task, log_abandoned, release_tasks, run_tasks
+from ._tasks import BackgroundTasks, Task, TaskState, log_abandoned, release_tasks, run_tasks
 
 if TYPE_CHECKING:
     from ._application import Application
@@ -327,7 +328,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     if problems:
                         raise RequestValidationError(problems)
                     if plan.wants_tasks:
-                        ctx.tasks = BackgroundTasks(app.tasks)
+                        ctx.tasks = _new_tasks(app)
                     kwargs = yield from _solve(plan, ctx, values)
                 else:
                     # No dependencies: the handler's own values are its arguments, with
@@ -336,7 +337,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     if problems:
                         raise RequestValidationError(problems)
                     if plan.wants_tasks:
-                        ctx.tasks = BackgroundTasks(app.tasks)
+                        ctx.tasks = _new_tasks(app)
                     for param in plan.special:  # the Request and BackgroundTasks arguments
                         kwargs[param.name] = (
                             ctx.request() if param.source is _REQUEST else ctx.tasks
@@ -350,6 +351,9 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     route=route.label,
                     method=head.method,
                 )
+                if tasks and app.task_queue is not None:
+                    # A task that cannot travel fails the handler, not the worker.
+                    check_queued(tasks, app.task_queue)
             status = route.json_status  # `_result_to_respond`'s fast path, inlined
             if status is not None and not isinstance(result, Response):
                 body = encode_json(result)
@@ -381,6 +385,8 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             # scans less.
             matched = result = kwargs = values = None
             ctx.shed()
+            if app.task_queue is not None and app.task_queue.before_response:
+                respond = yield from _publish_before_response(app, head, tasks, respond)
         try:
             yield respond
         except Exception:
@@ -388,7 +394,10 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
         else:
             if tasks:  # each has its route's label by now (release_tasks sets it)
                 del respond
-                yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
+                if app.task_queue is None:
+                    yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
+                else:
+                    yield from _queued_tasks_after_response(app, ctx, tasks)
         if ctx.exits:
             yield from _cleanup(ctx)
         ctx.tasks = None  # every task is settled: nothing for the finally clause to do
@@ -397,6 +406,63 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             # Only an exchange cut short (closed, client gone mid-handler, cancelled)
             # leaves tasks unsettled; say so rather than lose them silently.
             log_abandoned(ctx.tasks.tasks, ctx.label, "the exchange was cut short")
+
+
+def _new_tasks(app: Application) -> BackgroundTasks:
+    """The request's task container: queued ones when the app's backend is a queue."""
+    queue = app.task_queue
+    return BackgroundTasks(app.tasks) if queue is None else QueuedTasks(app.tasks, queue)
+
+
+def _publish_before_response(
+    app: Application, head: RequestHead, tasks: tuple[Task, ...], respond: Respond
+) -> Generator[Effect, Any, Respond]:
+    """`publish="before_response"`: publish the batch now, so a 200 means it is in the
+    broker; if it cannot be, and the policy is "fail", answer 503 instead."""
+    backend = app.task_queue
+    assert backend is not None
+    queued = queued_part(tasks)
+    if not queued:
+        return respond
+    route = tasks[0].route
+    if (yield from publish_flow(backend, queued, route, app.task_error_hooks)):
+        return respond
+    if backend.on_failure != "fail":
+        return respond  # "log": logged and hooked; "inline": they run here after the response
+    unavailable = JSONResponse({"detail": "Service Unavailable"}, 503, {"Retry-After": "1"})
+    return _respond(unavailable, head, tasks, None)
+
+
+def _queued_tasks_after_response(app: Application, ctx: _Context, tasks: tuple[Task, ...]) -> Flow:
+    """After the response, with a queue backend: inline tasks run here first, then the
+    `yield` dependencies are cleaned up (the commit), then the batch is published. A
+    failed cleanup publishes nothing; a failed publish follows the backend's policy."""
+    backend = app.task_queue
+    assert backend is not None
+    route = tasks[0].route
+    hooks = app.task_error_hooks
+    if backend.before_response:
+        # Published already; what is left pending runs here: inline tasks, and those
+        # whose publishing failed under the "inline" policy, in the order added.
+        yield from run_tasks([task for task in tasks if task.state is _PENDING], route, hooks)
+        return
+    queued = queued_part(tasks)
+    here = [task for task in tasks if task.state is _PENDING and getattr(task, "inline", True)]
+    if here:
+        yield from run_tasks(here, route, hooks)
+    if not queued:
+        return
+    if ctx.exits and not (yield from _cleanup(ctx)):
+        log_abandoned(
+            queued,
+            route,
+            "a dependency's cleanup failed, so nothing was published (no commit, no tasks)",
+            level=logging.ERROR,
+        )
+        return
+    if not (yield from publish_flow(backend, queued, route, hooks)):
+        if backend.on_failure == "inline":
+            yield from run_tasks(queued, route, hooks)
 
 
 def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
@@ -666,8 +732,10 @@ def _unwind(ctx: _Context, error: Exception) -> Generator[Effect, Any, Exception
     return error
 
 
-def _cleanup(ctx: _Context) -> Flow:
-    """After the response and tasks: close generator dependencies, newest first; log failures."""
+def _cleanup(ctx: _Context) -> Generator[Effect, Any, bool]:
+    """After the response and tasks: close generator dependencies, newest first; log
+    failures. Returns whether every cleanup succeeded."""
+    clean = True
     while ctx.exits:
         generator, is_async = ctx.exits.pop()
         finish = finish_generator_async if is_async else finish_generator
@@ -675,9 +743,12 @@ def _cleanup(ctx: _Context) -> Flow:
             yield Call(finish, (generator, None), {}, is_async, "cleanup")
         except Exception:
             logger.exception("Cleanup of a dependency for %s failed", ctx.label)
+            clean = False
+    return clean
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
+_PENDING = TaskState.PENDING
 
 
 def _result_to_respond(

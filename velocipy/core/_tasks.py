@@ -72,7 +72,7 @@ def callable_name(func: Callable[..., Any]) -> str:
 
 
 class TaskState(str, enum.Enum):
-    """Where a task stands. The last six are final.
+    """Where a task stands. The last seven are final.
 
     A `str` enum: members compare equal to their values (`"succeeded"`), and
     hash as strings, which keeps the per-task bookkeeping cheap.
@@ -94,6 +94,8 @@ class TaskState(str, enum.Enum):
     ABANDONED = "abandoned"
     #: Never run by rule: its `run_on` did not match how the handler ended.
     SKIPPED = "skipped"
+    #: Handed to a queue backend; a worker runs it (and reports there, not here).
+    PUBLISHED = "published"
 
 
 FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING, TaskState.RUNNING}
@@ -191,6 +193,10 @@ class Task:
         timeout: float | None = None,
         name: str | None = None,
         run_on: str | None = None,
+        backend: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
     ) -> Task:
         """Set options of this task and return it, for chaining after `add_task`.
 
@@ -203,6 +209,12 @@ class Task:
             run_on: `"success"` (default: only when the handler returned
                 normally), `"error"` (only when it raised, after the error
                 response is sent) or `"always"`.
+            backend: `"inline"` keeps this task in this process when the app's
+                `task_backend` is a queue; in process every task is inline already.
+            queue, priority, delay: Where and when a queue backend runs the task
+                (see docs/task-queues.md). In process, `queue` and `priority` are
+                accepted and have nothing to choose between (one queue, run in
+                order), and `delay` is refused: the in-process backend cannot defer.
         """
         if self.state is not TaskState.PENDING:
             raise RuntimeError(f"task {self.name} has already {self.state.value}")
@@ -216,7 +228,25 @@ class Task:
             if run_on not in RUN_ON:
                 raise ValueError(f"run_on must be one of {sorted(RUN_ON)}, got {run_on!r}")
             self.run_on = run_on
+        if backend is not None or queue is not None or priority is not None or delay is not None:
+            self._set_queue_options(backend, queue, priority, delay)
         return self
+
+    def _set_queue_options(
+        self, backend: str | None, queue: str | None, priority: int | None, delay: float | None
+    ) -> None:
+        """The in-process answer to the queue options (a queued task overrides it)."""
+        if backend is not None and backend != "inline":
+            raise ValueError(f"backend must be 'inline', got {backend!r}")
+        if queue is not None and not isinstance(queue, str):
+            raise ValueError(f"queue must be a string, got {queue!r}")
+        if priority is not None and type(priority) is not int:
+            raise ValueError(f"priority must be an int, got {priority!r}")
+        if delay is not None:
+            raise ValueError(
+                f"task {self.name}: delay= needs a queue backend (VelociPy(task_backend=...)); "
+                "the in-process backend cannot defer a task"
+            )
 
     @property
     def name(self) -> str:

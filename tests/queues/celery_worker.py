@@ -1,0 +1,29 @@
+"""The Celery worker of the queue tests: `celery -A tests.queues.celery_worker worker`.
+
+It imports no web app: only Celery, the generic task, and (by name, when a batch
+arrives) the task functions in `tests.queues.jobs`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from velocipy.contrib.celery import install
+
+celery_app = Celery("velocipy-tests", broker=os.environ["VELOCIPY_TEST_BROKER"])
+celery_app.conf.update(
+    task_default_queue=os.environ["VELOCIPY_TEST_QUEUE"],
+    # Redis hands an unacknowledged message out again after this many seconds: the
+    # default (an hour) is too long for a test of a killed worker.
+    # Scan for such messages every second (by default, every 100 s or so).
+    broker_transport_options={
+        "visibility_timeout": 3,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
+install(celery_app)

@@ -1,0 +1,25 @@
+"""The Dramatiq worker of the queue tests: `dramatiq tests.queues.dramatiq_worker`.
+
+It imports no web app: only Dramatiq, the generic actor, and (by name, when a
+batch arrives) the task functions in `tests.queues.jobs`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from velocipy.contrib.dramatiq import install
+
+broker = RedisBroker(
+    url=os.environ["VELOCIPY_TEST_BROKER"],
+    namespace=os.environ["VELOCIPY_TEST_QUEUE"],
+    # A killed worker's messages are handed out again once its heartbeat is this old
+    # (milliseconds); the default is a minute, and every command may run the check.
+    heartbeat_timeout=3000,
+    maintenance_chance=1_000_000,
+)
+dramatiq.set_broker(broker)
+install(broker, queues=[os.environ["VELOCIPY_TEST_QUEUE"]])

@@ -1,0 +1,269 @@
+"""Celery and Dramatiq for real: a web server subprocess publishes to Redis, a worker
+subprocess runs the tasks, and the tests count what ran from the tasks' own log.
+
+Every process is bounded in time and always stopped; the broker is the machine's
+Redis (a database number and queue names of the test's own) or one started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.queues.conftest import start_redis
+from tests.support.servers import PYTHON, ROOT, free_port, run_server
+
+pytestmark = pytest.mark.server
+
+ENGINES = ["celery", "dramatiq"]
+
+
+@contextlib.contextmanager
+def worker(engine: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """The engine's worker as a subprocess in its own process group; always stopped."""
+    queue = env["VELOCIPY_TEST_QUEUE"]
+    if engine == "celery":
+        argv = [
+            PYTHON, "-m", "celery", "-A", "tests.queues.celery_worker", "worker",
+            "--pool=solo", "-Q", queue, "--loglevel=INFO",
+            "--without-heartbeat", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+    else:
+        argv = [
+            PYTHON, "-m", "dramatiq", "tests.queues.dramatiq_worker",
+            "--processes", "1", "--threads", "1", "--queues", queue,
+        ]  # fmt: skip
+    log = tempfile.NamedTemporaryFile(prefix=f"velocipy-{engine}-worker-", suffix=".log")
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    process.log_path = log.name  # type: ignore[attr-defined]
+    try:
+        yield process
+    finally:
+        kill_group(process, signal.SIGTERM)
+        log.close()
+
+
+def kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Send `sig` to the worker and its children; make sure they are gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+    # Dramatiq's worker processes may outlive their parent for a moment.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def worker_output(process: subprocess.Popen[bytes]) -> str:
+    return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def runs(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def jobs_log(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.jsonl"
+
+
+def environment(engine: str, broker: str, queue: str, log: Path, **extra: str) -> dict[str, str]:
+    return {
+        "VELOCIPY_TEST_ENGINE": engine,
+        "VELOCIPY_TEST_BROKER": broker,
+        "VELOCIPY_TEST_QUEUE": queue,
+        "VELOCIPY_JOBS_LOG": str(log),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def web_server(env: dict[str, str]) -> Iterator[Any]:
+    port = free_port()
+    argv = [PYTHON, "-m", "velocipy", "run", "tests.queues.web:app", "--port", str(port)]
+    with run_server(argv, port=port, env=env) as server:
+        yield server
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_published_once_and_run_once_by_a_worker_with_arguments_and_context(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log)
+    with web_server(env) as server, worker(engine, env) as process:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for n in (1, 2, 3):
+                assert client.post("/signup", params={"n": n}).status_code == 200
+        wait_for(
+            lambda: len(runs(jobs_log)) >= 3,
+            30,
+            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+        )
+        time.sleep(1.0)  # a duplicate would show up now
+        done = runs(jobs_log)
+        assert sorted(run["n"] for run in done) == [1, 2, 3]
+        assert all(run["request_id"] == f"req-{run['n']}" for run in done)
+        assert {run["pid"] for run in done}.isdisjoint({server.process.pid})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log)
+    with web_server(env) as server, worker(engine, env) as process:
+        assert httpx.post(f"{server.url}/batch", timeout=10).status_code == 200
+        wait_for(
+            lambda: len(runs(jobs_log)) >= 3,
+            30,
+            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+        )
+        # The async task ran too: Celery cannot run `async def` itself, our runner can.
+        assert [run["task"] for run in runs(jobs_log)] == ["record", "fail", "async_record"]
+        wait_for(lambda: "failed on purpose" in worker_output(process), 10, "the traceback")
+        output = worker_output(process)
+        assert "Background task tests.queues.jobs.fail for POST /batch failed" in output
+        assert "Traceback" in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_worker_killed_mid_task_runs_it_again(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log)
+    starts = lambda: [r for r in runs(jobs_log) if r["task"] == "slow-start"]  # noqa: E731
+    ends = lambda: [r for r in runs(jobs_log) if r["task"] == "slow-end"]  # noqa: E731
+    with web_server(env) as server:
+        with worker(engine, env) as first:
+            assert (
+                httpx.post(f"{server.url}/slow", params={"seconds": 3}, timeout=10).status_code
+                == 200
+            )
+            wait_for(
+                lambda: len(starts()) == 1,
+                30,
+                lambda: f"the start; worker said:\n{worker_output(first)}",
+            )
+            kill_group(first, signal.SIGKILL)
+        assert ends() == []
+        with worker(engine, env) as second:
+            wait_for(
+                lambda: len(ends()) == 1,
+                60,
+                lambda: f"the rerun; worker said:\n{worker_output(second)}",
+            )
+    assert len(starts()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_killing_the_web_server_under_load_loses_no_task_of_a_200(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log, VELOCIPY_TEST_PUBLISH="before_response")
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def load(offset: int) -> None:
+        n = offset
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post(f"{url}/signup", params={"n": n})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if response.status_code == 200:
+                    answered.append(n)
+                n += 1000
+
+    with worker(engine, env) as process:
+        with web_server(env) as server:
+            url = server.url
+            threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            wait_for(lambda: len(answered) >= 40, 30, "some load")
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(10)
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        assert answered, "no request was answered before the kill"
+        expected = set(answered)
+        wait_for(
+            lambda: expected <= {r["n"] for r in runs(jobs_log)},
+            60,
+            lambda: f"the tasks of {len(expected)} 200s; worker said:\n{worker_output(process)}",
+        )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_stopped_broker_holds_no_request_past_the_deadline(
+    engine: str, run_id: str, jobs_log: Path
+) -> None:
+    with start_redis() as redis:
+        assert redis.process is not None
+        env = environment(
+            engine,
+            redis.url(0),
+            run_id,
+            jobs_log,
+            VELOCIPY_TEST_PUBLISH="before_response",
+            VELOCIPY_TEST_DEADLINE="0.5",
+        )
+        with web_server(env) as server:
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                # Connected and warm: the first publish also sets up the engine's client.
+                wait_for(
+                    lambda: client.post("/signup", params={"n": 1}).status_code == 200,
+                    20,
+                    "a first publish within the deadline",
+                )
+                redis.process.send_signal(signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    response = client.post("/signup", params={"n": 2})
+                    elapsed = time.monotonic() - started
+                    assert client.get("/nothing").status_code == 404  # the loop is free
+                finally:
+                    redis.process.send_signal(signal.SIGCONT)
+            assert response.status_code == 503 and elapsed < 2.0, (response, elapsed)
+            wait_for(lambda: "HOOK tests.queues.jobs.record" in server.logs(), 5, "the hook")
+            logs = server.logs()
+            assert "no answer within 0.5s" in logs
+            assert "HOOK tests.queues.jobs.record TaskTimedOut" in logs

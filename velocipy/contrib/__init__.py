@@ -1,0 +1,1 @@
+"""Integrations with other projects' engines, each behind its own optional extra."""

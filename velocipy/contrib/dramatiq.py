@@ -1,0 +1,126 @@
+"""Dramatiq as a task backend: the web process publishes, a Dramatiq worker runs.
+
+Web process::
+
+    app = VelociPy(task_backend=DramatiqBackend(broker, queue="web"))
+
+Worker (a module that imports the task functions' modules, not the web app)::
+
+    broker = RedisBroker(url="redis://127.0.0.1:6379/0")
+    dramatiq.set_broker(broker)
+    install(broker, queues=["web"])   # declares the one generic actor
+    # dramatiq that_module --queues web
+
+Each request's batch is one Dramatiq message (one per run of tasks sharing
+queue and delay), whose id is the first task's `queue_id`. Dramatiq acks a
+message only after the actor returns, so a worker killed mid-batch leaves it
+to be delivered again (at least once). Dramatiq is LGPL-3.0 licensed.
+Needs `pip install 'velocipy[dramatiq]'`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import dramatiq
+
+from velocipy.core._backends import TaskBackend
+from velocipy.core._envelopes import Envelope, engine_batches
+from velocipy.tasks._worker import error_hooks, run_batch
+
+#: The name of the generic actor every batch is sent to.
+ACTOR_NAME = "velocipy_run_batch"
+#: Dramatiq's default queue.
+DEFAULT_QUEUE = "default"
+#: Our own per-task timeouts apply on the worker; Dramatiq's 10-minute limit would cut
+#: a long batch, so the actor's is a day.
+_ACTOR_TIME_LIMIT_MS = 24 * 3600 * 1000
+
+
+class DramatiqBackend(TaskBackend):
+    """Publish each request's tasks to a Dramatiq broker.
+
+    Args:
+        broker: The Dramatiq broker (e.g. `RedisBroker`) that receives the batches.
+        queue: The queue for tasks that name none (default: `"default"`).
+        retries: Publishing attempts after the first, on connection errors, all
+            within the backend's `deadline`.
+        **options: `publish`, `deadline`, `on_failure`, `context_vars`: see `TaskBackend`.
+    """
+
+    supports_defer = True
+    # Dramatiq orders work by the actor's priority, not the message's.
+    supports_priority = False
+
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        *,
+        queue: str | None = None,
+        retries: int = 2,
+        **options: Any,
+    ) -> None:
+        super().__init__(queue=queue or DEFAULT_QUEUE, **options)
+        self.broker = broker
+        self.retries = retries
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        for batch in engine_batches(envelopes):
+            first = batch[0]
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=first.queue or DEFAULT_QUEUE,
+                actor_name=ACTOR_NAME,
+                args=([envelope.to_dict() for envelope in batch],),
+                kwargs={},
+                options={},
+                message_id=first.id,
+            )
+            delay = int(first.delay * 1000) if first.delay else None
+            for attempt in range(self.retries + 1):
+                try:
+                    self.broker.enqueue(message, delay=delay)
+                    break
+                except dramatiq.errors.ConnectionError:
+                    if attempt == self.retries:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+def install(
+    broker: dramatiq.Broker,
+    *,
+    queues: Iterable[str] = (DEFAULT_QUEUE,),
+    context_vars: Iterable[contextvars.ContextVar[Any]] = (),
+    on_task_error: Iterable[Callable[..., Any]] = (),
+) -> dramatiq.Actor[Any, Any]:
+    """Declare the generic actor that runs published batches, on every queue in `queues`.
+
+    `context_vars` are restored on the worker besides `request_id` and
+    `traceparent`; `on_task_error` hooks are called as `hook(task, exception)`
+    for each failed task, as in process. Returns the actor.
+    """
+    names = list(queues) or [DEFAULT_QUEUE]
+    variables = tuple(context_vars)
+    hooks = error_hooks(on_task_error)
+
+    def velocipy_run_batch(batch: list[dict[str, Any]]) -> None:
+        run_batch(batch, context_vars=variables, hooks=hooks)
+
+    actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
+        velocipy_run_batch,
+        broker=broker,
+        actor_name=ACTOR_NAME,
+        queue_name=names[0],
+        priority=0,
+        # Failures are logged per task by the batch; a retry would rerun the good ones.
+        options={"max_retries": 0, "time_limit": _ACTOR_TIME_LIMIT_MS},
+    )
+    for name in names[1:]:
+        broker.declare_queue(name)
+    return actor

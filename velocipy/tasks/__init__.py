@@ -1,0 +1,37 @@
+"""Task backends: where `add_task` work runs, chosen by `VelociPy(task_backend=...)`.
+
+`InProcess` (the default) runs tasks in the serving process; a queue backend
+(`velocipy.contrib.celery.CeleryBackend`, `velocipy.contrib.dramatiq.DramatiqBackend`)
+publishes them and a worker runs them with `run_batch`. `TaskBackend` is the
+protocol for other engines; `RecordingBackend` records batches for tests. See
+docs/task-queues.md.
+"""
+
+from velocipy.core._backends import InProcess, RecordingBackend, TaskBackend
+from velocipy.core._envelopes import (
+    CARRIED_CONTEXT,
+    Envelope,
+    TaskNotPortable,
+    engine_batches,
+    request_id,
+    traceparent,
+)
+from velocipy.core._queue import QueuedTask
+
+from ._worker import error_hooks, import_task, run_batch
+
+__all__ = [
+    "CARRIED_CONTEXT",
+    "Envelope",
+    "InProcess",
+    "QueuedTask",
+    "RecordingBackend",
+    "TaskBackend",
+    "TaskNotPortable",
+    "engine_batches",
+    "error_hooks",
+    "import_task",
+    "request_id",
+    "run_batch",
+    "traceparent",
+]

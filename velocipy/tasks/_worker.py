@@ -1,0 +1,106 @@
+"""The worker side of every queue backend: turn a batch of envelopes back into calls
+and run them through the core's task flow.
+
+An engine's one generic task (`velocipy.contrib.celery.install`,
+`velocipy.contrib.dramatiq.install`) receives a batch as JSON and hands it to
+`run_batch`. Each envelope's function is imported by name (the worker imports
+the task's module, never the web app), its arguments are rebuilt from the
+function's annotations, its context variables restored; then `run_tasks` from
+the core is driven by the sync driver, so order, failure isolation, timeouts,
+logging and hooks are the very code that runs tasks in process. Async tasks run
+on an event loop started for them (anyio), which Celery cannot do by itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from velocipy.adapters._drive import await_coroutine, drive_sync
+from velocipy.core import Exchange, RequestHead, Task
+from velocipy.core._envelopes import CARRIED_CONTEXT, Envelope, rebuild_arguments, restored_context
+from velocipy.core._tasks import is_async_callable, run_tasks
+
+logger = logging.getLogger("velocipy")
+
+Hooks = Sequence[tuple[Callable[..., Any], bool]]
+
+
+def import_task(path: str) -> Callable[..., Any]:
+    """The function named `"module:qualname"`, imported."""
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise ValueError(f"task path {path!r} is not 'module:qualname'")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{path} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def error_hooks(hooks: Iterable[Callable[..., Any]]) -> list[tuple[Callable[..., Any], bool]]:
+    """`hook(task, exception)` callables as the core's task flow takes them."""
+    return [(hook, is_async_callable(hook)) for hook in hooks]
+
+
+def task_from_envelope(
+    data: Mapping[str, Any], variables: Sequence[contextvars.ContextVar[Any]]
+) -> Task:
+    """A task handle for one envelope. One that cannot be imported or rebuilt becomes
+    a task that raises why, so it is logged by name like any failure, and the rest run."""
+    envelope = Envelope.from_dict(data)
+    try:
+        func = import_task(envelope.task)
+        args, kwargs = rebuild_arguments(func, envelope.args, envelope.kwargs)
+    except Exception as error:
+        func, args, kwargs = _fails_with(error, envelope.task), (), {}
+    task = Task(
+        func,
+        args,
+        kwargs,
+        name=envelope.name,
+        context=restored_context(envelope.context, variables),
+    )
+    task.timeout = envelope.timeout
+    task.route = envelope.route
+    task.method = envelope.method
+    return task
+
+
+def _fails_with(error: Exception, path: str) -> Callable[[], None]:
+    def cannot_run() -> None:
+        raise RuntimeError(f"cannot import or rebuild the arguments of {path}") from error
+
+    return cannot_run
+
+
+def run_batch(
+    batch: Sequence[Mapping[str, Any]],
+    *,
+    context_vars: Iterable[contextvars.ContextVar[Any]] = (),
+    hooks: Hooks = (),
+) -> list[Task]:
+    """Run one published batch here, in order; return the finished handles."""
+    variables = (*CARRIED_CONTEXT, *context_vars)
+    tasks = [task_from_envelope(data, variables) for data in batch]
+    if not tasks:
+        return tasks
+    route = tasks[0].route
+    exchange = Exchange(RequestHead("TASK", route or "/"), run_tasks(tasks, route, hooks))
+    drive_sync(exchange, exchange.start(), read_body=_no_body, run_coroutine=_run_coroutine)
+    return tasks
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Await an async task on an event loop of its own (the worker has none)."""
+    return anyio.run(await_coroutine, coroutine)
+
+
+def _no_body(limit: int) -> bytes:  # pragma: no cover - the task flow reads no body
+    raise RuntimeError("a task batch has no request body")
