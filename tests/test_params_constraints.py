@@ -281,9 +281,9 @@ def test_every_failing_parameter_is_reported(client: TestClient) -> None:
 
 
 def test_path_header_and_cookie_constraints(client: TestClient) -> None:
-    ok = client.get("/items/3", headers={"token": "abcd"}, cookies={"session": "s1"})
+    ok = client.get("/items/3", headers={"token": "abcd", "cookie": "session=s1"})
     assert ok.json() == {"item_id": 3, "token": "abcd", "session": "s1"}
-    found = detail(client, "/items/0", headers={"token": "ab"}, cookies={"session": "toolong"})
+    found = detail(client, "/items/0", headers={"token": "ab", "cookie": "session=toolong"})
     assert found == [
         {
             "type": "greater_than_equal",

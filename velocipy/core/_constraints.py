@@ -140,7 +140,7 @@ def as_pydantic_metadata(constraints: Constraints) -> list[Any]:
 def _number_text(value: Any) -> str:
     """A bound as pydantic writes it in a message: `5`, `1.5`, and `1` for `1.0`."""
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        return ("-" if math.copysign(1.0, value) < 0 else "") + str(abs(int(value)))
     return str(value)
 
 
@@ -303,8 +303,15 @@ def _digits(max_digits: int | None, places: int | None) -> Callable[[Any, Any], 
     def check(value: decimal.Decimal, raw: Any) -> None:
         if not value.is_finite():
             return
-        _, digit_tuple, exponent = value.normalize().as_tuple()
+        _, digit_tuple, exponent = value.as_tuple()
         assert isinstance(exponent, int)
+        # Trailing zeros of the fraction do not count (`1.50` has 2 digits, one place),
+        # those of the integer part do (`100` has 3), as pydantic counts them.
+        while exponent < 0 and digit_tuple and digit_tuple[-1] == 0:
+            digit_tuple = digit_tuple[:-1]
+            exponent += 1
+        if not digit_tuple:  # a zero: `0.000` has no digit that counts
+            exponent = 0
         if exponent >= 0:
             decimals, digits = 0, len(digit_tuple) + exponent
         else:

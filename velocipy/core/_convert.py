@@ -75,10 +75,8 @@ def _to_int(value: Any) -> int:
             "Input should be a valid integer, unable to parse string as an integer",
             value,
         )
-    if isinstance(value, bool):
-        _fail("int_type", "Input should be a valid integer", value)
     if isinstance(value, int):
-        return value
+        return int(value)  # a bool too, as pydantic's lax mode takes it
     if isinstance(value, bytes):
         return _to_int(value.decode("utf-8", "replace"))
     if isinstance(value, float):
@@ -102,8 +100,8 @@ def _to_float(value: Any) -> float:
                 "Input should be a valid number, unable to parse string as a number",
                 value,
             )
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)  # a bool too, as pydantic's lax mode takes it
     if isinstance(value, bytes):
         return _to_float(value.decode("utf-8", "replace"))
     _fail("float_type", "Input should be a valid number", value)
