@@ -69,14 +69,19 @@ def _to_int(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip()
         if _INT_RE.fullmatch(text):
-            return int(text.partition(".")[0])
+            try:
+                return int(text)
+            except ValueError:  # "3.0": pydantic takes a zero fraction
+                return int(text.partition(".")[0])
         _fail(
             "int_parsing",
             "Input should be a valid integer, unable to parse string as an integer",
             value,
         )
+    if type(value) is int:
+        return value
     if isinstance(value, int):
-        return int(value)  # a bool too, as pydantic's lax mode takes it
+        return int(value)  # a bool, as pydantic's lax mode takes it
     if isinstance(value, bytes):
         return _to_int(value.decode("utf-8", "replace"))
     if isinstance(value, float):
