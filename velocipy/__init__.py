@@ -3,6 +3,7 @@
 Everything a user imports comes from here; `velocipy.testing` has the TestClient.
 """
 
+from velocipy import status
 from velocipy.app import VelociPy
 from velocipy.core import (
     APIRouter,
@@ -22,10 +23,12 @@ from velocipy.core import (
     Request,
     RequestValidationError,
     Response,
+    ResponseValidationError,
     StreamingResponse,
     Task,
     TaskState,
 )
+from velocipy.responses import FileResponse, ORJSONResponse
 
 __version__ = "0.1.0"
 
@@ -35,10 +38,12 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "FileResponse",
     "Form",
     "HTMLResponse",
     "HTTPException",
     "Header",
+    "ORJSONResponse",
     "JSONResponse",
     "Path",
     "PlainTextResponse",
@@ -47,9 +52,11 @@ __all__ = [
     "Request",
     "RequestValidationError",
     "Response",
+    "ResponseValidationError",
     "StreamingResponse",
     "Task",
     "TaskState",
     "VelociPy",
     "__version__",
+    "status",
 ]

@@ -8,17 +8,25 @@ whether the app runs in-process or in a server subprocess.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import dataclasses
+import os
+import pathlib
+import tempfile
 import time
 from collections import defaultdict
 from typing import Annotated, Any
 
+import pydantic
+
 from velocipy import (
     BackgroundTasks,
     Depends,
+    FileResponse,
     HTTPException,
     Query,
+    Response,
     StreamingResponse,
     Task,
     VelociPy,
@@ -228,3 +236,44 @@ async def hooked(key: str, background_tasks: BackgroundTasks) -> str:
 @app.get("/_tasks")
 async def task_counts() -> dict[str, Any]:
     return app.tasks.snapshot()
+
+
+# -- responses and routes (FastAPI parity): redirects, files, response models ------------
+
+
+def file_bytes() -> bytes:
+    """The content `/file` serves: 200,000 deterministic bytes, several read chunks long."""
+    return bytes(range(250)) * 800
+
+
+_FILE = pathlib.Path(tempfile.gettempdir()) / f"velocipy-conformance-{os.getpid()}.bin"
+
+
+@app.get("/file")
+async def file() -> FileResponse:
+    if not _FILE.exists():  # written on first use, by the process that serves it
+        _FILE.write_bytes(file_bytes())
+        atexit.register(_FILE.unlink, missing_ok=True)
+    return FileResponse(_FILE)
+
+
+@app.get("/slash")
+async def slash() -> str:
+    return "no trailing slash"
+
+
+@app.post("/slashed/")
+async def slashed() -> str:
+    return "trailing slash"
+
+
+class PublicUser(pydantic.BaseModel):
+    name: str
+
+
+@app.get("/public-user", response_model=PublicUser)
+async def public_user(response: Response) -> Any:
+    response.headers["X-Model"] = "PublicUser"
+    response.set_cookie("seen", "1")
+    response.status_code = 203
+    return {"name": "ada", "password": "never sent"}

@@ -5,9 +5,9 @@ concurrency (no asyncio, anyio, threading, socket, select, h11). Adapters in
 `velocipy.adapters` perform the effects an `Exchange` asks for.
 """
 
-from ._application import DEFAULT_MAX_BODY_SIZE, APIRouter, Application
+from ._application import DEFAULT_MAX_BODY_SIZE, ROUTE_OPTIONS, APIRouter, Application
 from ._backends import InProcess, RecordingBackend, TaskBackend
-from ._datastructures import Headers, QueryParams
+from ._datastructures import Headers, QueryParams, State
 from ._envelopes import Envelope, TaskNotPortable
 from ._errors import (
     BodyTooLarge,
@@ -18,6 +18,7 @@ from ._errors import (
     LocalProtocolError,
     MalformedBody,
     RequestValidationError,
+    ResponseValidationError,
     TaskTimedOut,
 )
 from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond, StreamBody
@@ -29,12 +30,14 @@ from ._request import Request
 from ._responses import (
     HTMLResponse,
     JSONResponse,
+    MutableHeaders,
     PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
     encode_json,
 )
+from ._routing import NoMatchFound, Route, RouteInfo
 from ._status import reason_phrase
 from ._tasks import BackgroundTasks, Task, TaskState
 
@@ -45,6 +48,13 @@ __all__ = [
     "TaskBackend",
     "RecordingBackend",
     "InProcess",
+    "ROUTE_OPTIONS",
+    "RouteInfo",
+    "Route",
+    "NoMatchFound",
+    "MutableHeaders",
+    "State",
+    "ResponseValidationError",
     "APIRouter",
     "Application",
     "BackgroundTasks",

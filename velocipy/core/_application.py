@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import inspect
 import sys
+import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ._backends import InProcess, TaskBackend
+from ._datastructures import State
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
-from ._exchange import Exchange, bare_flow, exchange_flow
-from ._plans import Plan, build_plan, finish_route_plans
+from ._exchange import Exchange, bare_flow, exchange_flow, redirect_flow
+from ._params import Depends
+from ._plans import ParamPlan, Plan, Source, build_plan, finish_route_plans
 from ._registry import Lock, TaskRegistry
-from ._routing import Route, Router, template_params
+from ._response_model import (
+    ResponseSerializer,
+    compile_serializer,
+    is_response_class,
+    model_from_return,
+)
+from ._routing import Route, RouteInfo, Router, template_params
+from ._status import allows_body
 from ._tasks import is_async_callable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,9 +40,86 @@ Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
+#: "Not given": `response_model` then comes from the return annotation.
+DEFAULT: Any = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()
+
+#: The keywords every route decorator takes (FastAPI's names), with their defaults.
+ROUTE_OPTIONS: dict[str, Any] = {
+    "response_model": DEFAULT,
+    "status_code": None,
+    "tags": None,
+    "dependencies": None,
+    "summary": None,
+    "description": None,
+    "response_description": "Successful Response",
+    "responses": None,
+    "deprecated": None,
+    "operation_id": None,
+    "response_model_include": None,
+    "response_model_exclude": None,
+    "response_model_by_alias": True,
+    "response_model_exclude_unset": False,
+    "response_model_exclude_defaults": False,
+    "response_model_exclude_none": False,
+    "include_in_schema": True,
+    "response_class": None,
+    "name": None,
+    "openapi_extra": None,
+}
+
+
+def _check_options(path: str, options: dict[str, Any]) -> None:
+    """Refuse keywords we do not know or do not support, naming the route (never ignored)."""
+    for key in options:
+        if key not in ROUTE_OPTIONS:
+            raise DeclarationError(
+                f"route {path!r}: the keyword {key!r} is not supported "
+                f"(route keywords: {', '.join(ROUTE_OPTIONS)})"
+            )
+    for key in ("dependencies",):
+        for item in options.get(key) or ():
+            if not isinstance(item, Depends):
+                raise DeclarationError(
+                    f"route {path!r}: dependencies= takes Depends(...) items, got {item!r}"
+                )
+
+
+def _merge(
+    options: dict[str, Any],
+    *,
+    tags: Sequence[str] | None,
+    dependencies: Sequence[Depends] | None,
+    responses: dict[Any, Any] | None,
+    default_response_class: type[Any] | None,
+    deprecated: bool | None,
+    include_in_schema: bool,
+) -> dict[str, Any]:
+    """A route's options under a router's (or an include's) settings, FastAPI's way:
+    the outer tags and dependencies first, the route's own responses and class winning."""
+    merged = dict(options)
+    if tags:
+        merged["tags"] = [*tags, *(options.get("tags") or ())]
+    if dependencies:
+        merged["dependencies"] = [*dependencies, *(options.get("dependencies") or ())]
+    if responses:
+        merged["responses"] = {**responses, **(options.get("responses") or {})}
+    if default_response_class is not None and options.get("response_class") is None:
+        merged["response_class"] = default_response_class
+    if deprecated and not options.get("deprecated"):
+        merged["deprecated"] = True
+    if not include_in_schema:
+        merged["include_in_schema"] = False
+    return merged
+
 
 class _RouteDecorators(abc.ABC):
-    """`get`, `post`, ... and `api_route`, shared by applications and routers."""
+    """`get`, `post`, ... and `api_route`, shared by applications and routers.
+
+    Every decorator takes FastAPI's route keywords (`ROUTE_OPTIONS`): those that
+    change behaviour (`status_code`, `response_model` and its options,
+    `response_class`, `dependencies`, `name`) are applied; the documentation ones
+    are kept on the route for the OpenAPI schema. Any other keyword is an error.
+    """
 
     @abc.abstractmethod
     def add_api_route(
@@ -40,94 +128,102 @@ class _RouteDecorators(abc.ABC):
         endpoint: Callable[..., Any],
         *,
         methods: Iterable[str] | None = None,
-        status_code: int | None = None,
-        response_class: type[Any] | None = None,
-        name: str | None = None,
         localns: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
         """Declare `endpoint` for `path`; applications build its plan, routers record it."""
 
     def api_route(
-        self,
-        path: str,
-        *,
-        methods: Iterable[str] | None = None,
-        status_code: int | None = None,
-        response_class: type[Any] | None = None,
-        name: str | None = None,
+        self, path: str, *, methods: Iterable[str] | None = None, **options: Any
     ) -> Callable[[F], F]:
         """Declare `path` for the decorated handler and `methods` (default GET)."""
+        _check_options(path, options)
+        localns = sys._getframe(1).f_locals  # the scope the handler is defined in
 
         def decorate(endpoint: F) -> F:
-            self.add_api_route(
-                path,
-                endpoint,
-                methods=methods,
-                status_code=status_code,
-                response_class=response_class,
-                name=name,
-                localns=sys._getframe(1).f_locals,  # the scope the handler is defined in
-            )
+            self.add_api_route(path, endpoint, methods=methods, localns=localns, **options)
             return endpoint
 
         return decorate
 
-    def _method(self, method: str) -> Callable[..., Callable[[F], F]]:
-        def route(
-            path: str,
-            *,
-            status_code: int | None = None,
-            response_class: type[Any] | None = None,
-            name: str | None = None,
-        ) -> Callable[[F], F]:
-            return self.api_route(
-                path,
-                methods=[method],
-                status_code=status_code,
-                response_class=response_class,
-                name=name,
-            )
+    def _method(self, method: str, path: str, options: dict[str, Any]) -> Callable[[F], F]:
+        _check_options(path, options)
+        localns = sys._getframe(2).f_locals  # the scope the handler is defined in
 
-        route.__name__ = method.lower()
-        route.__doc__ = f"Declare a {method} route: `@app.{method.lower()}(path)`."
-        return route
+        def decorate(endpoint: F) -> F:
+            self.add_api_route(path, endpoint, methods=[method], localns=localns, **options)
+            return endpoint
+
+        return decorate
 
     def get(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a GET route (HEAD is answered by it too)."""
-        return self._method("GET")(path, **options)
+        return self._method("GET", path, options)
 
     def post(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a POST route."""
-        return self._method("POST")(path, **options)
+        return self._method("POST", path, options)
 
     def put(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a PUT route."""
-        return self._method("PUT")(path, **options)
+        return self._method("PUT", path, options)
 
     def patch(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a PATCH route."""
-        return self._method("PATCH")(path, **options)
+        return self._method("PATCH", path, options)
 
     def delete(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a DELETE route."""
-        return self._method("DELETE")(path, **options)
+        return self._method("DELETE", path, options)
 
     def head(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare a HEAD route."""
-        return self._method("HEAD")(path, **options)
+        return self._method("HEAD", path, options)
 
     def options(self, path: str, **options: Any) -> Callable[[F], F]:
         """Declare an OPTIONS route."""
-        return self._method("OPTIONS")(path, **options)
+        return self._method("OPTIONS", path, options)
+
+    def trace(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Declare a TRACE route."""
+        return self._method("TRACE", path, options)
 
 
 class APIRouter(_RouteDecorators):
-    """A group of routes under a common `prefix`, added to an app with `include_router`."""
+    """A group of routes added to an app (or another router) with `include_router`.
 
-    def __init__(self, prefix: str = "") -> None:
+    Args:
+        prefix: Put before every route's path; starts with "/", does not end with one.
+        tags: Added before each route's own tags.
+        dependencies: `Depends(...)` run before each route's own dependencies and
+            parameters' dependencies, cached per request as usual (e.g. auth).
+        responses: Extra documented responses, under each route's own.
+        default_response_class: The response class of routes that name none.
+        deprecated: Mark every route deprecated.
+        include_in_schema: False leaves every route out of the schema.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        responses: dict[Any, Any] | None = None,
+        default_response_class: type[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise DeclarationError(f"router prefix {prefix!r} must start and not end with '/'")
+        _check_options(prefix or "/", {"dependencies": dependencies})
         self.prefix = prefix
+        self.tags = list(tags or ())
+        self.dependencies = list(dependencies or ())
+        self.responses = dict(responses or {})
+        self.default_response_class = default_response_class
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
         self.declared: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
 
     def add_api_route(
@@ -136,24 +232,75 @@ class APIRouter(_RouteDecorators):
         endpoint: Callable[..., Any],
         *,
         methods: Iterable[str] | None = None,
-        status_code: int | None = None,
-        response_class: type[Any] | None = None,
-        name: str | None = None,
         localns: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        options = {
-            "methods": methods,
-            "status_code": status_code,
-            "response_class": response_class,
-            "name": name,
-            "localns": localns,
-        }
-        self.declared.append((self.prefix + path, endpoint, options))
+        _check_options(path, options)
+        merged = _merge(
+            options,
+            tags=self.tags,
+            dependencies=self.dependencies,
+            responses=self.responses,
+            default_response_class=self.default_response_class,
+            deprecated=self.deprecated,
+            include_in_schema=self.include_in_schema,
+        )
+        merged["methods"] = methods
+        merged["localns"] = localns
+        self.declared.append((self.prefix + path, endpoint, merged))
 
-    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
-        """Add `router`'s routes to this router, under `prefix`."""
-        for path, endpoint, options in router.declared:
-            self.declared.append((self.prefix + prefix + path, endpoint, options))
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        responses: dict[Any, Any] | None = None,
+        default_response_class: type[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        """Add `router`'s routes (as declared so far) to this router, under `prefix`."""
+        for path, endpoint, options in _included(
+            router,
+            prefix,
+            tags,
+            dependencies,
+            responses,
+            default_response_class,
+            deprecated,
+            include_in_schema,
+        ):
+            self.add_api_route(path, endpoint, **options)
+
+
+def _included(
+    router: APIRouter,
+    prefix: str,
+    tags: Sequence[str] | None,
+    dependencies: Sequence[Depends] | None,
+    responses: dict[Any, Any] | None,
+    default_response_class: type[Any] | None,
+    deprecated: bool | None,
+    include_in_schema: bool,
+) -> Iterable[tuple[str, Callable[..., Any], dict[str, Any]]]:
+    if not isinstance(router, APIRouter):
+        raise DeclarationError(f"include_router needs an APIRouter, got {router!r}")
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise DeclarationError(f"include_router prefix {prefix!r} must start and not end with '/'")
+    _check_options(prefix or "/", {"dependencies": dependencies})
+    for path, endpoint, options in router.declared:
+        merged = _merge(
+            options,
+            tags=tags,
+            dependencies=dependencies,
+            responses=responses,
+            default_response_class=default_response_class,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+        )
+        yield prefix + path, endpoint, merged
 
 
 class Application(_RouteDecorators):
@@ -175,6 +322,10 @@ class Application(_RouteDecorators):
         task_backend: Where background tasks run: `InProcess()` (the default), or a
             queue such as `velocipy.contrib.celery.CeleryBackend(celery_app)`;
             see docs/task-queues.md. Handlers do not change.
+        dependencies: `Depends(...)` run before every route's own dependencies.
+        default_response_class: The response class of routes that name none.
+        redirect_slashes: Answer a path no route takes with a 307 to the same path
+            with its trailing slash toggled, when a route takes that one.
     """
 
     def __init__(
@@ -189,7 +340,14 @@ class Application(_RouteDecorators):
         clock: Callable[[], float | None] | None = None,
         lock: Lock | None = None,
         task_backend: TaskBackend | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Any] | None = None,
+        redirect_slashes: bool = True,
     ) -> None:
+        _check_options("/", {"dependencies": dependencies})
+        self.dependencies = list(dependencies or ())
+        self.default_response_class = default_response_class
+        self.redirect_slashes = redirect_slashes
         self.router = Router()
         #: Replace a dependency by another callable, e.g. in tests. Consulted on every request.
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -198,8 +356,9 @@ class Application(_RouteDecorators):
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.max_body_size = max_body_size  # also builds `read_body_effect`
-        #: Free-form application state (e.g. clients opened in the lifespan).
-        self.state: dict[str, Any] = {}
+        #: Free-form application state (e.g. clients opened in the lifespan):
+        #: `app.state.db = ...`; item access (`app.state["db"]`) works too.
+        self.state = State()
         self._override_plans: dict[tuple[Any, str], Plan] = {}
         #: Live counts of background tasks by state; see `TaskRegistry`.
         self.tasks = TaskRegistry(
@@ -253,16 +412,17 @@ class Application(_RouteDecorators):
         endpoint: Callable[..., Any],
         *,
         methods: Iterable[str] | None = None,
-        status_code: int | None = None,
-        response_class: type[Any] | None = None,
-        name: str | None = None,
         localns: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
         """Declare a route; its handler's signature is analysed here, once.
 
-        `localns` names the namespace the handler was defined in, for
-        annotations that refer to local names (decorators pass it).
+        `options` are the route keywords (`ROUTE_OPTIONS`). `localns` names the
+        namespace the handler was defined in, for annotations that refer to
+        local names (decorators pass it).
         """
+        _check_options(path, options)
+        options = {**ROUTE_OPTIONS, **options}
         wanted = frozenset(m.upper() for m in (methods or ["GET"]))
         unknown = wanted - _METHODS
         if unknown:
@@ -272,11 +432,52 @@ class Application(_RouteDecorators):
         if not callable(endpoint):
             raise DeclarationError(f"{label}: the handler {endpoint!r} is not callable")
         plan = build_plan(endpoint, route=label, path_params=names, localns=localns)
-        finish_route_plans([plan], names, label)
         if plan.kind.value != "function":
             raise DeclarationError(
                 f"{label}: a handler cannot be a generator; return a StreamingResponse to stream"
             )
+        dependencies = [*self.dependencies, *(options["dependencies"] or ())]
+        hidden = _add_route_dependencies(plan, dependencies, label, names, localns)
+        finish_route_plans([plan], names, label)  # route-wide dependencies included
+        status_code = options["status_code"]
+        if status_code is not None:
+            status_code = int(status_code)
+        response_class = options["response_class"] or self.default_response_class
+        if response_class is not None and not is_response_class(response_class):
+            raise DeclarationError(f"{label}: response_class {response_class!r} is not a Response")
+        model = options["response_model"]
+        if model is DEFAULT:
+            model = model_from_return(_return_annotation(endpoint, label, localns), label=label)
+        serialize_options = {
+            key: options[f"response_model_{key}"]
+            for key in ("include", "exclude", "by_alias", "exclude_unset")
+            + ("exclude_defaults", "exclude_none")
+        }
+        serializer: ResponseSerializer | None = None
+        if model is not None:
+            if status_code is not None and not allows_body(status_code):
+                raise DeclarationError(
+                    f"{label}: status {status_code} has no body, so it cannot have a "
+                    "response model; pass response_model=None"
+                )
+            serializer = compile_serializer(model, route=label, options=serialize_options)
+        description = options["description"]
+        if description is None:
+            description = inspect.cleandoc(endpoint.__doc__ or "").split("\f")[0].strip()
+        info = RouteInfo(
+            tags=list(options["tags"] or ()),
+            summary=options["summary"],
+            description=description,
+            response_description=options["response_description"],
+            responses=dict(options["responses"] or {}),
+            deprecated=bool(options["deprecated"]),
+            operation_id=options["operation_id"],
+            include_in_schema=options["include_in_schema"],
+            openapi_extra=options["openapi_extra"],
+            response_model=model,
+            response_model_options=serialize_options,
+            dependencies=dependencies,
+        )
         route = Route(
             path=path,
             methods=wanted,
@@ -284,15 +485,48 @@ class Application(_RouteDecorators):
             plan=plan,
             status_code=status_code,
             response_class=response_class,
-            name=name or str(getattr(endpoint, "__name__", "")),
+            name=options["name"] or str(getattr(endpoint, "__name__", "")),
             label=label,
+            serializer=serializer,
+            hidden=hidden,
+            info=info,
         )
         self.router.add(route, regex)
 
-    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
-        """Declare every route of `router` on this app, under `prefix`."""
-        for path, endpoint, options in router.declared:
-            self.add_api_route(prefix + path, endpoint, **options)
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        responses: dict[Any, Any] | None = None,
+        default_response_class: type[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        """Declare every route of `router` (as declared so far) on this app, under `prefix`.
+
+        `tags` and `dependencies` go before the router's own; `responses` under them.
+        """
+        for path, endpoint, options in _included(
+            router,
+            prefix,
+            tags,
+            dependencies,
+            responses,
+            default_response_class,
+            deprecated,
+            include_in_schema,
+        ):
+            self.add_api_route(path, endpoint, **options)
+
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called `name` (its handler's name unless `name=` was given).
+
+        Raises `NoMatchFound` when no route of that name takes exactly `params`.
+        """
+        return self.router.url_path_for(name, params)
 
     def exception_handler(self, key: type[BaseException] | int) -> Callable[[F], F]:
         """Register `handler(request, exc) -> Response` for an exception class or status code.
@@ -346,6 +580,10 @@ class Application(_RouteDecorators):
         matched = self.router.match(head.method, head.path)
         if isinstance(matched, tuple) and matched[0].plan.trivial:
             return Exchange(head, bare_flow(self, head, *matched), self)
+        if matched is None and self.redirect_slashes:
+            other = self.router.slash_redirect(head.path)
+            if other is not None:
+                return Exchange(head, redirect_flow(head, other), self)
         return Exchange(head, exchange_flow(self, head, matched), self)
 
     @contextlib.asynccontextmanager
@@ -392,6 +630,56 @@ class Application(_RouteDecorators):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} with {len(self.router.routes)} routes>"
+
+
+def _return_annotation(
+    endpoint: Callable[..., Any], label: str, localns: dict[str, Any] | None
+) -> Any:
+    """The handler's return annotation, resolved; None when there is none."""
+    target = endpoint if inspect.isroutine(endpoint) else type(endpoint).__call__
+    try:
+        hints = typing.get_type_hints(target, localns=localns, include_extras=True)
+    except Exception as error:
+        raise DeclarationError(
+            f"{label}: cannot resolve the return annotation of the handler: {error}"
+        ) from None
+    return hints.get("return")
+
+
+def _add_route_dependencies(
+    plan: Plan,
+    dependencies: Sequence[Depends],
+    label: str,
+    path_params: frozenset[str],
+    localns: dict[str, Any] | None,
+) -> tuple[str, ...]:
+    """Put route-wide dependencies first in the handler's plan; return their parameter names.
+
+    They are resolved like the handler's own `Depends` parameters (same per-request
+    cache, same cleanup of generator dependencies); the exchange drops their values
+    from the handler's arguments (the route's `hidden` names).
+    """
+    added: list[ParamPlan] = []
+    for index, marker in enumerate(dependencies):
+        if marker.dependency is None or not callable(marker.dependency):
+            raise DeclarationError(f"{label}: dependencies= item {marker!r} needs a callable")
+        sub = build_plan(
+            marker.dependency,
+            route=label,
+            path_params=path_params,
+            is_dependency=True,
+            localns=localns,
+        )
+        name = f"__route_dependency_{index}"
+        added.append(ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache))
+        plan.needs_body |= sub.needs_body
+        plan.wants_response |= sub.wants_response
+    if added:
+        plan.params[:0] = added
+        plan.special[:0] = added
+        plan.depends[:0] = added
+        plan.trivial = False
+    return tuple(param.name for param in added)
 
 
 def _no_clock() -> None:

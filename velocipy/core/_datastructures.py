@@ -137,3 +137,70 @@ def parse_cookie_header(value: str) -> dict[str, str]:
             val = val[1:-1]
         cookies.setdefault(name, val)
     return cookies
+
+
+class State:
+    """An attribute namespace for app- or request-wide values: `app.state.db = pool`.
+
+    Item access (`state["db"]`), `in`, iteration over names and `update` work too,
+    so it also reads like the dict it used to be.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_values", dict(values or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"'State' object has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> Any:
+        return self._values.keys()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        self._values.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, State):
+            return bool(self._values == other._values)
+        if isinstance(other, Mapping):
+            return bool(self._values == dict(other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
+
+    def __repr__(self) -> str:
+        return f"State({self._values!r})"

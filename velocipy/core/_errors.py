@@ -4,6 +4,8 @@
 - `DeclarationError`: a route or dependency was declared wrongly; raised at declaration.
 - `HTTPException`: raised by user code to answer with an error status.
 - `RequestValidationError`: the client's request did not fit the handler's signature.
+- `ResponseValidationError`: a handler's return value did not fit its response model
+  (our mistake, not the client's: answered with a logged 500).
 - `ClientError` and its subclasses: the client sent something unusable (a body too
   large, invalid JSON); each carries the status code that answers it.
 - `ClientDisconnected`: thrown in by an adapter when the peer went away.
@@ -62,6 +64,33 @@ class RequestValidationError(Exception):
     def errors(self) -> list[dict[str, Any]]:
         """The problems found, FastAPI-style: `{"loc": [...], "msg": ..., "type": ...}`."""
         return self._errors
+
+
+class ResponseValidationError(Exception):
+    """A handler returned a value its response model refuses; answered with a logged 500.
+
+    The value is never sent: a response model is also what keeps fields the
+    model does not declare from leaving the server.
+    """
+
+    def __init__(
+        self, errors: Sequence[dict[str, Any]], *, body: Any = None, route: str = ""
+    ) -> None:
+        super().__init__(errors)
+        self._errors = list(errors)
+        #: The value the handler returned.
+        self.body = body
+        #: The route whose handler returned it, e.g. "GET /users/{user_id}".
+        self.route = route
+
+    def errors(self) -> list[dict[str, Any]]:
+        """The problems found, pydantic-style, each `loc` starting with "response"."""
+        return self._errors
+
+    def __str__(self) -> str:
+        lines = [f"{len(self._errors)} validation error(s) in the response of {self.route}:"]
+        lines += [f"  {error}" for error in self._errors]
+        return "\n".join(lines)
 
 
 class ClientError(Exception):

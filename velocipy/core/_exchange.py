@@ -48,7 +48,7 @@ import enum
 import logging
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from ._convert import Invalid
 from ._datastructures import Headers, QueryParams, parse_cookie_header
@@ -65,7 +65,7 @@ from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond
 from ._plans import Kind, ParamPlan, Plan, Source
 from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
 from ._request import Request, decode_json
-from ._responses import JSONResponse, Response, encode_json
+from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
 from ._tasks import BackgroundTasks, Task, TaskState, log_abandoned, release_tasks, run_tasks
 
@@ -193,6 +193,7 @@ class _Context:
         "path_params",
         "body",
         "tasks",
+        "response",
         "cache",
         "exits",
         "_request",
@@ -210,6 +211,8 @@ class _Context:
         self.path_params: dict[str, str] = {}
         self.body = b""
         self.tasks: BackgroundTasks | None = None
+        #: The `Response` parameter's object, made when a parameter asks for it.
+        self.response: Response | None = None
         # Both made on first use: most requests have no dependency.
         self.cache: dict[Any, Any] | None = None
         self.exits: list[tuple[Any, bool]] | None = None
@@ -235,8 +238,18 @@ class _Context:
     def request(self) -> Request:
         if self._request is None:
             route_path = self.route.path if self.route is not None else ""
-            self._request = Request(self.head, dict(self.path_params), self.body, route_path)
+            self._request = Request(
+                self.head, dict(self.path_params), self.body, route_path, self.app
+            )
         return self._request
+
+    def sub_response(self) -> Response:
+        """The `Response` a handler or dependency asked for: its headers, cookies and
+        status (None until set) go onto the response sent."""
+        if self.response is None:
+            response = self.response = Response()
+            response.status_code = None  # type: ignore[assignment]  # "not set", as FastAPI
+        return self.response
 
     def query(self) -> QueryParams:
         if self._query is None:
@@ -330,6 +343,9 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     if plan.wants_tasks:
                         ctx.tasks = _new_tasks(app)
                     kwargs = yield from _solve(plan, ctx, values)
+                    if route.hidden:  # route-wide dependencies: run, not passed on
+                        for name in route.hidden:
+                            del kwargs[name]
                 else:
                     # No dependencies: the handler's own values are its arguments, with
                     # no sub-generator to resolve them (one frame less per request).
@@ -338,9 +354,14 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         raise RequestValidationError(problems)
                     if plan.wants_tasks:
                         ctx.tasks = _new_tasks(app)
-                    for param in plan.special:  # the Request and BackgroundTasks arguments
+                    for param in plan.special:  # Request, BackgroundTasks and Response
+                        source = param.source
                         kwargs[param.name] = (
-                            ctx.request() if param.source is _REQUEST else ctx.tasks
+                            ctx.request()
+                            if source is _REQUEST
+                            else ctx.tasks
+                            if source is _TASKS
+                            else ctx.sub_response()
                         )
                 result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
             if ctx.tasks is not None:
@@ -362,7 +383,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     status, headers, b"" if head.method == "HEAD" else body, None, tasks
                 )
             else:
-                respond = _result_to_respond(result, route, head, tasks)
+                respond = _result_to_respond(result, route, head, tasks, ctx.response)
         except (ClientDisconnected, GeneratorExit):
             raise
         except Exception as raised:
@@ -611,6 +632,7 @@ def _is_json_media_type(value: bytes) -> bool:
 # class, whose metaclass __getattr__ makes it about 5x a plain attribute, on every use.
 _QUERY, _PATH, _HEADER, _COOKIE = Source.QUERY, Source.PATH, Source.HEADER, Source.COOKIE
 _FORM, _DEPENDS, _REQUEST = Source.FORM, Source.DEPENDS, Source.REQUEST
+_TASKS, _RESPONSE = Source.TASKS, Source.RESPONSE
 _FUNCTION, _GENERATOR = Kind.FUNCTION, Kind.GENERATOR
 
 
@@ -652,6 +674,8 @@ def _solve(
             kwargs[param.name] = value
         elif source is _REQUEST:
             kwargs[param.name] = ctx.request()
+        elif source is _RESPONSE:
+            kwargs[param.name] = ctx.sub_response()
         else:
             kwargs[param.name] = ctx.tasks
     return kwargs
@@ -752,7 +776,11 @@ _PENDING = TaskState.PENDING
 
 
 def _result_to_respond(
-    result: Any, route: Route, head: RequestHead, tasks: tuple[Task, ...]
+    result: Any,
+    route: Route,
+    head: RequestHead,
+    tasks: tuple[Task, ...],
+    sub_response: Response | None = None,
 ) -> Respond:
     """The response for what a handler returned; plain values take a JSON fast path."""
     status = route.json_status  # decided at declaration: no response_class, a body allowed
@@ -760,17 +788,32 @@ def _result_to_respond(
         body = encode_json(result)
         headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
         return Respond(status, headers, b"" if head.method == "HEAD" else body, None, tasks)
-    return _respond(_to_response(result, route), head, tasks, None)
-
-
-def _to_response(result: Any, route: Route) -> Response:
     if isinstance(result, Response):
-        return result
+        # A response the handler built is sent as it is (FastAPI ignores the `Response`
+        # parameter's headers then too).
+        return _respond(result, head, tasks, None)
+    return _respond(_to_response(result, route, sub_response), head, tasks, None)
+
+
+def _to_response(result: Any, route: Route, sub_response: Response | None) -> Response:
+    """A handler's plain value in its route's response: model, class, status, extra headers."""
     status = route.status_code or 200
-    response_class = route.response_class or JSONResponse
+    if sub_response is not None and sub_response.status_code:
+        status = sub_response.status_code
+    serializer = route.serializer
+    response_class = route.response_class
     if not allows_body(status):
-        return Response(None, status)
-    return response_class(result, status_code=status)
+        response = Response(None, status)
+    elif serializer is None:
+        response = (response_class or JSONResponse)(result, status_code=status)
+    elif response_class is None:
+        # The model renders its JSON itself (pydantic's dump_json), as in FastAPI.
+        response = Response(serializer.to_json(result), status, media_type="application/json")
+    else:
+        response = response_class(serializer.to_python(result), status_code=status)
+    if sub_response is not None:
+        response.raw_headers.extend(sub_response.raw_headers)
+    return response
 
 
 def _error_response(
@@ -809,9 +852,23 @@ def _server_error() -> Response:
     return JSONResponse({"detail": "Internal Server Error"}, 500)
 
 
+def redirect_flow(head: RequestHead, path: str) -> Flow:
+    """The 307 to `path` (the request's path with its trailing slash toggled): the
+    answer to a path no route takes when the other one is routed."""
+    target = Request(head).base_url.rstrip("/") + quote(path)
+    if head.query_string:
+        target += "?" + head.query_string.decode("latin-1")
+    try:
+        yield _respond(RedirectResponse(target), head, (), None)
+    except Exception:
+        pass  # not delivered: nothing to settle
+
+
 def _respond(
     response: Response, head: RequestHead, tasks: tuple[Task, ...], error: BaseException | None
 ) -> Respond:
+    if response.reads_request:
+        response.prepare(head)
     headers = list(response.raw_headers)
     stream = response.stream_body()
     status = response.status_code

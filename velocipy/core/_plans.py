@@ -2,7 +2,8 @@
 
 A plan says, for every parameter, where its value comes from (path, query,
 header, cookie, body, form, the `Request`, the `BackgroundTasks`, or another
-plan via `Depends`) and how to convert it. Mistakes a programmer can make in a
+plan via `Depends`, or the `Response` whose headers, cookies and status the
+handler may set) and how to convert it. Mistakes a programmer can make in a
 signature are found here and raised as `DeclarationError`, naming the route and
 the parameter, so they never wait for the first request.
 """
@@ -42,6 +43,7 @@ from ._params import (
     ParamDoc,
 )
 from ._request import Request
+from ._responses import Response
 from ._tasks import BackgroundTasks, callable_name, is_async_callable
 
 
@@ -55,6 +57,8 @@ class Source(enum.Enum):
     REQUEST = "request"
     TASKS = "tasks"
     DEPENDS = "depends"
+    #: The response the handler's value will be sent in (headers, cookies, status).
+    RESPONSE = "response"
 
 
 class Kind(enum.Enum):
@@ -109,12 +113,14 @@ class Plan:
     #: Parameters read from the request (not Depends/Request/BackgroundTasks).
     plain: list[ParamPlan] = field(default_factory=list)
     depends: list[ParamPlan] = field(default_factory=list)
-    #: Parameters filled by the exchange itself: Depends, Request, BackgroundTasks.
+    #: Parameters filled by the exchange itself: Depends, Request, BackgroundTasks, Response.
     special: list[ParamPlan] = field(default_factory=list)
     #: This plan or one below it needs the request body read first.
     needs_body: bool = False
     #: This plan or one below it takes a BackgroundTasks parameter.
     wants_tasks: bool = False
+    #: This plan or one below it takes a `Response` parameter.
+    wants_response: bool = False
     #: The plan is a bare call: no parameters from anywhere.
     trivial: bool = False
     #: For a trivial function dependency: its call, built once (the route builds its own).
@@ -183,15 +189,18 @@ def build_plan(
             localns=localns,
         )
         plan.params.append(param)
-        if param.source in (Source.DEPENDS, Source.REQUEST, Source.TASKS):
+        if param.source in (Source.DEPENDS, Source.REQUEST, Source.TASKS, Source.RESPONSE):
             plan.special.append(param)
         if param.source is Source.DEPENDS:
             plan.depends.append(param)
             assert param.dependency is not None
             plan.needs_body |= param.dependency.needs_body
             plan.wants_tasks |= param.dependency.wants_tasks
+            plan.wants_response |= param.dependency.wants_response
         elif param.source is Source.TASKS:
             plan.wants_tasks = True
+        elif param.source is Source.RESPONSE:
+            plan.wants_response = True
         elif param.source is not Source.REQUEST:
             plan.plain.append(param)
         if param.source in (Source.BODY, Source.FORM, Source.REQUEST):
@@ -304,6 +313,8 @@ def _plan_parameter(
         return ParamPlan(name, Source.TASKS)
     if bare is Request:
         return ParamPlan(name, Source.REQUEST)
+    if isinstance(bare, type) and issubclass(bare, Response):
+        return ParamPlan(name, Source.RESPONSE)
 
     if isinstance(marker, Depends):
         target = marker.dependency

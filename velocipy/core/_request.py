@@ -13,7 +13,7 @@ import json.scanner
 from typing import Any
 from urllib.parse import quote
 
-from ._datastructures import Headers, QueryParams, parse_cookie_header
+from ._datastructures import Headers, QueryParams, State, parse_cookie_header
 from ._errors import InvalidJSON, MalformedBody
 from ._events import RequestHead
 
@@ -30,7 +30,8 @@ class Request:
         "_cookies",
         "_json",
         "route_path",
-        "state",
+        "app",
+        "_state",
     )
 
     def __init__(
@@ -39,6 +40,7 @@ class Request:
         path_params: dict[str, Any] | None = None,
         body: bytes = b"",
         route_path: str = "",
+        app: Any = None,
     ) -> None:
         self.head = head
         self.path_params: dict[str, Any] = path_params or {}
@@ -48,8 +50,31 @@ class Request:
         self._cookies: dict[str, str] | None = None
         self._json: Any = _UNSET
         self.route_path = route_path
-        #: A free namespace for middleware-like dependencies to attach data to.
-        self.state: dict[str, Any] = {}
+        #: The application serving this request.
+        self.app = app
+        self._state: State | None = None
+
+    @property
+    def state(self) -> State:
+        """A namespace for this request's own values: `request.state.user = ...`."""
+        if self._state is None:
+            self._state = State()
+        return self._state
+
+    @property
+    def base_url(self) -> str:
+        """Scheme, host and root path, ending with "/"."""
+        host = self.headers.get("host")
+        if host is None and self.head.server is not None:
+            host = f"{self.head.server[0]}:{self.head.server[1]}"
+        return f"{self.head.scheme}://{host or 'localhost'}{quote(self.head.root_path)}/"
+
+    def url_for(self, name: str, /, **path_params: Any) -> str:
+        """The absolute URL of the route called `name`, its parameters filled in."""
+        if self.app is None:
+            raise RuntimeError("url_for needs the request's app; this Request has none")
+        path: str = self.app.url_path_for(name, **path_params)
+        return self.base_url.rstrip("/") + quote(path)
 
     @property
     def method(self) -> str:

@@ -14,11 +14,13 @@ import decimal
 import enum
 import json
 import uuid
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableMapping
+from email.utils import format_datetime
+from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
 
-from ._events import StreamBody
+from ._events import RequestHead, StreamBody
 
 
 def _json_default(value: Any) -> Any:
@@ -126,10 +128,14 @@ class Response:
             raw.append((b"content-type", content_type.encode("latin-1")))
         return raw
 
+    #: Responses that depend on the request's headers (a file answering `Range`) set
+    #: this, and get `prepare(head)` called before they are sent.
+    reads_request = False
+
     @property
-    def headers(self) -> dict[str, str]:
-        """The headers set so far, as a plain dict (last value wins)."""
-        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
+    def headers(self) -> MutableHeaders:
+        """The headers set so far: a live, case-insensitive view (`headers["x"] = "1"` works)."""
+        return MutableHeaders(self)
 
     def set_header(self, name: str, value: str) -> None:
         """Set header `name`, replacing any earlier value."""
@@ -141,31 +147,132 @@ class Response:
         self,
         key: str,
         value: str = "",
-        *,
         max_age: int | None = None,
+        expires: datetime.datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Add a `Set-Cookie` header (Starlette's signature and output).
+
+        `expires` is a datetime, an HTTP date string, or seconds from now.
+        """
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if expires is not None:
+            if isinstance(expires, datetime.datetime):
+                morsel["expires"] = format_datetime(expires, usegmt=True)
+            else:
+                morsel["expires"] = expires
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError("samesite must be 'strict', 'lax' or 'none'")
+            morsel["samesite"] = samesite
+        header = cookie.output(header="").strip()
+        if partitioned:
+            header += "; Partitioned"
+        self.raw_headers.append((b"set-cookie", header.encode("latin-1")))
+
+    def delete_cookie(
+        self,
+        key: str,
         path: str = "/",
         domain: str | None = None,
         secure: bool = False,
         httponly: bool = False,
         samesite: str | None = "lax",
     ) -> None:
-        """Add a `Set-Cookie` header."""
-        parts = [f"{key}={quote(value, safe='')}", f"Path={path}"]
-        if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
-        if domain:
-            parts.append(f"Domain={domain}")
-        if secure:
-            parts.append("Secure")
-        if httponly:
-            parts.append("HttpOnly")
-        if samesite:
-            parts.append(f"SameSite={samesite.capitalize()}")
-        self.raw_headers.append((b"set-cookie", "; ".join(parts).encode("latin-1")))
+        """Tell the client to drop cookie `key` (an expired, empty `Set-Cookie`)."""
+        self.set_cookie(
+            key,
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+
+    def prepare(self, head: RequestHead) -> None:
+        """Adapt to the request before sending; called only when `reads_request` is set."""
 
     def stream_body(self) -> StreamBody | None:
         """The streamed body, for streaming responses; None when `body` is complete."""
         return None
+
+
+class MutableHeaders(MutableMapping[str, str]):
+    """A response's headers, case-insensitive, editable in place (like Starlette's).
+
+    Reading gives the first value of a name; setting replaces every value of it;
+    `append` adds one more (for `Set-Cookie`-like headers).
+    """
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+
+    def __getitem__(self, name: str) -> str:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self._response.raw_headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._response.set_header(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        wanted = name.lower().encode("latin-1")
+        raw = self._response.raw_headers
+        kept = [(k, v) for k, v in raw if k != wanted]
+        if len(kept) == len(raw):
+            raise KeyError(name)
+        raw[:] = kept
+
+    def __iter__(self) -> Iterator[str]:
+        seen: list[str] = []
+        for key, _ in self._response.raw_headers:
+            name = key.decode("latin-1")
+            if name not in seen:
+                seen.append(name)
+        return iter(seen)
+
+    def __len__(self) -> int:
+        return len({key for key, _ in self._response.raw_headers})
+
+    def append(self, name: str, value: str) -> None:
+        """Add a value for `name`, keeping the ones already set."""
+        self._response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of `name`, in order."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self._response.raw_headers if k == wanted]
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The header pairs themselves (the response's own list)."""
+        return self._response.raw_headers
+
+    def __repr__(self) -> str:
+        return f"MutableHeaders({self._response.raw_headers!r})"
 
 
 class JSONResponse(Response):

@@ -4,6 +4,11 @@ Literal paths live in a dict and cost one lookup whatever else is declared;
 templated paths (`/items/{item_id}`, `/files/{rest:path}`) are tried in
 declaration order. A literal path wins over a template that also matches it,
 so `/users/me` never needs to be declared before `/users/{user_id}`.
+
+A route also carries what was declared about it for documentation (`RouteInfo`:
+tags, summary, responses, ...), kept for the OpenAPI schema, and what changes
+its behaviour: the status code, the response class, the response model's
+serializer and the route-wide dependencies.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from ._errors import DeclarationError
 from ._events import Call
 from ._plans import Plan
+from ._response_model import ResponseSerializer
 from ._status import allows_body
 
 _PARAM_RE = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
@@ -26,6 +32,35 @@ _PATTERNS = {
     "float": r"[0-9]+(?:\.[0-9]+)?",
     "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
 }
+
+
+class NoMatchFound(Exception):
+    """`url_path_for` found no route of that name taking exactly those parameters."""
+
+    def __init__(self, name: str, params: dict[str, Any]) -> None:
+        keys = ", ".join(params) or "no parameters"
+        super().__init__(f"No route named {name!r} takes {keys}")
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    """What a route declares for its documentation (the OpenAPI schema reads it)."""
+
+    tags: list[str] = field(default_factory=list)
+    summary: str | None = None
+    description: str = ""
+    response_description: str = "Successful Response"
+    responses: dict[Any, Any] = field(default_factory=dict)
+    deprecated: bool = False
+    operation_id: str | None = None
+    include_in_schema: bool = True
+    openapi_extra: dict[str, Any] | None = None
+    #: The response model in force (given, or from the return annotation), or None.
+    response_model: Any = None
+    #: The `response_model_*` options, without the prefix.
+    response_model_options: dict[str, Any] = field(default_factory=dict)
+    #: The route-wide dependencies (app's, routers', the decorator's), in the order they run.
+    dependencies: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -40,16 +75,30 @@ class Route:
     response_class: Any = None
     name: str = ""
     label: str = ""
+    #: Checks and filters what the handler returns, when there is a response model.
+    serializer: ResponseSerializer | None = None
+    #: The plan's parameters that are route-wide dependencies, not handler arguments.
+    hidden: tuple[str, ...] = ()
+    info: RouteInfo = field(default_factory=RouteInfo)
     #: The handler's call with no arguments, built once: the effect for a trivial plan.
     bare_call: Call = field(init=False)
-    #: The status of a plain (JSON) return value, when it may have a body; else None.
+    #: The status of a plain (JSON) return value sent as it is, when it may have a
+    #: body; else None (then the general path in the exchange builds the response).
     json_status: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.bare_call = Call(self.endpoint, (), {}, self.plan.is_async, "handler")
         status = self.status_code or 200
-        if self.response_class is None and allows_body(status):
+        plain = self.serializer is None and not self.plan.wants_response
+        if self.response_class is None and allows_body(status) and plain:
             self.json_status = status
+
+    def path_for(self, params: dict[str, Any]) -> str | None:
+        """This route's path with `params` filled in, if they are exactly its parameters."""
+        names = template_params(self.path)[1]
+        if set(params) != names:
+            return None
+        return _PARAM_RE.sub(lambda match: str(params[match.group(1)]), self.path)
 
 
 def template_params(path: str) -> tuple[re.Pattern[str] | None, frozenset[str]]:
@@ -112,6 +161,23 @@ class Router:
         if "GET" in route.methods and "HEAD" not in table:
             table["HEAD"] = route
         self.routes.append(route)
+
+    def url_path_for(self, name: str, params: dict[str, Any]) -> str:
+        """The path of the route called `name`, its parameters filled in from `params`."""
+        for route in self.routes:
+            if route.name == name:
+                path = route.path_for(params)
+                if path is not None:
+                    return path
+        raise NoMatchFound(name, params)
+
+    def slash_redirect(self, path: str) -> str | None:
+        """For a path no route takes: the same path with its trailing slash toggled,
+        when a route takes that one (the redirect FastAPI and Starlette answer)."""
+        if path == "/" or not path:
+            return None
+        other = path[:-1] if path.endswith("/") else path + "/"
+        return other if self.match("GET", other) is not None else None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | frozenset[str] | None:
         """`(route, path params)`; or the allowed methods if only the method is wrong; or None."""
