@@ -155,13 +155,15 @@ def test_trailing_slash_redirects_both_ways_and_can_be_turned_off() -> None:
     def folders() -> list[int]:
         return [2]
 
-    client = TestClient(app)
+    client = TestClient(app, follow_redirects=False)
     out = client.get("/items/", params={"q": "1"})
     assert out.status_code == 307
     assert out.headers["location"] == "http://testserver/items?q=1"
     back = client.post("/folders")
     assert (back.status_code, back.headers["location"]) == (307, "http://testserver/folders/")
     assert client.get("/nothing/").status_code == 404
+    followed = TestClient(app).post("/folders")  # the client follows 307 with the same method
+    assert (followed.status_code, followed.json()) == (200, [2])
     off = VelociPy(redirect_slashes=False)
     off.include_router(APIRouter())
 

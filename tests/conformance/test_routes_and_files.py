@@ -8,14 +8,16 @@ from tests.conformance.drivers import Driver
 
 
 def test_trailing_slash_redirects_with_307(driver: Driver) -> None:
-    added = driver.request("GET", "/slash/", params={"q": "1"})
+    added = driver.request("GET", "/slash/", params={"q": "1"}, follow_redirects=False)
     assert added.status_code == 307
     assert added.headers["location"].endswith("/slash?q=1")
     assert added.headers["location"].startswith("http://")
-    missing = driver.request("POST", "/slashed")
+    missing = driver.request("POST", "/slashed", follow_redirects=False)
     assert missing.status_code == 307
     assert missing.headers["location"].endswith("/slashed/")
     assert driver.request("GET", "/slash").json() == "no trailing slash"
+    followed = driver.request("GET", "/slash/", follow_redirects=True)
+    assert (followed.status_code, followed.json()) == (200, "no trailing slash")
     assert driver.request("GET", "/nowhere/").status_code == 404
 
 
