@@ -407,3 +407,21 @@ def test_a_queue_backend_is_closed_at_shutdown() -> None:
         pass
     assert closed == [True]
     assert isinstance(types.SimpleNamespace(), object)
+
+
+def test_the_example_app_publishes_its_tasks_for_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from examples.queue_app import app as example
+
+    with caplog.at_level(logging.INFO, logger="examples.queue"):
+        response = TestClient(example).post("/signup", params={"email": "ada@example.com"})
+    assert response.status_code == 200
+    assert [e["task"] for e in response.envelopes] == [
+        "examples.queue_tasks:send_welcome",
+        "examples.queue_tasks:update_crm",
+    ]
+    assert response.envelopes[0]["queue"] == "velocipy-example"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("welcome mail to ada@example.com") for m in messages)
+    assert "CRM updated for ada@example.com" in messages
