@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.adapters.test_asgi_uvicorn import run_uvicorn_argv
+from tests.conformance.drivers.gunicorn_sync import gunicorn_process
 from tests.queues.conftest import start_redis
 from tests.support.servers import PYTHON, ROOT, free_port, run_server
 
@@ -112,19 +114,30 @@ def environment(engine: str, broker: str, queue: str, log: Path, **extra: str) -
 
 
 @contextlib.contextmanager
-def web_server(env: dict[str, str]) -> Iterator[Any]:
+def web_server(env: dict[str, str], kind: str = "own") -> Iterator[Any]:
+    """The test app on our own server, uvicorn (ASGI) or gunicorn gthread (WSGI)."""
+    if kind == "gunicorn":
+        with gunicorn_process("tests.queues.web:wsgi", "gthread", env=env) as server:
+            yield server
+        return
     port = free_port()
-    argv = [PYTHON, "-m", "velocipy", "run", "tests.queues.web:app", "--port", str(port)]
+    if kind == "uvicorn":
+        argv = run_uvicorn_argv("tests.queues.web:app", port)
+    else:
+        argv = [PYTHON, "-m", "velocipy", "run", "tests.queues.web:app", "--port", str(port)]
     with run_server(argv, port=port, env=env) as server:
         yield server
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("engine", "kind"),
+    [("celery", "own"), ("dramatiq", "own"), ("celery", "uvicorn"), ("celery", "gunicorn")],
+)
 def test_published_once_and_run_once_by_a_worker_with_arguments_and_context(
-    engine: str, redis_url: str, run_id: str, jobs_log: Path
+    engine: str, kind: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:
     env = environment(engine, redis_url, run_id, jobs_log)
-    with web_server(env) as server, worker(engine, env) as process:
+    with web_server(env, kind) as server, worker(engine, env) as process:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for n in (1, 2, 3):
                 assert client.post("/signup", params={"n": n}).status_code == 200

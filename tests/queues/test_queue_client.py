@@ -425,3 +425,20 @@ def test_the_example_app_publishes_its_tasks_for_the_worker(
     messages = [record.getMessage() for record in caplog.records]
     assert any(m.startswith("welcome mail to ada@example.com") for m in messages)
     assert "CRM updated for ada@example.com" in messages
+
+
+def test_before_response_with_the_inline_policy_runs_the_tasks_after_the_response() -> None:
+    app = VelociPy(
+        task_backend=Journal([], fail=True, publish="before_response", on_failure="inline")
+    )
+
+    @app.post("/signup")
+    def signup(tasks: BackgroundTasks) -> str:
+        tasks.add_task(jobs.record, "first")
+        tasks.add_task(jobs.record, "second")
+        return "ok"
+
+    response = TestClient(app, record_tasks=False).post("/signup", run_tasks=False)
+    assert response.status_code == 200 and jobs.RUNS == []  # not before the response
+    response.run_tasks()
+    assert [run["label"] for run in jobs.RUNS] == ["first", "second"]

@@ -49,6 +49,12 @@ def make_backend() -> TaskBackend:
 app = VelociPy(task_backend=make_backend())
 
 
+def __getattr__(name: str) -> Any:
+    if name == "wsgi":  # `gunicorn tests.queues.web:wsgi`, built in the worker
+        return app.wsgi
+    raise AttributeError(name)
+
+
 @app.post("/signup")
 def signup(tasks: BackgroundTasks, n: int = 0) -> dict[str, int]:
     request_id.set(f"req-{n}")

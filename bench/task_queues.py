@@ -1,0 +1,90 @@
+"""`POST /signup` + one task: in process, published to Celery on Redis, and FastAPI + `.delay()`.
+
+`python -m bench.task_queues [--rounds 3] [--duration 5]` starts, on uvicorn
+httptools (one worker each, pinned like `bench.run`), the VelociPy signup app
+with its task in process (`velocipy_app`), the same handler with
+`task_backend=CeleryBackend(...)` (`velocipy_queue_app`), and FastAPI calling
+Celery's `.delay()` in its handler (`fastapi_celery_app`); checks each answers
+the scenario, then measures them in interleaved rounds (wrk, else bench.pyload)
+and prints requests/s (median, min-max) and the ratios the issue asks for.
+
+No worker runs: what is measured is the web process, publish included. The
+queue is emptied after every measurement, in a Redis database (`BENCH_REDIS_URL`,
+default `redis://127.0.0.1:6379/12`) and under a queue name of this run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+import redis
+
+from bench.configs import SCENARIOS, uvicorn
+from bench.loadgen import run_load, wrk_available
+from bench.servers import Server, free_port, start_all, stop_all
+
+SIGNUP = next(scenario for scenario in SCENARIOS if scenario.name == "signup")
+
+APPS = (
+    ("VelociPy, task in process", "velocipy_app:app"),
+    ("VelociPy, task published to Celery (Redis)", "velocipy_queue_app:app"),
+    ("FastAPI, Celery .delay() in the handler", "fastapi_celery_app:app"),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    options = parser.parse_args()
+
+    queue = f"velocipy-bench-{uuid.uuid4().hex[:8]}"
+    env = {"BENCH_REDIS_URL": options.redis, "BENCH_QUEUE": queue}
+    broker = redis.Redis.from_url(options.redis)
+    tool = "wrk" if wrk_available() else "python"
+    servers = [
+        Server(title, list(uvicorn(target, "httptools")), 0, env=env) for title, target in APPS
+    ]
+    for server in servers:
+        server.port = free_port()
+        server.argv = [part.format(port=server.port) for part in server.argv]
+    figures: dict[str, list[float]] = {server.name: [] for server in servers}
+    try:
+        start_all(servers)
+        for server in servers:
+            problem = server.problem or server.check(SIGNUP)
+            if problem:
+                raise SystemExit(f"{server.name}: {problem}")
+            run_load(tool, server.port, SIGNUP, 1.0, options.connections)  # warm-up
+        broker.delete(queue)
+        for _ in range(options.rounds):
+            for server in servers:
+                result = run_load(tool, server.port, SIGNUP, options.duration, options.connections)
+                figures[server.name].append(float(result["rps"]))
+                broker.delete(queue)
+                time.sleep(0.5)
+    finally:
+        stop_all(servers)
+        broker.delete(queue)
+
+    print(f"POST /signup + one task, uvicorn httptools, {tool}, {options.connections} connections,")
+    print(f"{options.rounds} rounds of {options.duration:.0f} s; requests/s, median (min-max)\n")
+    print("| configuration | requests/s |")
+    print("|---|---|")
+    medians = {}
+    for name, values in figures.items():
+        medians[name] = statistics.median(values)
+        print(f"| {name} | {medians[name]:,.0f} ({min(values):,.0f}-{max(values):,.0f}) |")
+    in_process, queued, fastapi = (medians[title] for title, _ in APPS)
+    print(f"\nVelociPy + Celery / FastAPI + .delay(): {queued / fastapi:.2f}x (target >= 1.5x)")
+    added = (1 / queued - 1 / in_process) / (1 / in_process)
+    print(f"cost per request added by publishing, vs in process: {added:+.0%} (target <= +25%)")
+
+
+if __name__ == "__main__":
+    main()
