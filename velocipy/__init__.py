@@ -11,7 +11,10 @@ from velocipy.core import (
     Body,
     Cookie,
     Depends,
+    File,
     Form,
+    FormData,
+    FormLimits,
     Header,
     HTMLResponse,
     HTTPException,
@@ -27,6 +30,7 @@ from velocipy.core import (
     StreamingResponse,
     Task,
     TaskState,
+    UploadFile,
 )
 from velocipy.responses import FileResponse, ORJSONResponse
 
@@ -38,8 +42,11 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "File",
     "FileResponse",
     "Form",
+    "FormData",
+    "FormLimits",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -56,6 +63,7 @@ __all__ = [
     "StreamingResponse",
     "Task",
     "TaskState",
+    "UploadFile",
     "VelociPy",
     "__version__",
     "status",

@@ -186,14 +186,24 @@ def head_from_request(
 
 
 def _body_reader(request: httpx.Request) -> Any:
-    """`read_body` for the sync driver: the whole body from the request's stream."""
+    """`read_body` for the sync driver: the whole body, or its next piece, from the request.
 
-    def read_body(limit: int) -> bytes:
+    httpx streams a `files=` upload from the file in pieces, so a large upload
+    goes through the app piece by piece here too, as on a real server.
+    """
+    pieces = iter(request.stream)  # type: ignore[arg-type]
+
+    def read_body(limit: int, size: int = 0) -> Any:
+        if size:
+            for piece in pieces:
+                if piece:
+                    return piece, True
+            return b"", False
         chunks = []
-        size = 0
-        for chunk in request.stream:  # type: ignore[union-attr]
-            size += len(chunk)
-            if size > limit:
+        total = 0
+        for chunk in pieces:
+            total += len(chunk)
+            if total > limit:
                 raise BodyTooLarge(limit)
             chunks.append(chunk)
         return b"".join(chunks)
@@ -455,12 +465,19 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
 
-        async def read_body(limit: int) -> bytes:
+        pieces = request.stream.__aiter__()  # type: ignore[union-attr]
+
+        async def read_body(limit: int, size: int = 0) -> Any:
+            if size:
+                async for piece in pieces:
+                    if piece:
+                        return piece, True
+                return b"", False
             chunks = []
-            size = 0
-            async for chunk in request.stream:  # type: ignore[union-attr]
-                size += len(chunk)
-                if size > limit:
+            total = 0
+            async for chunk in pieces:
+                total += len(chunk)
+                if total > limit:
                     raise BodyTooLarge(limit)
                 chunks.append(chunk)
             return b"".join(chunks)

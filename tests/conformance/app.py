@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextvars
 import dataclasses
+import hashlib
 import os
 import pathlib
 import tempfile
@@ -23,12 +24,16 @@ import pydantic
 from velocipy import (
     BackgroundTasks,
     Depends,
+    File,
     FileResponse,
+    Form,
+    FormLimits,
     HTTPException,
     Query,
     Response,
     StreamingResponse,
     Task,
+    UploadFile,
     VelociPy,
 )
 
@@ -277,3 +282,43 @@ async def public_user(response: Response) -> Any:
     response.set_cookie("seen", "1")
     response.status_code = 203
     return {"name": "ada", "password": "never sent"}
+
+
+# -- forms and uploads (tests/conformance/test_uploads.py) --------------------------------------
+
+#: Small enough that the conformance uploads spool to disk on every driver.
+app.form_limits = FormLimits(spool_size=64 * 1024, max_size=8 * 1024 * 1024, max_files=3)
+
+
+def digest_of(key: str, upload: UploadFile) -> None:
+    """A task handed the upload: it is still open, and reads whole from the start."""
+    upload.file.seek(0)
+    EVENTS[key].append(hashlib.sha256(upload.file.read()).hexdigest())
+
+
+@app.post("/upload/{key}")
+async def upload(
+    key: str,
+    note: Annotated[str, Form()],
+    file: Annotated[UploadFile, File()],
+    background_tasks: BackgroundTasks,
+    extra: list[UploadFile] | None = None,
+) -> dict[str, Any]:
+    content = await file.read()
+    background_tasks.add_task(digest_of, key, file)
+    return {
+        "note": note,
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": file.size,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "on_disk": not file.in_memory,
+        "extra": [f.filename for f in extra or []],
+    }
+
+
+@app.post("/upload-bytes")
+def upload_bytes(
+    data: Annotated[bytes, File()], name: Annotated[str, Form()] = ""
+) -> dict[str, Any]:
+    return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -90,8 +90,11 @@ def _not_body(message: Message) -> Exception:
     return RuntimeError(f"expected an 'http.request' message, got {message['type']!r}")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """Read the whole request body from `http.request` messages.
+async def read_body(scope: Scope, receive: Receive, limit: int, size: int = 0) -> Any:
+    """Read the whole request body from `http.request` messages (`ReadBody`).
+
+    With `size` (`ReadChunk`), read the next message only and return
+    `(body, more_body)`; the core counts the pieces against its limit.
 
     Raises:
         BodyTooLarge: The body is (or declares itself) longer than `limit` bytes;
@@ -101,6 +104,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     # The length the request declares comes first, so a body declared too long is refused
     # before any of it is read (and before the server sends `100 Continue` for it).
     # The scan is written out here, not in a helper: it runs for every request with a body.
+    if size:
+        return await _read_piece(scope, receive)
     for name, value in scope["headers"]:  # required by the spec, lower-case names
         if name == b"content-length":
             try:
@@ -142,3 +147,21 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _read_piece(scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+    """One `http.request` message as `(body, more_body)`: the `ReadChunk` effect."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.strip() == b"0":
+                return b"", False
+            break
+        if name == b"transfer-encoding":
+            break
+    else:
+        if scope.get("http_version", "1.1") in _FRAMED_BY_HEADERS:
+            return b"", False  # RFC 9112, section 6.3: no framing header, no body
+    message = await receive()
+    if message["type"] != "http.request":
+        raise _not_body(message)
+    return message.get("body", b""), message.get("more_body", False)

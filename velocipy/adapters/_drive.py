@@ -7,6 +7,13 @@ Both run an exchange until it needs its response sent (`Respond`) or is over
 (`Done`), and return that effect; the adapter sends the response, then calls
 the driver again with `exchange.send(None)` to run the background tasks and
 cleanup wherever it chooses.
+
+An adapter's `read_body` performs both body effects: `read_body(limit)` for
+`ReadBody` (the whole body, as bytes) and `read_body(limit, size)` for
+`ReadChunk` (the next piece, as `(data, more)`). One callable for both keeps
+requests that never stream from paying for a second reader. `OpenSpool` (a
+temporary file for an upload) is answered by `open_spool`, in a worker thread
+under the async driver.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
     Done,
     Effect,
     Exchange,
+    OpenSpool,
     ReadBody,
+    ReadChunk,
     Respond,
     StreamBody,
     TaskTimedOut,
@@ -47,7 +57,7 @@ def drive_sync(
     exchange: Exchange,
     effect: Effect,
     *,
-    read_body: Callable[[int], bytes],
+    read_body: Callable[..., Any],
     run_coroutine: RunCoroutine,
 ) -> Respond | Done:
     """Perform effects in this thread until `Respond` or `Done`, and return it."""
@@ -79,15 +89,32 @@ def drive_sync(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(body)
+        elif kind is ReadChunk:
+            try:
+                piece = read_body(effect.limit, effect.size)  # type: ignore[union-attr]
+            except Exception as error:
+                effect = exchange.throw(error)
+            else:
+                effect = exchange.send(piece)
+        elif kind is OpenSpool:
+            try:
+                spool = open_spool()
+            except Exception as error:
+                effect = exchange.throw(error)
+            else:
+                effect = exchange.send(spool)
         else:
             return effect  # type: ignore[return-value]
+
+
+_OPEN_SPOOL = Call(open_spool, (), {}, False, "spool")
 
 
 async def drive_async(
     exchange: Exchange,
     effect: Effect,
     *,
-    read_body: Callable[[int], Awaitable[bytes]],
+    read_body: Callable[..., Awaitable[Any]],
     run_sync: RunSync,
 ) -> Respond | Done:
     """Perform effects on the event loop until `Respond` or `Done`, and return it.
@@ -129,6 +156,19 @@ async def drive_async(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(body)
+        elif kind is ReadChunk or kind is OpenSpool:
+            try:
+                if kind is ReadChunk:
+                    result = await read_body(effect.limit, effect.size)  # type: ignore[union-attr]
+                else:
+                    result = await run_sync(_OPEN_SPOOL)
+            except Exception as error:
+                effect = exchange.throw(error)
+            except BaseException as interruption:
+                exchange.throw(interruption)
+                raise
+            else:
+                effect = exchange.send(result)
         else:
             return effect  # type: ignore[return-value]
 

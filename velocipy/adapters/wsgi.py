@@ -350,11 +350,21 @@ def status_line(status: int) -> str:
     return line
 
 
-def _read_body(environ: Environ, limit: int) -> bytes:
+def _read_body(environ: Environ, limit: int, size: int = 0) -> Any:
     """The request body from `wsgi.input`, capped at `limit`: the driver's `read_body`
-    (with `environ` bound by `functools.partial`)."""
+    (with `environ` bound by `functools.partial`).
+
+    With `size` (`ReadChunk`): the next piece of at most `size` bytes, as
+    `(data, more)`. The core asks for no more than a declared length and
+    counts against its limit itself.
+    """
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH")
+    if size:
+        if not declared and not environ.get("wsgi.input_terminated"):
+            return b"", False  # neither a length nor a terminated stream: no body
+        piece = _read(stream, size)
+        return piece, bool(piece)
     if declared:
         try:
             length = int(declared)

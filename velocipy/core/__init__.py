@@ -21,9 +21,19 @@ from ._errors import (
     ResponseValidationError,
     TaskTimedOut,
 )
-from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond, StreamBody
+from ._events import (
+    Call,
+    Done,
+    Effect,
+    OpenSpool,
+    ReadBody,
+    ReadChunk,
+    RequestHead,
+    Respond,
+    StreamBody,
+)
 from ._exchange import Exchange, Phase, default_error_response
-from ._params import Body, Cookie, Depends, Form, Header, Path, Query
+from ._params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from ._queue import QueuedTask
 from ._registry import TaskRegistry
 from ._request import Request
@@ -40,6 +50,7 @@ from ._responses import (
 from ._routing import NoMatchFound, Route, RouteInfo
 from ._status import reason_phrase
 from ._tasks import BackgroundTasks, Task, TaskState
+from ._uploads import FormData, FormLimits, UploadFile
 
 __all__ = [
     "QueuedTask",
@@ -70,7 +81,10 @@ __all__ = [
     "Done",
     "Effect",
     "Exchange",
+    "File",
     "Form",
+    "FormData",
+    "FormLimits",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -78,12 +92,14 @@ __all__ = [
     "JSONResponse",
     "LocalProtocolError",
     "MalformedBody",
+    "OpenSpool",
     "Path",
     "Phase",
     "PlainTextResponse",
     "Query",
     "QueryParams",
     "ReadBody",
+    "ReadChunk",
     "RedirectResponse",
     "Request",
     "RequestHead",
@@ -96,6 +112,7 @@ __all__ = [
     "TaskRegistry",
     "TaskState",
     "TaskTimedOut",
+    "UploadFile",
     "default_error_response",
     "encode_json",
     "reason_phrase",

@@ -32,6 +32,7 @@ from ._response_model import (
 from ._routing import Route, RouteInfo, Router, template_params
 from ._status import allows_body
 from ._tasks import is_async_callable
+from ._uploads import FormLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
@@ -317,6 +318,8 @@ class Application(_RouteDecorators):
             each logged as an error. None (the default) means no limit.
         max_running_tasks: At most this many background tasks run at once,
             app-wide; the others wait their turn. None means no limit.
+        form_limits: Limits on form bodies and uploads (sizes, counts, when a file
+            part moves to disk); see `FormLimits`.
         clock: Seconds now, for task handles' timestamps; None leaves them unset.
         lock: A lock (`acquire`/`release`) guarding the task counts across threads.
         task_backend: Where background tasks run: `InProcess()` (the default), or a
@@ -337,6 +340,7 @@ class Application(_RouteDecorators):
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_pending_tasks: int | None = None,
         max_running_tasks: int | None = None,
+        form_limits: FormLimits | None = None,
         clock: Callable[[], float | None] | None = None,
         lock: Lock | None = None,
         task_backend: TaskBackend | None = None,
@@ -356,6 +360,8 @@ class Application(_RouteDecorators):
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.max_body_size = max_body_size  # also builds `read_body_effect`
+        #: Limits on form bodies and uploads, read by the form reader (`_forms.py`).
+        self.form_limits = form_limits if form_limits is not None else FormLimits()
         #: Free-form application state (e.g. clients opened in the lifespan):
         #: `app.state.db = ...`; item access (`app.state["db"]`) works too.
         self.state = State()

@@ -33,6 +33,7 @@ from ._constraints import (
     read_metadata,
 )
 from ._params import NO_CONSTRAINTS, Constraints
+from ._uploads import UploadFile
 
 __all__ = ["Converter", "Invalid", "converter_for", "build_converter"]
 
@@ -167,7 +168,27 @@ def _to_bytes(value: Any) -> bytes:
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
+    if isinstance(value, UploadFile) and value.in_memory:
+        # A form field asked for as bytes: the form reader kept its file part in memory.
+        content: bytes = value.file.getvalue()  # type: ignore[attr-defined]
+        return content
     _fail("bytes_type", "Input should be a valid bytes", value)
+
+
+def _to_upload(value: Any) -> UploadFile:
+    if isinstance(value, UploadFile):
+        return value
+    raise Invalid(
+        [
+            {
+                "type": "value_error",
+                "loc": [],
+                "msg": f"Value error, Expected UploadFile, received: {type(value)}",
+                "input": value,
+                "ctx": {"error": {}},
+            }
+        ]
+    )
 
 
 def _identity(value: Any) -> Any:
@@ -181,6 +202,7 @@ _SCALARS: dict[Any, Converter] = {
     bool: _to_bool,
     decimal.Decimal: _to_decimal,
     bytes: _to_bytes,
+    UploadFile: _to_upload,
 }
 
 

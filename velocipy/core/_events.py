@@ -4,8 +4,9 @@ Everything here is a small slotted dataclass, read-only by convention. They
 are deliberately not `frozen=True`: a frozen dataclass sets each field through
 `object.__setattr__`, which made building one five times slower, and every
 request builds several. Adapters build a `RequestHead` from their server's view
-of a request; the exchange answers with effects (`ReadBody`, `Call`, `Respond`,
-`Done`) that the adapter performs in its own concurrency model.
+of a request; the exchange answers with effects (`ReadBody`, `ReadChunk`,
+`OpenSpool`, `Call`, `Respond`, `Done`) that the adapter performs in its own
+concurrency model.
 """
 
 from __future__ import annotations
@@ -45,6 +46,35 @@ class ReadBody:
     """
 
     limit: int
+
+
+@dataclass(slots=True)
+class ReadChunk:
+    """Effect: read the next piece of the request body, at most `size` bytes.
+
+    Resume with `(data, more)`: `more` is false once the body is complete
+    (`(b"", False)` when there is no body, or nothing left). The core pulls the
+    pieces one by one (multipart uploads are read this way, never held whole),
+    counts them against `limit` and raises `BodyTooLarge` itself; an adapter may
+    refuse a declared length above `limit` at once. If the client goes away,
+    throw `ClientDisconnected`.
+    """
+
+    limit: int
+    size: int
+
+
+@dataclass(slots=True)
+class OpenSpool:
+    """Effect: open an anonymous temporary file for an upload that outgrew memory.
+
+    Resume with `(file, offload)`: `file` a binary file opened for reading and
+    writing that the system deletes once it is closed (`tempfile.TemporaryFile`),
+    `offload` an async function, `await offload(fn, *args)`, that runs `fn(*args)`
+    off the event loop (what `UploadFile`'s async methods use once the file is on
+    disk). The core never opens a file itself: writing to and closing the file
+    come back to the adapter as `Call` effects (purpose `"spool"`).
+    """
 
 
 @dataclass(slots=True)
@@ -108,4 +138,4 @@ class Done:
     """Effect: the exchange is over; every task and cleanup has run."""
 
 
-Effect = ReadBody | Call | Respond | Done
+Effect = ReadBody | ReadChunk | OpenSpool | Call | Respond | Done

@@ -61,13 +61,15 @@ from ._errors import (
     MalformedBody,
     RequestValidationError,
 )
-from ._events import Call, Done, Effect, ReadBody, RequestHead, Respond
+from ._events import Call, Done, Effect, OpenSpool, ReadBody, ReadChunk, RequestHead, Respond
+from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
 from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
 from ._request import Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
 from ._tasks import BackgroundTasks, Task, TaskState, log_abandoned, release_tasks, run_tasks
+from ._uploads import FormData, UploadFile
 
 if TYPE_CHECKING:
     from ._application import Application
@@ -87,7 +89,9 @@ class Phase(enum.Enum):
     IDLE = "idle"
     #: Waiting for the body bytes of a `ReadBody`.
     READING = "reading"
-    #: Waiting for the result of a `Call`.
+    #: Waiting for the `(data, more)` of a `ReadChunk`.
+    STREAMING = "streaming"
+    #: Waiting for the result of a `Call` (or the spool of an `OpenSpool`).
     CALLING = "calling"
     #: Waiting to hear that the `Respond` was sent (`send(None)`) or not (`throw`).
     RESPONDING = "responding"
@@ -95,10 +99,17 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
-_PHASE_OF = {ReadBody: Phase.READING, Call: Phase.CALLING, Respond: Phase.RESPONDING}
+_PHASE_OF = {
+    ReadBody: Phase.READING,
+    ReadChunk: Phase.STREAMING,
+    OpenSpool: Phase.CALLING,
+    Call: Phase.CALLING,
+    Respond: Phase.RESPONDING,
+}
 # Module constants: `Phase.CALLING` is a global and an attribute lookup per use.
 _IDLE, _READING, _CALLING = Phase.IDLE, Phase.READING, Phase.CALLING
 _RESPONDING, _DONE_PHASE = Phase.RESPONDING, Phase.DONE
+_STREAMING = Phase.STREAMING
 
 
 class Exchange:
@@ -145,6 +156,11 @@ class Exchange:
         elif phase is _RESPONDING:
             if value is not None:
                 raise LocalProtocolError("Respond must be answered with send(None) once sent")
+        elif phase is _STREAMING:
+            if type(value) is not tuple or len(value) != 2:
+                raise LocalProtocolError(
+                    f"ReadChunk must be answered with (bytes, more), got {value!r:.80}"
+                )
         else:
             raise LocalProtocolError(f"send() called on an exchange in phase {phase.name}")
         # Resumed right here, not through a helper: this runs several times per request.
@@ -221,7 +237,7 @@ class _Context:
         self._headers: Headers | None = None
         self._cookies: dict[str, str] | None = None
         self._json: Any = _MISSING
-        self._form: dict[str, list[str]] | None = None
+        self._form: dict[str, list[Any]] | None = None
 
     def shed(self) -> None:
         """Drop what only reading the request needed; the tasks and cleanup keep the rest."""
@@ -241,6 +257,8 @@ class _Context:
             self._request = Request(
                 self.head, dict(self.path_params), self.body, route_path, self.app
             )
+            if self._form is not None:
+                self._request._form = FormData(self._form)
         return self._request
 
     def sub_response(self) -> Response:
@@ -271,9 +289,9 @@ class _Context:
             self._json = decode_json(self.body) if self.body else _MISSING
         return self._json
 
-    def form(self) -> dict[str, list[str]]:
+    def form(self) -> dict[str, list[Any]]:
         if self._form is None:
-            form: dict[str, list[str]] = {}
+            form: dict[str, list[Any]] = {}
             try:
                 text = self.body.decode("utf-8")
             except UnicodeDecodeError:
@@ -320,6 +338,9 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
     result: Any = None
     kwargs: Any = None
     values: Any = None
+    # Every UploadFile the form reader makes: closed after the tasks, on every path. A
+    # local, not a context slot: the requests that read no form pay the least for it.
+    uploads: list[UploadFile] | None = None
     try:
         try:
             if matched is _MISSING:
@@ -333,7 +354,17 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 result = yield route.bare_call  # built once: no arguments to resolve
             else:
                 if plan.needs_body or (app.dependency_overrides and _needs_body(plan, ctx)):
-                    ctx.body = yield app.read_body_effect
+                    if plan.needs_form:  # streamed for multipart; see `_forms.py`
+                        uploads = []
+                        ctx._form = yield from read_form(
+                            ctx.headers(),
+                            app.form_limits,
+                            app.read_body_effect,
+                            plan.memory_fields,
+                            uploads,
+                        )
+                    else:
+                        ctx.body = yield app.read_body_effect
                 problems: list[dict[str, Any]] = []
                 if plan.depends:
                     values = {}
@@ -422,11 +453,24 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
         if ctx.exits:
             yield from _cleanup(ctx)
         ctx.tasks = None  # every task is settled: nothing for the finally clause to do
+        if uploads:
+            # Last of all, after the tasks: a task handed an UploadFile can still read it.
+            yield from _close_uploads(uploads, ctx.label)
+            uploads = None
     finally:
         if ctx.tasks is not None:
             # Only an exchange cut short (closed, client gone mid-handler, cancelled)
             # leaves tasks unsettled; say so rather than lose them silently.
             log_abandoned(ctx.tasks.tasks, ctx.label, "the exchange was cut short")
+        if uploads:
+            # Cut short (client gone mid-upload, cancelled): no effect can be yielded any
+            # more, so the files are closed here. They are anonymous temporary files: closing
+            # one is a single system call, and the system deletes it.
+            for upload in uploads:
+                try:
+                    upload.file.close()
+                except Exception:  # pragma: no cover - closing a temporary file cannot fail
+                    logger.exception("Closing an upload of %s failed", ctx.label)
 
 
 def _new_tasks(app: Application) -> BackgroundTasks:
@@ -554,9 +598,12 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
             else:
                 raw = param.gather(ctx.cookies())
         elif source is _FORM:
-            entries = ctx.form().get(param.alias)
-            if entries:
-                raw = entries if param.many else entries[-1]
+            if param.form_model:
+                raw = {k: v[-1] if len(v) == 1 else v for k, v in ctx.form().items()}
+            else:
+                entries = ctx.form().get(param.alias)
+                if entries:
+                    raw = entries if param.many else entries[-1]
         else:
             raw = ctx._json
             if raw is _MISSING and ctx.body:
@@ -643,6 +690,8 @@ def _location(param: ParamPlan) -> list[Any]:
         return ["body", param.alias] if param.embed else ["body"]
     if param.gather is not None:  # a model's errors name its fields
         return [source.value]
+    if param.form_model:
+        return ["body"]
     return ["body" if source is Source.FORM else source.value, param.alias]
 
 
@@ -754,6 +803,18 @@ def _unwind(ctx: _Context, error: Exception) -> Generator[Effect, Any, Exception
         except Exception as replaced:
             error = replaced
     return error
+
+
+def _close_uploads(uploads: list[UploadFile], label: str) -> Flow:
+    """Close the request's uploaded files: in memory here, on disk through the adapter."""
+    for upload in uploads:
+        if upload.in_memory:
+            upload.file.close()
+            continue
+        try:
+            yield Call(upload.file.close, (), {}, False, "spool")
+        except Exception:
+            logger.exception("Closing an upload of %s failed", label)
 
 
 def _cleanup(ctx: _Context) -> Generator[Effect, Any, bool]:

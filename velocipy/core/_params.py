@@ -240,10 +240,23 @@ class Body(Param):
 
 
 class Form(Param):
-    """A field of an `application/x-www-form-urlencoded` body."""
+    """A field of a form body, `application/x-www-form-urlencoded` or `multipart/form-data`.
+
+    `Annotated[Model, Form()]` (a dataclass or pydantic model) reads the whole
+    form as the model's fields. Needs python-multipart (`velocipy[multipart]`).
+    """
 
     source = "form"
     media_type_default = "application/x-www-form-urlencoded"
+    __slots__ = ()
+
+
+class File(Form):
+    """A file part of a `multipart/form-data` body: `UploadFile`, `bytes` or a list of them.
+
+    Needs python-multipart (`velocipy[multipart]`).
+    """
+
     __slots__ = ()
 
 

@@ -30,6 +30,7 @@ from ._convert import (
 )
 from ._errors import DeclarationError
 from ._events import Call
+from ._forms import multipart_available
 from ._gather import model_gatherer
 from ._params import (
     NO_CONSTRAINTS,
@@ -38,6 +39,7 @@ from ._params import (
     Body,
     Constraints,
     Depends,
+    File,
     Header,
     Param,
     ParamDoc,
@@ -45,6 +47,7 @@ from ._params import (
 from ._request import Request
 from ._responses import Response
 from ._tasks import BackgroundTasks, callable_name, is_async_callable
+from ._uploads import UploadFile
 
 
 class Source(enum.Enum):
@@ -95,6 +98,10 @@ class ParamPlan:
     doc: ParamDoc = NO_DOC
     #: For a model gathering several query/header/cookie values: reads them from the source.
     gather: Callable[[Any], Any] | None = None
+    #: form: a dataclass or pydantic model read from the whole form, not one field of it.
+    form_model: bool = False
+    #: form: a file part (`File()`, `UploadFile`), not a plain field.
+    is_file: bool = False
 
     @property
     def required(self) -> bool:
@@ -117,6 +124,10 @@ class Plan:
     special: list[ParamPlan] = field(default_factory=list)
     #: This plan or one below it needs the request body read first.
     needs_body: bool = False
+    #: This plan or one below it reads the form (Form, File): the body is read as a form.
+    needs_form: bool = False
+    #: Form fields asked for as `bytes`: their file parts stay in memory, never spooled.
+    memory_fields: frozenset[str] = frozenset()
     #: This plan or one below it takes a BackgroundTasks parameter.
     wants_tasks: bool = False
     #: This plan or one below it takes a `Response` parameter.
@@ -195,6 +206,8 @@ def build_plan(
             plan.depends.append(param)
             assert param.dependency is not None
             plan.needs_body |= param.dependency.needs_body
+            plan.needs_form |= param.dependency.needs_form
+            plan.memory_fields |= param.dependency.memory_fields
             plan.wants_tasks |= param.dependency.wants_tasks
             plan.wants_response |= param.dependency.wants_response
         elif param.source is Source.TASKS:
@@ -205,6 +218,15 @@ def build_plan(
             plan.plain.append(param)
         if param.source in (Source.BODY, Source.FORM, Source.REQUEST):
             plan.needs_body = True
+        if param.source is Source.FORM:
+            plan.needs_form = True
+            if _wants_bytes(annotation):
+                plan.memory_fields |= {param.alias}
+
+    if plan.needs_form and any(p.source is Source.BODY for p in plan.plain):
+        raise DeclarationError(
+            f"{route}: {label} takes both a JSON body and form fields; a request has one body"
+        )
 
     plan.trivial = not plan.params
     if plan.trivial and kind is Kind.FUNCTION:
@@ -364,6 +386,8 @@ def _plan_parameter(
         constraints = marker.constraints.merged(constraints)
         doc = marker.doc
         source = Source(marker.source)
+    elif _takes_files(bare):
+        source = Source.FORM  # `file: UploadFile` needs no marker, as in FastAPI
     elif name in path_params:
         source = Source.PATH
     elif annotation is inspect.Parameter.empty or is_scalar(bare) or is_sequence_of_scalars(bare):
@@ -409,6 +433,19 @@ def _plan_parameter(
     if source is Source.HEADER:
         alias = alias.lower()
     embed = isinstance(marker, Body) and bool(marker.embed)
+    is_file = isinstance(marker, File) or _takes_files(bare)
+    form_model = False
+    if source is Source.FORM:
+        if not multipart_available():
+            raise DeclarationError(
+                f"{where}: form and file parameters need python-multipart: "
+                "pip install 'velocipy[multipart]'"
+            )
+        if is_file and not (_takes_files(bare) or _wants_bytes(bare)):
+            raise DeclarationError(
+                f"{where}: File() takes UploadFile, bytes, or a list of either, not {bare!r}"
+            )
+        form_model = not (is_scalar(bare) or is_sequence_of_scalars(bare))
     if default is None and union_members(bare) is None and bare is not Any:
         # `q: int = None` means optional even without `| None`, as in FastAPI.
         inner = convert
@@ -429,4 +466,33 @@ def _plan_parameter(
         constraints=constraints,
         doc=doc,
         gather=gather,
+        form_model=form_model,
+        is_file=is_file,
     )
+
+
+def _element(annotation: Any) -> Any:
+    """`T` for `T`, `T | None`, `list[T]` and `list[T] | None` (the shapes form fields take)."""
+    annotation = strip_annotated(annotation)
+    members = union_members(annotation)
+    if members is not None:
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) != 1:
+            return annotation
+        annotation = strip_annotated(rest[0])
+    if typing.get_origin(annotation) in (list, set, frozenset, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        if len(args) == 1:
+            return strip_annotated(args[0])
+    return annotation
+
+
+def _takes_files(annotation: Any) -> bool:
+    """Whether the parameter is `UploadFile` (optional, or a list of them)."""
+    element = _element(annotation)
+    return isinstance(element, type) and issubclass(element, UploadFile)
+
+
+def _wants_bytes(annotation: Any) -> bool:
+    """Whether the parameter is `bytes` (optional, or a list of them)."""
+    return _element(annotation) is bytes

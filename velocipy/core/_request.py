@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import json.scanner
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from ._datastructures import Headers, QueryParams, State, parse_cookie_header
 from ._errors import InvalidJSON, MalformedBody
 from ._events import RequestHead
+from ._forms import parse_form
+from ._uploads import FormData, FormLimits
 
 
 class Request:
@@ -32,6 +35,7 @@ class Request:
         "route_path",
         "app",
         "_state",
+        "_form",
     )
 
     def __init__(
@@ -53,6 +57,8 @@ class Request:
         #: The application serving this request.
         self.app = app
         self._state: State | None = None
+        #: The parsed form, when the route reads one (set by the exchange).
+        self._form: FormData | None = None
 
     @property
     def state(self) -> State:
@@ -121,6 +127,18 @@ class Request:
     async def body(self) -> bytes:
         """The raw request body."""
         return self._body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The raw body as an async iterator of chunks (here: the body read before the handler)."""
+        if self._body:
+            yield self._body
+
+    async def form(self) -> FormData:
+        """The form the route read (fields and `UploadFile`s), or the body parsed as urlencoded."""
+        if self._form is None:
+            lists = parse_form(self.headers, self._body, FormLimits())
+            self._form = FormData(lists)
+        return self._form
 
     async def json(self) -> Any:
         """The body decoded as JSON; a malformed body answers 400."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import anyio
@@ -340,11 +340,15 @@ class HTTPConnection:
         if type(rest) is not Done:
             self.server.start_flow(exchange, rest)
 
-    async def _read_body(self, limit: int) -> bytes:
-        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue."""
+    async def _read_body(self, limit: int, size: int = 0) -> Any:
+        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue.
+
+        With `size`, the `ReadChunk` effect: the next piece as `(data, more)`.
+        """
         conn = self.h11
         server = self.server
-        if server.max_body_size is not None and server.max_body_size < limit:
+        if server.max_body_size is not None and server.max_body_size < limit and not size:
+            # A streamed (multipart) body has the app's own upload limit, counted by the core.
             limit = server.max_body_size
         if self.content_length is not None and self.content_length > limit:
             self.close_after = True
@@ -354,6 +358,8 @@ class HTTPConnection:
                 status_code=100, headers=[], reason=b"Continue"
             )
             await self._send_or_disconnect(conn.send(informational))
+        if size:
+            return await self._read_piece()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -382,6 +388,34 @@ class HTTPConnection:
                     except ChunkOverLimit:
                         self.close_after = True
                         raise BodyTooLarge(limit) from None
+                conn.receive_data(await self._receive_body_bytes())
+            else:  # ConnectionClosed, PAUSED: the body ended early
+                raise ClientDisconnected()
+
+    async def _read_piece(self) -> tuple[bytes, bool]:
+        """The next piece of the body as `(data, more)`; h11 keeps where it stands."""
+        conn = self.h11
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                self.close_after = True
+                raise BadBodyFraming("Malformed request body framing") from None
+            kind = type(event)
+            if kind is _Data:
+                return event.data, True  # type: ignore[union-attr]
+            if kind is _EndOfMessage:
+                return b"", False
+            if event is _NEED_DATA:
+                if self.content_length is None:
+                    try:
+                        check_chunk(conn, 1 << 62)
+                    except Rejected:
+                        self.close_after = True
+                        raise BadBodyFraming("Chunk size too large") from None
+                    except ChunkOverLimit:  # pragma: no cover - no limit is passed here
+                        self.close_after = True
+                        raise BodyTooLarge(0) from None
                 conn.receive_data(await self._receive_body_bytes())
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()

@@ -1,0 +1,321 @@
+"""Forms and file uploads through the TestClient: File(), UploadFile, Form(), limits, cleanup."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from typing import Annotated, Any
+
+import pytest
+
+from velocipy import (
+    BackgroundTasks,
+    File,
+    Form,
+    FormLimits,
+    Request,
+    UploadFile,
+    VelociPy,
+)
+from velocipy.core import DeclarationError
+from velocipy.testing import TestClient
+
+
+@dataclasses.dataclass
+class Signup:
+    name: str
+    age: int
+
+
+def make_app(limits: FormLimits | None = None) -> VelociPy:
+    app = VelociPy(form_limits=limits)
+    app.state["seen"] = []
+
+    @app.post("/one")
+    async def one(file: UploadFile) -> dict[str, Any]:
+        content = await file.read()
+        return {
+            "filename": file.filename,
+            "content_type": file.content_type,
+            "size": file.size,
+            "content": content.decode(),
+            "in_memory": file.in_memory,
+        }
+
+    @app.post("/sync")
+    def sync(upload: Annotated[UploadFile, File()]) -> dict[str, Any]:
+        upload.file.seek(0, io.SEEK_END)
+        return {"length": upload.file.tell(), "in_memory": upload.in_memory}
+
+    @app.post("/bytes")
+    def as_bytes(data: Annotated[bytes, File()]) -> int:
+        return len(data)
+
+    @app.post("/many")
+    async def many(files: list[UploadFile]) -> list[str]:
+        return [f"{f.filename}:{(await f.read()).decode()}" for f in files]
+
+    @app.post("/optional")
+    def optional(file: UploadFile | None = None) -> str | None:
+        return None if file is None else file.filename
+
+    @app.post("/mixed")
+    async def mixed(
+        title: Annotated[str, Form()],
+        tags: Annotated[list[str], Form()],
+        file: Annotated[UploadFile, File()],
+    ) -> dict[str, Any]:
+        return {"title": title, "tags": tags, "content": (await file.read()).decode()}
+
+    @app.post("/form")
+    def form(name: Annotated[str, Form()], age: Annotated[int, Form()] = 0) -> dict[str, Any]:
+        return {"name": name, "age": age}
+
+    @app.post("/model")
+    def model(signup: Annotated[Signup, Form()]) -> dict[str, Any]:
+        return dataclasses.asdict(signup)
+
+    @app.post("/request-form")
+    async def request_form(request: Request) -> dict[str, Any]:
+        form = await request.form()
+        return {key: str(value) for key, value in form.items()}
+
+    @app.post("/task-reads")
+    async def task_reads(file: UploadFile, tasks: BackgroundTasks) -> str:
+        def later(upload: UploadFile) -> None:
+            upload.file.seek(0)
+            app.state["seen"].append((upload.file.read(), upload.file.closed))
+            app.state["upload"] = upload
+
+        tasks.add_task(later, file)
+        return "ok"
+
+    @app.post("/fails")
+    async def fails(file: UploadFile) -> None:
+        app.state["upload"] = file
+        raise RuntimeError("handler failed")
+
+    return app
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(make_app())
+
+
+def test_an_upload_file_has_its_name_type_size_and_content(client: TestClient) -> None:
+    response = client.post("/one", files={"file": ("a.txt", b"hello", "text/plain")})
+    assert response.json() == {
+        "filename": "a.txt",
+        "content_type": "text/plain",
+        "size": 5,
+        "content": "hello",
+        "in_memory": True,
+    }
+
+
+def test_large_files_are_spooled_to_disk_and_read_back_whole() -> None:
+    client = TestClient(make_app(FormLimits(spool_size=1000)))
+    payload = bytes(range(256)) * 40  # 10,240 bytes: past the spool size
+    out = client.post("/sync", files={"upload": ("big.bin", payload)}).json()
+    assert out == {"length": len(payload), "in_memory": False}
+    response = client.post("/one", files={"file": ("big.txt", b"x" * 5000)})
+    assert response.json()["content"] == "x" * 5000 and response.json()["in_memory"] is False
+
+
+def test_bytes_lists_optional_and_mixed(client: TestClient) -> None:
+    assert client.post("/bytes", files={"data": ("d", b"12345")}).json() == 5
+    files = [("files", ("a.txt", b"A")), ("files", ("b.txt", b"B"))]
+    assert client.post("/many", files=files).json() == ["a.txt:A", "b.txt:B"]
+    assert client.post("/optional", files={"other": ("x", b"")}).json() is None
+    assert client.post("/optional", files={"file": ("x.txt", b"1")}).json() == "x.txt"
+    out = client.post(
+        "/mixed",
+        data={"title": "report", "tags": ["a", "b"]},
+        files={"file": ("r.txt", b"body")},
+    ).json()
+    assert out == {"title": "report", "tags": ["a", "b"], "content": "body"}
+
+
+def test_form_fields_come_from_urlencoded_and_multipart_bodies(client: TestClient) -> None:
+    assert client.post("/form", data={"name": "ada", "age": "36"}).json() == {
+        "name": "ada",
+        "age": 36,
+    }
+    multipart = client.post(
+        "/form", data={"name": "ada", "age": "36"}, files={"ignored": ("f", b"")}
+    )
+    assert multipart.json() == {"name": "ada", "age": 36}
+
+
+def test_a_model_as_a_set_of_form_fields(client: TestClient) -> None:
+    assert client.post("/model", data={"name": "ada", "age": "36"}).json() == {
+        "name": "ada",
+        "age": 36,
+    }
+    invalid = client.post("/model", data={"name": "ada", "age": "old"})
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"][0]["loc"] == ["body", "age"]
+
+
+def test_request_form_gives_fields_and_files(client: TestClient) -> None:
+    out = client.post(
+        "/request-form", data={"a": "1"}, files={"f": ("f.txt", b"x", "text/plain")}
+    ).json()
+    assert out["a"] == "1" and out["f"].startswith("UploadFile(filename='f.txt'")
+
+
+def test_missing_and_wrong_kind_of_file_are_422_as_in_fastapi(client: TestClient) -> None:
+    missing = client.post("/one", files={"other": ("x", b"")})
+    assert missing.status_code == 422
+    assert missing.json() == {
+        "detail": [
+            {"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None}
+        ]
+    }
+    text = client.post("/one", data={"file": "not a file"}, files={"x": ("x", b"")})
+    assert text.status_code == 422
+    problem = text.json()["detail"][0]
+    assert problem["type"] == "value_error" and problem["loc"] == ["body", "file"]
+    assert problem["msg"] == "Value error, Expected UploadFile, received: <class 'str'>"
+
+
+def test_a_task_handed_an_upload_can_still_read_it_then_it_is_closed() -> None:
+    app = make_app(FormLimits(spool_size=10))
+    client = TestClient(app)
+    response = client.post("/task-reads", files={"file": ("t.txt", b"read me later, please")})
+    assert response.json() == "ok"
+    assert app.state["seen"] == [(b"read me later, please", False)]
+    assert app.state["upload"].file.closed  # closed after the task ran
+
+
+def test_uploads_are_closed_when_the_handler_fails() -> None:
+    app = make_app(FormLimits(spool_size=10))
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.post("/fails", files={"file": ("t.txt", b"spooled to disk by now")})
+    assert response.status_code == 500
+    assert app.state["upload"].file.closed
+
+
+@pytest.mark.parametrize(
+    ("limits", "kwargs", "status", "detail"),
+    [
+        (
+            FormLimits(max_files=1),
+            {"files": [("files", ("a", b"1")), ("files", ("b", b"2"))]},
+            400,
+            "Too many files. Maximum number of files is 1.",
+        ),
+        (
+            FormLimits(max_fields=1),
+            {"data": {"a": "1", "b": "2"}, "files": {"files": ("a", b"1")}},
+            400,
+            "Too many fields. Maximum number of fields is 1.",
+        ),
+        (
+            FormLimits(max_fields=1),
+            {"data": {"a": "1", "b": "2"}},
+            400,
+            "Too many fields. Maximum number of fields is 1.",
+        ),
+        (
+            FormLimits(max_field_size=1024),
+            {"data": {"a": "x" * 2000}, "files": {"files": ("a", b"1")}},
+            400,
+            "Part exceeded maximum size of 1KB.",
+        ),
+        (
+            FormLimits(max_size=10_000),
+            {"files": {"files": ("a", b"x" * 20_000)}},
+            413,
+            None,
+        ),
+    ],
+)
+def test_limits_answer_a_clear_4xx(
+    limits: FormLimits, kwargs: dict[str, Any], status: int, detail: str | None
+) -> None:
+    response = TestClient(make_app(limits)).post("/many", **kwargs)
+    assert response.status_code == status
+    if detail is not None:
+        assert response.json() == {"detail": detail}
+
+
+def test_part_headers_have_a_size_limit() -> None:
+    client = TestClient(make_app(FormLimits(max_part_header_size=1024)))
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n'
+        + b"X-Long: "
+        + b"y" * 2000
+        + b"\r\n\r\ndata\r\n--B--\r\n"
+    )
+    response = client.post(
+        "/one", content=body, headers={"content-type": "multipart/form-data; boundary=B"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Part headers exceeded maximum size of 1KB."}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "detail"),
+    [
+        ("multipart/form-data", b"--B\r\n", "Missing boundary in multipart."),
+        (
+            "multipart/form-data; boundary=B",
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nda',
+            "Malformed multipart body: it ends before its closing boundary",
+        ),
+        (
+            "multipart/form-data; boundary=B",
+            b"--B\r\nContent-Type: text/plain\r\n\r\ndata\r\n--B--\r\n",
+            "Malformed multipart body: a part has no Content-Disposition header",
+        ),
+    ],
+)
+def test_malformed_multipart_is_a_400_with_a_short_message(
+    client: TestClient, content_type: str, body: bytes, detail: str
+) -> None:
+    response = client.post("/one", content=body, headers={"content-type": content_type})
+    assert response.status_code == 400
+    assert response.json() == {"detail": detail}
+
+
+def test_a_truncated_upload_closes_its_spooled_file(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(FormLimits(spool_size=10))
+    seen: list[UploadFile] = []
+
+    @app.post("/never")
+    def never(file: UploadFile) -> None:  # pragma: no cover - the body never completes
+        seen.append(file)
+
+    body = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + b"x" * 100
+    with caplog.at_level(logging.ERROR, logger="velocipy"):
+        response = TestClient(app).post(
+            "/never", content=body, headers={"content-type": "multipart/form-data; boundary=B"}
+        )
+    assert response.status_code == 400 and seen == []
+
+
+def test_declaration_errors() -> None:
+    app = VelociPy()
+    with pytest.raises(DeclarationError, match="File\\(\\) takes UploadFile, bytes"):
+
+        @app.post("/bad")
+        def bad(count: Annotated[int, File()]) -> None: ...
+
+    with pytest.raises(DeclarationError, match="both a JSON body and form fields"):
+
+        @app.post("/both")
+        def both(item: dict[str, int], name: Annotated[str, Form()]) -> None: ...
+
+
+def test_routes_with_files_need_python_multipart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("velocipy.core._plans.multipart_available", lambda: False)
+    app = VelociPy()
+    with pytest.raises(DeclarationError, match=r"pip install 'velocipy\[multipart\]'") as raised:
+
+        @app.post("/upload")
+        def upload(file: UploadFile) -> None: ...
+
+    assert "POST /upload" in str(raised.value) and "'file'" in str(raised.value)
