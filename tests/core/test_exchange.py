@@ -15,6 +15,7 @@ from velocipy.core import (
     BackgroundTasks,
     Call,
     ClientDisconnected,
+    ContainedBaseException,
     Done,
     HTTPException,
     LocalProtocolError,
@@ -155,6 +156,37 @@ def test_interruption_during_tasks_logs_the_interrupted_and_the_abandoned(
     assert any("interrupted (Cancelled)" in m for m in messages)
     assert sum("abandoned" in m for m in messages) == 1
     assert exchange.phase is Phase.DONE
+
+
+def test_a_contained_base_exception_fails_its_task_and_the_next_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What a driver throws in when a task raised SystemExit (issue 17): a failure of that
+    # task under its real type, not an interruption abandoning the others.
+    log: list[str] = []
+    app = make_app(log)
+    hooked: list[BaseException] = []
+    app.task_error_hooks.append((lambda task, error: hooked.append(error), False))
+    exchange = app.exchange(head("POST", "/body"))
+    exchange.start()
+    respond = exchange.send(perform(exchange.send(b"{}")))
+    assert isinstance(respond, Respond)
+    first_task = exchange.send(None)
+    assert isinstance(first_task, Call)
+    exit_error = SystemExit(3)
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        effect = exchange.throw(ContainedBaseException(exit_error))
+        while not isinstance(effect, Done):
+            effect = exchange.send(perform(effect))  # the hook, then the second task
+    assert log == ["second"]
+    assert hooked == [exit_error]
+    first, second = respond.tasks
+    assert first.state == "failed" and first.error is exit_error
+    assert second.state == "succeeded"
+    (record,) = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert record.getMessage().endswith("failed (SystemExit: contained, the server goes on)")
+    assert record.exc_info is not None and record.exc_info[1] is exit_error
+    assert "abandoned" not in caplog.text and "interrupted" not in caplog.text
 
 
 # -- misuse by an adapter raises at once ------------------------------------------------------

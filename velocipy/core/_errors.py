@@ -10,6 +10,9 @@
   large, invalid JSON); each carries the status code that answers it.
 - `ClientDisconnected`: thrown in by an adapter when the peer went away.
 - `TaskTimedOut`: thrown in by an adapter when a task overran its timeout.
+- `ContainedBaseException`: thrown in by an adapter when user code called after the
+  response raised a `BaseException` (`SystemExit`, `KeyboardInterrupt`, …) that is
+  not the adapter's own cancellation: a failure of that call, not a stop.
 """
 
 from __future__ import annotations
@@ -140,3 +143,21 @@ class TaskTimedOut(Exception):
 
 class ClientDisconnected(Exception):
     """The client went away before the request was read or the response was sent."""
+
+
+class ContainedBaseException(Exception):
+    """A `BaseException` raised by user code, carried into the exchange as a failure.
+
+    A task that calls `sys.exit()`, raises `KeyboardInterrupt`, or raises a
+    `BaseException` subclass of its own has failed; it has not stopped the
+    server. Drivers throw this wrapper for such an exception (the original is
+    `.error`, and also `__cause__`, so a logged traceback shows it), while a real
+    interruption of the driver (its cancellation at shutdown) is thrown in as
+    itself. The core can then tell the two apart without knowing which
+    cancellation exception the adapter's event loop uses.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        self.error = error
+        self.__cause__ = error

@@ -68,7 +68,15 @@ from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
 from ._request import Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
-from ._tasks import BackgroundTasks, Task, TaskState, log_abandoned, release_tasks, run_tasks
+from ._tasks import (
+    BackgroundTasks,
+    Task,
+    TaskState,
+    log_abandoned,
+    release_tasks,
+    run_tasks,
+    unwrap,
+)
 from ._uploads import FormData, UploadFile
 
 if TYPE_CHECKING:
@@ -826,8 +834,10 @@ def _cleanup(ctx: _Context) -> Generator[Effect, Any, bool]:
         finish = finish_generator_async if is_async else finish_generator
         try:
             yield Call(finish, (generator, None), {}, is_async, "cleanup")
-        except Exception:
-            logger.exception("Cleanup of a dependency for %s failed", ctx.label)
+        except Exception as failure:
+            logger.error(
+                "Cleanup of a dependency for %s failed", ctx.label, exc_info=unwrap(failure)
+            )
             clean = False
     return clean
 

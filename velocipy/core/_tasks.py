@@ -31,7 +31,7 @@ import types
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TaskTimedOut
+from ._errors import ContainedBaseException, TaskTimedOut
 from ._events import Call
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ logger = logging.getLogger("velocipy")
 
 _ids = itertools.count(1)
 _CO_COROUTINE = inspect.CO_COROUTINE
+
+
+def unwrap(error: Exception) -> BaseException:
+    """The exception user code really raised: `error`, or the one it contains."""
+    return error.error if type(error) is ContainedBaseException else error
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
@@ -540,27 +545,41 @@ def run_tasks(
             )
             yield from _call_hooks(error_hooks, task, timed_out, route)
         except Exception as failure:
-            task.error = failure
+            if type(failure) is ContainedBaseException:
+                # The task itself raised SystemExit, KeyboardInterrupt or the like: a
+                # failure of this task like any other, under its real type.
+                error: BaseException = failure.error
+                message = "Background task %s for %s failed (%s: contained, the server goes on)"
+                detail: tuple[str, ...] = (type(error).__name__,)
+            else:
+                error, message, detail = failure, "Background task %s for %s failed", ()
+            task.error = error
             task._move(TaskState.FAILED)
             logger.error(
-                "Background task %s for %s failed",
+                message,
                 task.name,
                 route,
-                exc_info=failure,
+                *detail,
+                exc_info=error,
                 extra=task._log_extra(),
             )
-            yield from _call_hooks(error_hooks, task, failure, route)
+            yield from _call_hooks(error_hooks, task, error, route)
         except BaseException as interruption:
-            task.error = interruption
-            task._move(TaskState.CANCELLED)
-            logger.warning(
-                "Background task %s for %s interrupted (%s)",
-                task.name,
-                route,
-                type(interruption).__name__,
-                extra=task._log_extra(),
-            )
-            log_abandoned(tasks[index + 1 :], route, "the server stopped first")
+            # The driver was stopped (cancelled at shutdown): not the task's doing.
+            if task.state is _RUNNING:
+                task.error = interruption
+                task._move(TaskState.CANCELLED)
+                logger.warning(
+                    "Background task %s for %s interrupted (%s)",
+                    task.name,
+                    route,
+                    type(interruption).__name__,
+                    extra=task._log_extra(),
+                )
+            # A task still pending never started (it waited for a running slot): it is
+            # abandoned with the rest. One already settled (a drain gave up on it and
+            # said so) is not logged twice.
+            log_abandoned(tasks[index:], route, "the server stopped first")
             raise
         else:
             task._succeed()
@@ -582,11 +601,12 @@ def _call_hooks(
     for hook, is_async in hooks:
         try:
             yield Call(hook, (task, error), {}, is_async, "task_error_hook")
-        except Exception:
-            logger.exception(
+        except Exception as failure:
+            logger.error(
                 "Task-error hook %s failed for task %s of %s",
                 callable_name(hook),
                 task.name,
                 route,
+                exc_info=unwrap(failure),
                 extra=task._log_extra(),
             )
