@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,9 +43,9 @@ try:
 except ImportError as missing:  # pragma: no cover - exercised only without the extra
     raise ImportError("velocipy.testing needs httpx: pip install 'velocipy[testing]'") from missing
 
+from velocipy.adapters._carry import guarded, unwrap_carried
 from velocipy.adapters._drive import (
     RunCoroutine,
-    await_coroutine,
     call_now,
     drive_async,
     drive_sync,
@@ -167,6 +167,15 @@ def _no_body(limit: int) -> bytes:
     raise RuntimeError("the body was already read")
 
 
+def _runner(portal: anyio.from_thread.BlockingPortal) -> RunCoroutine:
+    """Run coroutines on `portal`'s loop; a task's `SystemExit` must not stop that loop."""
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return unwrap_carried(functools.partial(portal.call, guarded, coroutine))
+
+    return run
+
+
 def head_from_request(
     request: httpx.Request, client: tuple[str, int] | None, root_path: str = ""
 ) -> RequestHead:
@@ -245,10 +254,10 @@ class CoreTransport(httpx.BaseTransport):
     def portal(self) -> Iterator[RunCoroutine]:
         """A way to run coroutines: the lifespan's portal, or one for this request alone."""
         if self.shared_portal is not None:
-            yield functools.partial(self.shared_portal.call, await_coroutine)
+            yield _runner(self.shared_portal)
         else:
             with anyio.from_thread.start_blocking_portal() as portal:
-                yield functools.partial(portal.call, await_coroutine)
+                yield _runner(portal)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))

@@ -17,6 +17,7 @@ import pathlib
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pydantic
@@ -48,21 +49,33 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def record(key: str, name: str, *, fail: bool = False, sleep: float = 0.0) -> None:
+#: What a failing task raises, by the name a `TaskPlan` gives in `raises`.
+FAILURES: dict[str, Callable[[str], BaseException]] = {
+    "RuntimeError": lambda name: RuntimeError(f"task {name} failed on purpose"),
+    "SystemExit": lambda name: SystemExit(f"task {name} exited on purpose"),
+    "KeyboardInterrupt": lambda name: KeyboardInterrupt(f"task {name} interrupted on purpose"),
+}
+
+
+def record(
+    key: str, name: str, *, fail: bool = False, sleep: float = 0.0, raises: str = "RuntimeError"
+) -> None:
     if sleep:
         time.sleep(sleep)
     if fail:
         EVENTS[key].append(f"{name}:failed")
-        raise RuntimeError(f"task {name} failed on purpose")
+        raise FAILURES[raises](name)
     EVENTS[key].append(name)
 
 
-async def record_async(key: str, name: str, *, fail: bool = False, sleep: float = 0.0) -> None:
+async def record_async(
+    key: str, name: str, *, fail: bool = False, sleep: float = 0.0, raises: str = "RuntimeError"
+) -> None:
     if sleep:
         await asyncio.sleep(sleep)
     if fail:
         EVENTS[key].append(f"{name}:failed")
-        raise RuntimeError(f"task {name} failed on purpose")
+        raise FAILURES[raises](name)
     EVENTS[key].append(name)
 
 
@@ -87,6 +100,7 @@ class TaskPlan:
     fail: list[str] = dataclasses.field(default_factory=list)
     sleep: float = 0.0
     kind: str = "mixed"  # "sync", "async" or "mixed" (alternating, async first)
+    raises: str = "RuntimeError"  # what the failing ones raise: a key of FAILURES
 
 
 @app.post("/tasks/{key}")
@@ -95,7 +109,9 @@ async def schedule(key: str, plan: TaskPlan, background_tasks: BackgroundTasks) 
         use_async = plan.kind == "async" or (plan.kind == "mixed" and index % 2 == 0)
         func = record_async if use_async else record
         sleep = plan.sleep if index == 0 else 0.0
-        background_tasks.add_task(func, key, name, fail=name in plan.fail, sleep=sleep)
+        background_tasks.add_task(
+            func, key, name, fail=name in plan.fail, sleep=sleep, raises=plan.raises
+        )
     return {"scheduled": len(plan.names)}
 
 

@@ -68,6 +68,25 @@ def test_a_failing_task_is_logged_and_the_rest_still_run(driver: Driver) -> None
     assert "task two failed on purpose" in logs  # the traceback's last line
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_task_raising_systemexit_or_keyboardinterrupt_fails_alone(
+    driver: Driver, kind: str
+) -> None:
+    # A task's own BaseException is a failure like any other (issue 17): logged with its
+    # real type, the rest of the request's tasks run, and the server goes on serving.
+    function = "record" if kind == "sync" else "record_async"
+    for raises in ("SystemExit", "KeyboardInterrupt"):
+        key = new_key()
+        plan = {"names": ["one", "two", "three"], "fail": ["two"], "kind": kind, "raises": raises}
+        response = driver.request("POST", f"/tasks/{key}", json=plan)
+        assert response.status_code == 200
+        assert wait_for_events(driver, key, 3) == ["one", "two:failed", "three"]
+        line = f"tests.conformance.app.{function} for POST /tasks/{{key}} failed ({raises}"
+        assert line in wait_for_log(driver, line)
+    assert driver.request("GET", "/hello").status_code == 200
+    assert driver.request("GET", "/hello-sync").status_code == 200
+
+
 def test_a_crashing_handler_answers_500_and_runs_no_task(driver: Driver) -> None:
     key = new_key()
     response = driver.request("POST", f"/tasks-then-crash/{key}")

@@ -18,6 +18,7 @@ under the async driver.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import types
 import weakref
@@ -31,6 +32,7 @@ import anyio.to_thread
 from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
+    ContainedBaseException,
     Done,
     Effect,
     Exchange,
@@ -60,7 +62,13 @@ def drive_sync(
     read_body: Callable[..., Any],
     run_coroutine: RunCoroutine,
 ) -> Respond | Done:
-    """Perform effects in this thread until `Respond` or `Done`, and return it."""
+    """Perform effects in this thread until `Respond` or `Done`, and return it.
+
+    A `BaseException` from a call after the response is that call's failure (see
+    `AFTER_RESPONSE`), except the `CancelledError` of an async call whose event
+    loop stopped under it: that is thrown in (the core logs what it interrupts)
+    and goes up.
+    """
     while True:
         kind = type(effect)
         if kind is Call:
@@ -80,6 +88,15 @@ def drive_sync(
                         result = run_coroutine(result)
             except Exception as error:
                 effect = exchange.throw(error)
+            except BaseException as error:
+                if call.purpose in AFTER_RESPONSE and type(error) is not asyncio.CancelledError:
+                    effect = exchange.throw(ContainedBaseException(error))
+                else:
+                    # The loop running an async call was stopped (process exit) and
+                    # cancelled it: the core logs what it interrupts, then it goes up.
+                    if call.purpose in AFTER_RESPONSE:
+                        exchange.throw(error)
+                    raise
             else:
                 effect = exchange.send(result)
         elif kind is ReadBody:
@@ -109,6 +126,27 @@ def drive_sync(
 
 _OPEN_SPOOL = Call(open_spool, (), {}, False, "spool")
 
+#: The calls made after the response (tasks, their error hooks, dependency cleanup) whose
+#: `BaseException` (SystemExit, KeyboardInterrupt, a class of the user's own) is a
+#: failure of that call, thrown in as `ContainedBaseException`: the server goes on.
+#: Only the driver's own cancellation interrupts the flow. (Before the response, such
+#: an exception still goes up to the server, as under Starlette.)
+AFTER_RESPONSE = frozenset({"task", "task_error_hook", "cleanup"})
+
+
+def _cancelled(error: BaseException) -> bool:
+    """Whether `error`, caught by the async driver, is its own cancellation (a shutdown).
+
+    On asyncio, a `CancelledError` that user code raised or let out of a task it
+    awaited, while nobody cancelled the driver's own task, is that code's failure.
+    """
+    if not isinstance(error, anyio.get_cancelled_exc_class()):
+        return False
+    if isinstance(error, asyncio.CancelledError):
+        cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python 3.11+
+        return cancelling is None or cancelling() > 0
+    return True
+
 
 async def drive_async(
     exchange: Exchange,
@@ -120,7 +158,9 @@ async def drive_async(
     """Perform effects on the event loop until `Respond` or `Done`, and return it.
 
     A cancellation (shutdown) is thrown into the exchange first, so the core can
-    log which tasks it interrupts and abandons, then propagates.
+    log which tasks it interrupts and abandons, then propagates. Any other
+    `BaseException` from a call after the response is that call's failure
+    (see `AFTER_RESPONSE`).
     """
     while True:
         kind = type(effect)
@@ -144,9 +184,12 @@ async def drive_async(
                         result = await result
             except Exception as error:
                 effect = exchange.throw(error)
-            except BaseException as interruption:
-                exchange.throw(interruption)
-                raise
+            except BaseException as error:
+                if call.purpose in AFTER_RESPONSE and not _cancelled(error):
+                    effect = exchange.throw(ContainedBaseException(error))
+                else:
+                    exchange.throw(error)
+                    raise
             else:
                 effect = exchange.send(result)
         elif kind is ReadBody:
@@ -299,8 +342,21 @@ async def await_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def call_now(call: Call) -> Any:
-    """Perform a sync `Call` right here (what worker threads run)."""
-    return call.fn(*call.args, **call.kwargs)
+    """Perform a sync `Call` right here (what worker threads run).
+
+    A `BaseException` of a call after the response leaves the thread already
+    wrapped as `ContainedBaseException`: asyncio hands a worker's exception to
+    the awaiting task by throwing it in, and a `GeneratorExit` thrown into a
+    coroutine closes it instead of raising where it waits.
+    """
+    try:
+        return call.fn(*call.args, **call.kwargs)
+    except Exception:
+        raise
+    except BaseException as error:
+        if call.purpose in AFTER_RESPONSE:
+            raise ContainedBaseException(error) from error
+        raise
 
 
 def iterate_sync(stream: StreamBody, run_coroutine: RunCoroutine) -> Iterator[bytes]:

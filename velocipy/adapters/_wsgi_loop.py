@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import weakref
@@ -26,6 +27,10 @@ from typing import Any
 
 import anyio
 from anyio.from_thread import BlockingPortal
+
+from velocipy.adapters._carry import guarded, unwrap_carried
+
+logger = logging.getLogger("velocipy")
 
 
 class LoopStopped(RuntimeError):
@@ -67,7 +72,7 @@ class LoopThread:
             done.release()
 
         def begin() -> None:
-            loop.create_task(coroutine).add_done_callback(finished)
+            loop.create_task(guarded(coroutine)).add_done_callback(finished)
 
         try:
             loop.call_soon_threadsafe(begin)
@@ -75,7 +80,7 @@ class LoopThread:
             coroutine.close()
             raise LoopStopped("the event loop thread has stopped") from None
         done.acquire()
-        return outcome[0].result()
+        return unwrap_carried(outcome[0].result)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Start `coroutine` as a task on the loop and return at once (it reports by itself)."""
@@ -83,7 +88,7 @@ class LoopThread:
         if loop is None:
             loop = self._start()
         try:
-            loop.call_soon_threadsafe(loop.create_task, coroutine)
+            loop.call_soon_threadsafe(loop.create_task, _reported(coroutine))
         except RuntimeError:  # the loop closed under us
             coroutine.close()
             raise LoopStopped("the event loop thread has stopped") from None
@@ -156,6 +161,14 @@ class LoopThread:
         except RuntimeError:  # already stopped
             return
         thread.join(timeout)
+
+
+async def _reported(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Await a spawned `coroutine`: whatever escapes it is logged, and the loop goes on."""
+    try:
+        await coroutine
+    except (SystemExit, KeyboardInterrupt):
+        logger.exception("A coroutine on the event-loop thread raised; the loop goes on")
 
 
 _LOOPS: weakref.WeakSet[LoopThread] = weakref.WeakSet()

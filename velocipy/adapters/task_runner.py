@@ -135,6 +135,8 @@ class Job:
             )
         except Exception:  # the flow logs task failures itself; this would be a bug
             logger.exception("Running the background tasks of %s failed", self.label)
+        except asyncio.CancelledError:
+            pass  # the event loop stopped at exit; the core logged the tasks it cut off
 
     def abandon(self) -> None:
         """Log every task of this job that has not finished and will not: by name.
@@ -148,6 +150,13 @@ class Job:
         running = [task for task in tasks if task.state is TaskState.RUNNING]
         log_abandoned(running, route, "still running at the drain deadline; cut off at exit")
         log_abandoned(tasks, route, "the server stopped first")
+
+
+def _interrupted(job: Job, error: BaseException) -> None:
+    """A job's flow was stopped by `error`: quiet for the event loop's cancellation at
+    exit (the core logged the tasks it cut off), logged for anything else."""
+    if not isinstance(error, asyncio.CancelledError):
+        logger.error("Running the background tasks of %s stopped", job.label, exc_info=error)
 
 
 class TaskRunner:
@@ -416,6 +425,11 @@ class TaskRunner:
                 )
             except Exception:  # the flow logs task failures itself; this would be a bug
                 logger.exception("Running the background tasks of %s failed", job.label)
+            except BaseException as error:
+                # A task's own BaseException is contained by the driver; what comes here
+                # is a stop (the event loop cancelled an async task at exit), which the
+                # core has logged. Either way this thread lives on for the next job.
+                _interrupted(job, error)
             finally:
                 with lock:
                     del self._running[job]

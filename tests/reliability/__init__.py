@@ -1,0 +1,1 @@
+"""Fault injection on real servers: tasks that misbehave, and stops under load."""
