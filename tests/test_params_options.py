@@ -145,3 +145,9 @@ def test_constraints_work_without_pydantic() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "422 ['greater_than', 'decimal_max_digits', 'uuid_parsing']"
+
+
+def test_the_deprecated_example_keyword_is_one_more_example() -> None:
+    with pytest.warns(DeprecationWarning, match="examples"):
+        marker = Query(example=3, examples=[1])
+    assert marker.doc.examples == [1, 3]

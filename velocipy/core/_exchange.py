@@ -615,7 +615,19 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
         else:
             raw = ctx._json
             if raw is _MISSING and ctx.body:
-                raw = ctx._json = _json_body(ctx)
+                # Decoded as JSON unless the content type says otherwise (`_is_json`):
+                # inline, as this runs for every request with a JSON body.
+                for name, value in ctx.head.headers:
+                    if name == b"content-type":
+                        if value != b"application/json" and not _is_json(value):
+                            raw = ctx.body
+                        break
+                if raw is _MISSING:
+                    try:
+                        raw = decode_json(ctx.body)
+                    except InvalidJSON as error:
+                        raise _json_invalid(error) from None
+                ctx._json = raw
             if param.embed and raw is not _MISSING:
                 # Not an object: every embedded field is missing, as FastAPI says.
                 raw = raw.get(param.alias, _MISSING) if type(raw) is dict else _MISSING
@@ -647,40 +659,33 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
     return found
 
 
-def _json_body(ctx: _Context) -> Any:
-    """The body as JSON body parameters see it, decided as FastAPI does.
+def _is_json(content_type: bytes) -> bool:
+    """Whether JSON body parameters read a body of this content type as JSON.
 
-    A JSON content type (`application/json`, `application/*+json`) is decoded,
-    invalid JSON being a 422 `json_invalid`; any other content type leaves the
-    bytes as they are, for validation to refuse (`model_attributes_type`,
-    `dict_type`...) or accept (`str`, `bytes`). No content type at all is read
-    as JSON (FastAPI's `strict_content_type=False`).
+    As FastAPI decides: `application/json` and `application/*+json` are JSON;
+    any other content type leaves the bytes as they are, for validation to
+    refuse (`model_attributes_type`, `dict_type`...) or take (`str`, `bytes`).
+    A request without a content type is read as JSON (FastAPI's
+    `strict_content_type=False`), so its check never gets here.
     """
-    for name, value in ctx.head.headers:
-        if name == b"content-type":
-            if value != b"application/json" and not _is_json_media_type(value):
-                return ctx.body
-            break
-    try:
-        return decode_json(ctx.body)
-    except InvalidJSON as error:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ["body", error.position],
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": error.msg},
-                }
-            ]
-        ) from None
-
-
-def _is_json_media_type(value: bytes) -> bool:
-    media = value.partition(b";")[0].strip().lower()
+    media = content_type.partition(b";")[0].strip().lower()
     main, _, sub = media.partition(b"/")
     return main == b"application" and (sub == b"json" or sub.endswith(b"+json"))
+
+
+def _json_invalid(error: InvalidJSON) -> RequestValidationError:
+    """FastAPI's answer to a JSON body that does not decode."""
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ["body", error.position],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": error.msg},
+            }
+        ]
+    )
 
 
 # Enum members as module constants: `Source.HEADER` is an attribute lookup on an Enum

@@ -89,6 +89,7 @@ class Param:
         min_length, max_length: Bounds on the length of strings, bytes, collections.
         pattern: A regular expression a string must contain a match of
             (`re.search`, as pydantic). `regex` is its deprecated old name.
+        example: Deprecated: one more entry of `examples`.
         max_digits, decimal_places: Limits for `Decimal` values.
         strict: No conversion between types (a query string is never an int).
         allow_inf_nan: Whether `inf`/`nan` floats are accepted.
@@ -122,6 +123,7 @@ class Param:
         max_digits: int | None = None,
         decimal_places: int | None = None,
         examples: list[Any] | None = None,
+        example: Any = REQUIRED,
         openapi_examples: dict[str, Any] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
@@ -139,6 +141,13 @@ class Param:
             if pattern is not None and pattern != regex:
                 raise TypeError(f"{type(self).__name__}(): give pattern or regex, not both")
             pattern = regex
+        if example is not REQUIRED:
+            warnings.warn(
+                "`example` has been deprecated, please use `examples` instead",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            examples = [*(examples or []), example]
         for name, value in (("alias", alias), ("validation_alias", validation_alias)):
             if value is not None and not isinstance(value, str):
                 # AliasPath / AliasChoices: pydantic model fields only.
