@@ -36,6 +36,7 @@ class FilterParams(BaseModel):
 
 
 class CommonHeaders(BaseModel):
+    model_config = {"extra": "ignore"}
     host: str
     save_data: bool
     x_tag: list[str] = []
@@ -556,3 +557,23 @@ def test_a_body_of_another_content_type_is_not_read_as_json(client: TestClient) 
     assert client.post("/text", content=b"xx", headers=plain).json() == "xx"
     vendor = {"content-type": "application/merge-patch+json; charset=utf-8"}
     assert client.post("/mapping", content=b'{"a": 1}', headers=vendor).json() == {"a": 1}
+
+
+def test_a_header_model_forbidding_extras_refuses_every_request_as_in_fastapi() -> None:
+    class Strict(BaseModel):
+        model_config = {"extra": "forbid"}
+        x_tag: str = "d"
+
+    app = VelociPy()
+
+    @app.get("/strict")
+    def strict(h: Annotated[Strict, Header()]) -> str:
+        return h.x_tag
+
+    detail = TestClient(app).get("/strict", headers={"x-tag": "t"}).json()["detail"]
+    assert {
+        "type": "extra_forbidden",
+        "loc": ["header", "host"],
+        "msg": "Extra inputs are not permitted",
+        "input": "testserver",
+    } in detail

@@ -22,8 +22,9 @@ def model_gatherer(
     """`(gather, convert)` for `model` read from `source` ("query", "header" or "cookie").
 
     `gather` takes the source's mapping (`QueryParams`, `Headers`, the cookie
-    dict); query and cookie values the model has no field for are passed too,
-    so a model with `extra="forbid"` refuses them.
+    dict); values the model has no field for are passed too, so a model with
+    `extra="forbid"` refuses them, as FastAPI does (for headers that means every
+    request: `Host` and `User-Agent` are headers too).
     """
     from pydantic import ValidationError
 
@@ -42,7 +43,6 @@ def model_gatherer(
         fields.append((key, wire, many))
     to_wire = {key: wire for key, wire, _ in fields if key != wire}
     known = {wire for _, wire, _ in fields}
-    pass_extras = source != "header"  # every request has headers no model lists
 
     def gather(values: Any) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -55,10 +55,9 @@ def model_gatherer(
                 value = values.get(wire)
                 if value is not None:
                     found[key] = value
-        if pass_extras:
-            for wire in values:
-                if wire not in known:
-                    found[wire] = values[wire]
+        for wire in values:
+            if wire not in known:
+                found[wire] = values[wire]
         return found
 
     validate = model.model_validate
