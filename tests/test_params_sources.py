@@ -577,3 +577,26 @@ def test_a_header_model_forbidding_extras_refuses_every_request_as_in_fastapi() 
         "msg": "Extra inputs are not permitted",
         "input": "testserver",
     } in detail
+
+
+def test_a_dependency_used_twice_counts_its_body_once() -> None:
+    def the_item(item: Item) -> Item:
+        return item
+
+    def first(item: Annotated[Item, Depends(the_item)]) -> str:
+        return item.name
+
+    def second(item: Annotated[Item, Depends(the_item)]) -> float:
+        return item.price
+
+    app = VelociPy()
+
+    @app.post("/twice")
+    def twice(
+        name: Annotated[str, Depends(first)], price: Annotated[float, Depends(second)]
+    ) -> dict[str, Any]:
+        return {"name": name, "price": price}
+
+    # One body parameter in the whole route: the body is the item itself, not embedded.
+    response = TestClient(app).post("/twice", json={"name": "pen", "price": 2})
+    assert response.json() == {"name": "pen", "price": 2.0}

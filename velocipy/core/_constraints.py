@@ -333,7 +333,7 @@ def _digits(max_digits: int | None, places: int | None) -> Callable[[Any, Any], 
                 {"decimal_places": places},
             )
         if max_digits is not None and places is not None:
-            whole = max_digits - places
+            whole = max(max_digits - places, 0)
             if digits - decimals > whole:
                 fail(
                     "decimal_whole_digits",

@@ -262,7 +262,11 @@ def finish_route_plans(plans: list[Plan], path_params: frozenset[str], route: st
 
 def _embed_bodies(plans: list[Plan]) -> None:
     bodies = [p for each in plans for p in each.plain if p.source is Source.BODY]
-    if len(bodies) > 1:
+    # A dependency used twice has a plan per use; FastAPI counts its body parameters once.
+    distinct = {
+        (id(each.call), p.name) for each in plans for p in each.plain if p.source is Source.BODY
+    }
+    if len(distinct) > 1:
         for param in bodies:
             param.embed = True
 
