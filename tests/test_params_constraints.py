@@ -461,3 +461,49 @@ def test_documentation_keywords_are_kept_on_the_plan() -> None:
     assert q.doc.json_schema_extra == {"x-k": 1} and q.doc.serialization_alias == "s"
     assert body.doc.media_type == "application/vnd+json"
     assert TestClient(app).get("/doc?search=pens").json() == "pens"
+
+
+# -- constraints inside bodies we validate ourselves (dataclasses) --------------------------------
+
+
+def test_constraints_on_dataclass_fields_apply_and_unknown_ones_are_refused() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Order:
+        quantity: Annotated[int, at.Gt(0)]
+        code: Annotated[str, Field(pattern="^[A-Z]+$")] = "A"
+
+    app = VelociPy()
+
+    @app.post("/orders")
+    def order(order: Order) -> int:
+        return order.quantity
+
+    client = TestClient(app)
+    assert client.post("/orders", json={"quantity": 2}).json() == 2
+    assert client.post("/orders", json={"quantity": 0, "code": "a"}).json()["detail"] == [
+        {
+            "type": "greater_than",
+            "loc": ["body", "quantity"],
+            "msg": "Input should be greater than 0",
+            "input": 0,
+            "ctx": {"gt": 0},
+        },
+        {
+            "type": "string_pattern_mismatch",
+            "loc": ["body", "code"],
+            "msg": "String should match pattern '^[A-Z]+$'",
+            "input": "a",
+            "ctx": {"pattern": "^[A-Z]+$"},
+        },
+    ]
+
+    @dataclasses.dataclass
+    class Odd:
+        size: Annotated[int, "centimetres"]
+
+    def odd(body: Odd) -> None: ...
+
+    with pytest.raises(DeclarationError, match=r"POST /odd: parameter 'body'.*not understood"):
+        VelociPy().post("/odd")(odd)
