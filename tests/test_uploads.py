@@ -319,3 +319,37 @@ def test_routes_with_files_need_python_multipart(monkeypatch: pytest.MonkeyPatch
         def upload(file: UploadFile) -> None: ...
 
     assert "POST /upload" in str(raised.value) and "'file'" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_a_100_mb_upload_through_the_testclient_holds_little_memory(tmp_path: Any) -> None:
+    import hashlib
+    import tracemalloc
+
+    app = VelociPy(form_limits=FormLimits(max_size=256 * 1024 * 1024))
+
+    @app.post("/digest")
+    async def digest(file: UploadFile) -> dict[str, Any]:
+        hasher = hashlib.sha256()
+        while chunk := await file.read(256 * 1024):
+            hasher.update(chunk)
+        return {"size": file.size, "sha256": hasher.hexdigest()}
+
+    block = bytes(range(256)) * 4096  # 1 MiB
+    size = 100 * len(block)
+    path = tmp_path / "big.bin"
+    hasher = hashlib.sha256()
+    with path.open("wb") as out:
+        for _ in range(size // len(block)):
+            out.write(block)
+            hasher.update(block)
+    client = TestClient(app)
+    tracemalloc.start()
+    try:
+        with path.open("rb") as upload:
+            out = client.post("/digest", files={"file": ("big.bin", upload)}).json()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out == {"size": size, "sha256": hasher.hexdigest()}
+    assert peak < 5 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"

@@ -347,8 +347,9 @@ class HTTPConnection:
         """
         conn = self.h11
         server = self.server
-        if server.max_body_size is not None and server.max_body_size < limit and not size:
-            # A streamed (multipart) body has the app's own upload limit, counted by the core.
+        if server.max_body_size is not None and server.max_body_size < limit:
+            # The server's own cap holds for streamed (multipart) bodies too: a declared
+            # length past it is refused here; the core counts the pieces against its limit.
             limit = server.max_body_size
         if self.content_length is not None and self.content_length > limit:
             self.close_after = True

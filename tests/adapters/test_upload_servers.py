@@ -1,0 +1,141 @@
+"""Uploads from a real `curl -F` to every server, and the memory a 100 MB upload costs each.
+
+The memory test (marked slow) sends 100 MB through curl, streamed from a file,
+and samples the server's resident memory (its whole process tree) while the
+upload runs: the growth must stay under 5 MB, since parts go to disk past
+1 MiB and the body is pulled a piece at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.drivers.gunicorn_sync import gunicorn_process
+from tests.conformance.drivers.uvicorn_h11 import uvicorn_process
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
+]
+
+MODULE = "tests.adapters.upload_app"
+
+
+@contextlib.contextmanager
+def own_server() -> Iterator[ServerProcess]:
+    port = free_port()
+    argv = [PYTHON, "-m", "velocipy", "run", f"{MODULE}:app", "--port", str(port)]
+    argv += ["--no-access-log", "--max-body-size", str(256 * 1024 * 1024)]
+    with run_server(argv, port=port) as server:
+        yield server
+
+
+SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[ServerProcess]]] = {
+    "server": own_server,
+    "uvicorn-h11": lambda: uvicorn_process(f"{MODULE}:app", "h11"),
+    "uvicorn-httptools": lambda: uvicorn_process(f"{MODULE}:app", "httptools"),
+    "gunicorn-sync": lambda: gunicorn_process(f"{MODULE}:wsgi", "sync"),
+    "gunicorn-gthread": lambda: gunicorn_process(f"{MODULE}:wsgi", "gthread"),
+}
+
+
+def curl_upload(url: str, path: Path, note: str = "curl") -> dict[str, object]:
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "120", "-F", f"note={note}", "-F", f"file=@{path}", url],
+        capture_output=True,
+        check=True,
+        timeout=130,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory in bytes of `pid` and all its descendants (Linux /proc)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        pending.extend(int(child) for child in children)
+    return total
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_curl_uploads_a_file_with_a_field(name: str, tmp_path: Path) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)  # past the 1 MiB spool size
+    path = tmp_path / "photo.bin"
+    path.write_bytes(payload)
+    with SERVERS[name]() as server:
+        out = curl_upload(f"{server.url}/digest", path, note="from curl")
+    assert out == {
+        "note": "from curl",
+        "filename": "photo.bin",
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "on_disk": True,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_a_100_mb_upload_grows_the_server_by_under_5_mb(name: str, tmp_path: Path) -> None:
+    size = 100 * 1000 * 1000
+    path = tmp_path / "big.bin"
+    block = os.urandom(1024 * 1024)
+    hasher = hashlib.sha256()
+    with path.open("wb") as out:
+        written = 0
+        while written < size:
+            piece = block[: size - written]
+            out.write(piece)
+            hasher.update(piece)
+            written += len(piece)
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(2 * 1024 * 1024))
+    with SERVERS[name]() as server:
+        for _ in range(3):  # warm up: threads, imports, a first spool
+            curl_upload(f"{server.url}/digest", small)
+        time.sleep(0.3)
+        before = tree_rss(server.process.pid)
+        peak = before
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(server.process.pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            out = curl_upload(f"{server.url}/digest", path)
+        finally:
+            done.set()
+            sampler.join()
+        after = tree_rss(server.process.pid)
+    assert out["sha256"] == hasher.hexdigest() and out["size"] == size
+    growth = max(peak, after) - before
+    print(f"{name}: RSS {before / 1e6:.1f} MB -> peak {peak / 1e6:.1f} MB (+{growth / 1e6:.2f} MB)")
+    assert growth < 5 * 1024 * 1024, f"{name} grew by {growth / 1e6:.1f} MB"

@@ -1,0 +1,25 @@
+"""The app the real-server upload tests serve: uploads hashed as they are read, never held whole."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from velocipy import Form, FormLimits, UploadFile, VelociPy
+
+app = VelociPy(form_limits=FormLimits(max_size=256 * 1024 * 1024))
+wsgi = app.wsgi
+
+
+@app.post("/digest")
+async def digest(file: UploadFile, note: Annotated[str, Form()] = "") -> dict[str, Any]:
+    hasher = hashlib.sha256()
+    while chunk := await file.read(256 * 1024):
+        hasher.update(chunk)
+    return {
+        "note": note,
+        "filename": file.filename,
+        "size": file.size,
+        "sha256": hasher.hexdigest(),
+        "on_disk": not file.in_memory,
+    }
