@@ -353,3 +353,38 @@ def test_a_100_mb_upload_through_the_testclient_holds_little_memory(tmp_path: An
         tracemalloc.stop()
     assert out == {"size": size, "sha256": hasher.hexdigest()}
     assert peak < 5 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_constraints_and_doc_keywords_on_form_and_file() -> None:
+    app = VelociPy()
+
+    @app.post("/checked")
+    def checked(
+        name: Annotated[str, Form(min_length=3, description="who")],
+        data: Annotated[bytes, File(max_length=4, description="at most 4 bytes")],
+    ) -> str:
+        return name
+
+    client = TestClient(app)
+    ok = client.post("/checked", data={"name": "ada"}, files={"data": ("d", b"1234")})
+    assert ok.json() == "ada"
+    bad = client.post("/checked", data={"name": "al"}, files={"data": ("d", b"12345")})
+    assert bad.status_code == 422
+    assert [(p["type"], p["loc"]) for p in bad.json()["detail"]] == [
+        ("string_too_short", ["body", "name"]),
+        ("bytes_too_long", ["body", "data"]),
+    ]
+    # An uploaded file in an error is described, never echoed back.
+    assert bad.json()["detail"][1]["input"] == {
+        "filename": "d",
+        "content_type": "application/octet-stream",
+        "size": 5,
+    }
+
+
+def test_a_file_sent_for_a_text_field_is_a_422_not_a_crash(client: TestClient) -> None:
+    response = client.post("/form", files={"name": ("n.txt", b"x", "text/plain")})
+    assert response.status_code == 422
+    problem = response.json()["detail"][0]
+    assert (problem["type"], problem["loc"]) == ("string_type", ["body", "name"])
+    assert problem["input"]["filename"] == "n.txt"

@@ -655,8 +655,17 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
         except Invalid as invalid:
             location = _location(param)
             for problem in invalid.errors:
-                problems.append({**problem, "loc": [*location, *problem["loc"]]})
+                problem = {**problem, "loc": [*location, *problem["loc"]]}
+                if source is _FORM and isinstance(problem.get("input"), UploadFile):
+                    # An uploaded file is not JSON: the error names it instead.
+                    problem["input"] = _describe_upload(problem["input"])
+                problems.append(problem)
     return found
+
+
+def _describe_upload(upload: UploadFile) -> dict[str, Any]:
+    """What a validation error shows of an uploaded file: never its content."""
+    return {"filename": upload.filename, "content_type": upload.content_type, "size": upload.size}
 
 
 def _is_json(content_type: bytes) -> bool:
