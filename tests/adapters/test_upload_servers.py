@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -139,3 +141,76 @@ def test_a_100_mb_upload_grows_the_server_by_under_5_mb(name: str, tmp_path: Pat
     growth = max(peak, after) - before
     print(f"{name}: RSS {before / 1e6:.1f} MB -> peak {peak / 1e6:.1f} MB (+{growth / 1e6:.2f} MB)")
     assert growth < 5 * 1024 * 1024, f"{name} grew by {growth / 1e6:.1f} MB"
+
+
+def temp_fds(pid: int) -> list[str]:
+    """The temporary files the process tree of `pid` holds open (Linux /proc)."""
+    found = []
+    pending = [pid]
+    tmp = tempfile.gettempdir()
+    while pending:
+        current = pending.pop()
+        try:
+            fds = os.listdir(f"/proc/{current}/fd")
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{current}/fd/{fd}")
+            except OSError:
+                continue
+            # Uploads spool to anonymous files (O_TMPFILE): "/tmp/#123 (deleted)".
+            if target.startswith(os.path.join(tmp, "#")):
+                found.append(target)
+        pending.extend(int(child) for child in children)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_a_client_gone_mid_upload_leaves_no_temporary_file_open(name: str) -> None:
+    head = (
+        "POST /digest HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: multipart/form-data; boundary=B\r\n"
+        f"Content-Length: {8 * 1024 * 1024}\r\n\r\n"
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+    ).encode()
+    with SERVERS[name]() as server:
+        before = temp_fds(server.process.pid)
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head)
+            chunk = b"x" * 65536
+            for _ in range(48):  # 3 MiB: past the spool size, so a temporary file is open
+                sock.sendall(chunk)
+            time.sleep(0.5)
+            during = temp_fds(server.process.pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(temp_fds(server.process.pid)) > len(before):
+            time.sleep(0.1)
+        after = temp_fds(server.process.pid)
+        assert len(during) > len(before), "the upload never reached a temporary file"
+        assert len(after) == len(before), f"{name} still holds {after}\n{server.logs()}"
+        # and it still serves
+        assert curl_ok(server.url)
+
+
+def curl_ok(url: str) -> bool:
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-F",
+            "file=@/dev/null",
+            f"{url}/digest",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout == "200"
