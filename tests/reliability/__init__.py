@@ -1,1 +1,1 @@
-"""Fault injection on real servers: tasks that misbehave, and stops under load."""
+"""Fault injection on real servers: tasks that misbehave, stops under load, hostile clients."""

@@ -18,6 +18,12 @@ keep-alive connection. If the server cancels the call at shutdown
 (`--timeout-graceful-shutdown`), the cancellation is thrown into the exchange
 first, so the core logs by name the task it interrupted and those it abandons.
 
+Backpressure: while the app's background tasks in flight are at its
+`max_tasks_in_flight`, a new `http` call waits for some to finish before it
+reads its request. The server goes on accepting connections (that is its
+business: see uvicorn's `--limit-concurrency`), but no request runs and no task
+is added until there is room.
+
 Sync calls never run on the event loop: handlers, dependencies and stream
 iteration share one thread limiter, background tasks have their own, so slow
 sync tasks cannot starve request handling of threads.
@@ -31,6 +37,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 
@@ -53,6 +60,9 @@ DEFAULT_TASK_THREADS = 16
 
 _CLOSE = (b"connection", b"close")
 
+#: Seconds between two looks at the task counts while calls wait for room.
+ROOM_RECHECK = 0.5
+
 
 class ASGIAdapter:
     """A VelociPy application as an ASGI 3 application.
@@ -72,7 +82,16 @@ class ASGIAdapter:
             pauses when many requests are in flight; see docs/asgi.md.
     """
 
-    __slots__ = ("app", "handler_threads", "task_threads", "freeze_gc", "_limiters", "_run_sync")
+    __slots__ = (
+        "app",
+        "handler_threads",
+        "task_threads",
+        "freeze_gc",
+        "_limiters",
+        "_run_sync",
+        "_paused",
+        "_room",
+    )
 
     def __init__(
         self,
@@ -89,6 +108,10 @@ class ASGIAdapter:
         # anyio limiters belong to one async library; keep a pair per library in use.
         self._limiters: dict[str, tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]] = {}
         self._run_sync = self.run_sync  # bind once, not per request
+        #: True while the tasks in flight are at the app's bound: new calls wait.
+        self._paused = False
+        #: What waiting calls wait on, with the event loop it belongs to.
+        self._room: tuple[object, anyio.Event] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
@@ -97,6 +120,8 @@ class ASGIAdapter:
         if scope["type"] != "http":
             await self._serve_other(scope, receive, send)
             return
+        if self._paused:
+            await self._wait_for_room()
         exchange = self.app.exchange(head_from_scope(scope))
         try:
             # The reader is built as an argument, not kept in a local: once the response
@@ -151,12 +176,38 @@ class ASGIAdapter:
             logger.exception("Background work for %s %s failed", *_label(exchange))
             return
         if type(after) is not Done:  # tasks or cleanup to run: inline, as `_finish` would
+            if not self._paused and not self.app.tasks.has_room():
+                self._paused = True
             try:
                 await drive_async(
                     exchange, after, read_body=_no_body_after_response, run_sync=self._run_sync
                 )
             except Exception:
                 logger.exception("Background work for %s %s failed", *_label(exchange))
+            finally:
+                if self._paused:
+                    self._check_room()
+
+    def _check_room(self) -> None:
+        """Let waiting calls in if the tasks in flight are below the bound again."""
+        if self.app.tasks.has_room():
+            self._paused = False
+            room, self._room = self._room, None
+            if room is not None:
+                room[1].set()
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the tasks in flight are below the app's bound."""
+        token = anyio.lowlevel.current_token()
+        while self._paused:
+            room = self._room
+            if room is None or room[0] != token:
+                room = self._room = (token, anyio.Event())
+            # Tasks also leave flight without a call ending here (abandoned with their
+            # request): look again now and then rather than wait for a wake-up forever.
+            with anyio.move_on_after(ROOM_RECHECK):
+                await room[1].wait()
+            self._check_room()
 
     async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

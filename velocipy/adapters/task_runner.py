@@ -36,6 +36,10 @@ Limits and policy:
   every `WARN_EVERY` seconds, with a count). To refuse tasks instead, set the
   app's `max_pending_tasks`: the core then marks the excess abandoned and logs
   each one.
+- The app's `max_tasks_in_flight` (tasks pending or running, counted
+  together; 1,000 by default) comes first: once a submission leaves the app at
+  it, the runner is `paused`, and the adapter makes each server thread wait in
+  `wait_for_room` before it serves its next request, until tasks finish.
 - `drain(deadline)` (at process exit) stops taking new work, waits until every
   queued and running exchange is done or `deadline` passes, then logs by name
   every task it abandons: the tasks of exchanges never started, the task still
@@ -61,6 +65,7 @@ import anyio.to_thread
 from velocipy.adapters._drive import RunSync, call_now, drive_async, drive_sync
 from velocipy.adapters._wsgi_loop import LoopStopped, LoopThread
 from velocipy.core import Call, Exchange, Task
+from velocipy.core._registry import TaskRegistry
 from velocipy.core._tasks import TaskState, log_abandoned
 
 logger = logging.getLogger("velocipy")
@@ -75,6 +80,9 @@ WARN_EVERY = 5.0
 DEFAULT_THREADS = 64
 DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_IDLE_TIMEOUT = 60.0
+
+#: Seconds between two looks at the task counts while a server thread waits for room.
+ROOM_RECHECK = 0.5
 
 #: Seconds one exchange must have kept a thread busy before waiting ones get more threads.
 SLOW = 0.1
@@ -228,6 +236,9 @@ class TaskRunner:
         self._closed = False
         self._overflow = 0
         self._last_warning = -WARN_EVERY
+        #: True while the app's tasks in flight are at its bound: see `wait_for_room`.
+        self.paused = False
+        self._room_waiters = 0
 
     @property
     def pending(self) -> int:
@@ -266,6 +277,19 @@ class TaskRunner:
                 return
         self._overflowed()
         job.run(self._run_coroutine)
+
+    def wait_for_room(self, registry: TaskRegistry) -> None:
+        """Block until `registry` has room for more tasks in flight (a server thread's wait)."""
+        with self._state:
+            self._room_waiters += 1
+            try:
+                while not registry.has_room():
+                    # Woken as exchanges finish; tasks abandoned elsewhere are seen
+                    # at the next look.
+                    self._state.wait(ROOM_RECHECK)
+            finally:
+                self._room_waiters -= 1
+            self.paused = False
 
     def _submit_to_loop(self, job: Job) -> bool:
         with self._state:
@@ -313,7 +337,7 @@ class TaskRunner:
             with self._lock:
                 self._on_loop.pop(job, None)
                 self._pending -= 1
-                if self._draining:
+                if self._draining or self._room_waiters:
                     self._state.notify_all()
 
     async def _run_sync(self, call: Call) -> Any:
@@ -437,7 +461,7 @@ class TaskRunner:
                     self._idle += 1
                     if self._queued <= self._idle:
                         self._backlog_since = None
-                    if self._draining:
+                    if self._draining or self._room_waiters:
                         self._state.notify_all()
 
     def drain(self, deadline: float) -> bool:

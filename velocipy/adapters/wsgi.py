@@ -108,6 +108,9 @@ class WSGIAdapter:
         """Serve one request (PEP 3333)."""
         if self._started_in != _wsgi_process.PID:
             self._start()
+        runner = self.runner
+        if runner is not None and runner.paused:  # too many tasks in flight: wait for room
+            runner.wait_for_room(self.app.tasks)
         exchange = self.app.exchange(request_head(environ))
         try:
             effect = drive_sync(
@@ -205,6 +208,8 @@ class ResponseBody:
                 tasks = self._respond.tasks
                 if runner is not None and tasks:
                     runner.submit(exchange, tasks)
+                    if not runner.paused and not self._adapter.app.tasks.has_room():
+                        runner.paused = True
                     return
                 # Inline mode, or only dependency cleanup left (usually nothing).
                 effect = exchange.send(None)

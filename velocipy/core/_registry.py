@@ -58,6 +58,10 @@ class TaskRegistry:
         max_pending: At most this many tasks may wait to run, app-wide; tasks
             released past it are abandoned with an error logged (never silently).
             None means no limit.
+        max_in_flight: The bound on tasks in flight (pending and running, counted
+            together) past which the adapters stop taking new requests until
+            some finish (backpressure: nothing is refused). The core only
+            records it; `has_room()` is what adapters ask. None means no bound.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class TaskRegistry:
         clock: Callable[[], float | None] = _no_clock,
         lock: Lock | None = None,
         max_pending: int | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.now = clock
         #: The real lock, or None: task handles skip locking entirely then (two Python-level
@@ -74,6 +79,7 @@ class TaskRegistry:
         self._lock: Lock | None = None
         self.lock = lock if lock is not None else _NO_LOCK
         self.max_pending = max_pending
+        self.max_in_flight = max_in_flight
         # Keyed by TaskState member: reading `.value` per change would cost more.
         from ._tasks import TaskState
 
@@ -99,6 +105,14 @@ class TaskRegistry:
         """Whether the pending tasks are within `max_pending`."""
         limit = self.max_pending
         return limit is None or self.counts[self._pending_state] <= limit
+
+    def has_room(self) -> bool:
+        """Whether the tasks in flight (pending plus running) are below `max_in_flight`."""
+        limit = self.max_in_flight
+        if limit is None:
+            return True
+        counts = self.counts
+        return counts[self._pending_state] + counts[self._running_state] < limit
 
     def count(self, state: str) -> int:
         """How many tasks are in `state` now (pending, running) or ended in it."""

@@ -208,6 +208,12 @@ class HTTPConnection:
                 await self._reject(error.error_status_hint)
                 return
             idle_timeout = config.keepalive_timeout
+            if server.paused:
+                # Too many background tasks in flight: this request waits, unread past
+                # its head, until some finish (a stop closes it like an idle one).
+                self.phase = IDLE
+                await server.wait_for_room()
+                self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
             if not await self._answer(event, headers):
                 return

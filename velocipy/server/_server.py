@@ -95,6 +95,12 @@ class Server:
         self.shutting_down = False
         #: Background-task flows (tasks plus cleanup of one exchange) still running.
         self.flows = 0
+        #: True while the app's tasks in flight are at `max_tasks_in_flight`: no
+        #: connection is accepted and no request read until some finish.
+        self.paused = False
+        self._task_counts = app.tasks
+        self._bounded = app.tasks.max_in_flight is not None
+        self._room: anyio.Event | None = None
         self.exit_code = EXIT_OK
         self._stop: anyio.Event | None = None
         self._forced = False
@@ -130,6 +136,8 @@ class Server:
         does on trio.
         """
         self.flows += 1
+        if self._bounded and not self.paused and not self._task_counts.has_room():
+            self.paused = True
         loop = self._asyncio_loop
         if loop is not None:
             task = loop.create_task(
@@ -150,6 +158,8 @@ class Server:
     def _flow_done(self, task: asyncio.Task[Any]) -> None:
         exchange = self._flow_tasks.pop(task)
         self.flows -= 1
+        if self.paused:
+            self._check_room()
         if not task.cancelled():
             error = task.exception()
             if error is not None:  # the core logs task failures itself; this is a core bug
@@ -162,6 +172,25 @@ class Server:
             logger.exception("Background work for %s failed", exchange.head.path)
         finally:
             self.flows -= 1
+            if self.paused:
+                self._check_room()
+
+    # -- backpressure: the bound on tasks in flight ---------------------------------------
+
+    def _check_room(self) -> None:
+        """Resume taking requests if the tasks in flight are below the bound again."""
+        if self._task_counts.has_room():
+            self.paused = False
+            room, self._room = self._room, None
+            if room is not None:
+                room.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the server is not paused (at once if it is not)."""
+        while self.paused:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -288,6 +317,8 @@ class Server:
         slots = anyio.Semaphore(self.config.max_connections)
         with scope:
             while True:
+                if self.paused:
+                    await self.wait_for_room()
                 try:
                     slots.acquire_nowait()  # `await acquire()` yields even when a slot is free
                 except anyio.WouldBlock:
@@ -336,6 +367,9 @@ class Server:
         tick = min(max(shortest / 4, 0.02), 0.5)
         while True:
             await anyio.sleep(tick)
+            if self.paused:
+                # Tasks also leave flight outside flows (abandoned with their request).
+                self._check_room()
             now = time.monotonic()
             for connection in self.connections:
                 deadline = connection.deadline
