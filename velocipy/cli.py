@@ -62,6 +62,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def rate(text: str) -> float:
+    """A number of bytes per second, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes per second: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a usable number of bytes per second: {text!r}")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number, at least 1."""
     try:
@@ -168,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds,
         default=defaults.DEFAULT_BODY_TIMEOUT,
         help="longest pause in seconds while reading a request body (408 and close)",
+    )
+    limits.add_argument(
+        "--min-body-rate",
+        type=rate,
+        default=defaults.DEFAULT_MIN_BODY_RATE,
+        help="slowest request body in bytes/s, averaged over --body-rate-window "
+        "(408 and close below it; 0: off)",
+    )
+    limits.add_argument(
+        "--body-rate-window",
+        type=seconds,
+        default=defaults.DEFAULT_BODY_RATE_WINDOW,
+        help="seconds --min-body-rate is averaged over",
     )
     limits.add_argument(
         "--keepalive-timeout",
@@ -338,6 +362,8 @@ def _run_builtin(options: argparse.Namespace) -> int:
         max_body_size=options.max_body_size,
         header_timeout=options.header_timeout,
         body_timeout=options.body_timeout,
+        min_body_rate=options.min_body_rate,
+        body_rate_window=options.body_rate_window,
         keepalive_timeout=options.keepalive_timeout,
         max_connections=options.max_connections,
         backlog=options.backlog,

@@ -7,6 +7,7 @@ exactly what goes over the wire.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from tests.adapters.test_server_harness import (
     serving,
     status_of,
 )
+from velocipy.server import ServerConfig
 
 pytestmark = pytest.mark.server
 
@@ -266,6 +268,44 @@ def test_slow_body_gets_408_after_the_body_timeout() -> None:
         reply = reader.response()
         assert reply.status == 408 and reply.header("connection") == "close"
         assert reader.closed()
+
+
+def test_a_body_trickled_below_the_minimum_rate_gets_408_and_close() -> None:
+    # Issue 17: a body at 1 byte/s never paused long enough for the body timeout.
+    with serving(min_body_rate=100, body_rate_window=0.3) as running, running.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        sock.settimeout(0.05)
+        reply = None
+        while time.monotonic() - started < 5:  # 1 byte every 50 ms: 20 bytes/s
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break
+            except TimeoutError:
+                continue
+        sock.settimeout(5)
+        reader = Reader(sock)
+        reply = reader.response()
+        assert reply.status == 408 and reply.header("connection") == "close"
+        assert time.monotonic() - started < 2
+        assert reader.closed()
+
+
+def test_a_body_sent_in_small_pieces_above_the_minimum_rate_is_read() -> None:
+    with serving(min_body_rate=100, body_rate_window=0.2) as running, running.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 600\r\n\r\n")
+        for _ in range(12):  # 50 bytes every 50 ms: 1,000 bytes/s, over several windows
+            sock.sendall(b"y" * 50)
+            time.sleep(0.05)
+        assert Reader(sock).response().status == 200
+
+
+def test_the_minimum_body_rate_is_on_by_default() -> None:
+    assert ServerConfig().min_body_rate > 0
 
 
 def test_connections_past_the_maximum_wait_for_a_free_slot() -> None:

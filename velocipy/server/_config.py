@@ -21,6 +21,10 @@ DEFAULT_MAX_HEADERS = 100  # more header fields get 431 (gunicorn's limit too)
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0  # from the first byte of a head to its last
 DEFAULT_BODY_TIMEOUT = 30.0  # longest pause while a request body is being read
+#: Slowest request body accepted, in bytes per second over each window (Kestrel's
+#: MinRequestBodyDataRate is 240 B/s; a 2G phone uploads over ten times that).
+DEFAULT_MIN_BODY_RATE = 240.0
+DEFAULT_BODY_RATE_WINDOW = 10.0  # seconds the rate is averaged over
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0  # idle time allowed between requests, like uvicorn
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_BACKLOG = 2048
@@ -46,6 +50,11 @@ class ServerConfig:
         body_timeout: Longest pause, in seconds, while a request body is being read
             (408 and close beyond), and longest wait for a client to take any of
             a response being written (the connection is dropped beyond).
+        min_body_rate: Slowest request body accepted, in bytes per second,
+            averaged over each `body_rate_window` seconds once the server waits
+            for body bytes (408 and close below it); 0 turns the check off.
+            Together with `body_timeout` (pauses), cuts bodies trickled in.
+        body_rate_window: Seconds `min_body_rate` is averaged over.
         keepalive_timeout: Seconds an idle keep-alive connection is kept open.
         max_connections: Connections served at once; further ones wait in the
             listen backlog until a slot frees (they are never answered 503).
@@ -69,6 +78,8 @@ class ServerConfig:
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    min_body_rate: float = DEFAULT_MIN_BODY_RATE
+    body_rate_window: float = DEFAULT_BODY_RATE_WINDOW
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backlog: int = DEFAULT_BACKLOG
@@ -87,7 +98,9 @@ class ServerConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_body_size is not None and self.max_body_size < 0:
             raise ValueError(f"max_body_size must not be negative, got {self.max_body_size}")
-        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+        if not self.min_body_rate >= 0:
+            raise ValueError(f"min_body_rate must not be negative, got {self.min_body_rate}")
+        for name in ("header_timeout", "body_timeout", "body_rate_window", "keepalive_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
         if not self.graceful_timeout >= 0:

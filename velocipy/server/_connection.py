@@ -82,6 +82,12 @@ class BodyReadTimeout(ClientError):
     status_code = 408
 
 
+class BodyTooSlow(ClientError):
+    """The client sent a body slower than the minimum body rate."""
+
+    status_code = 408
+
+
 class BadBodyFraming(ClientError):
     """The request body's framing (chunked encoding) is malformed."""
 
@@ -369,6 +375,11 @@ class HTTPConnection:
             return await self._read_piece()
         chunks: list[bytes] = []
         size = 0
+        # The minimum body rate is measured only once the server has to wait for body
+        # bytes (a body that came with its head costs nothing): per window, the bytes
+        # received since the window began must keep up with the rate.
+        window_start = 0.0
+        window_bytes = 0
         while True:
             try:
                 event = conn.next_event()
@@ -395,7 +406,19 @@ class HTTPConnection:
                     except ChunkOverLimit:
                         self.close_after = True
                         raise BodyTooLarge(limit) from None
-                conn.receive_data(await self._receive_body_bytes())
+                if not window_start:
+                    window_start = _monotonic()
+                data = await self._receive_body_bytes()
+                conn.receive_data(data)
+                window_bytes += len(data)
+                elapsed = _monotonic() - window_start
+                config = server.config
+                if elapsed >= config.body_rate_window:
+                    if window_bytes < config.min_body_rate * elapsed:
+                        self.close_after = True
+                        raise BodyTooSlow("The request body arrived too slowly")
+                    window_start += elapsed
+                    window_bytes = 0
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()
 
