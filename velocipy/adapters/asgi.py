@@ -45,6 +45,7 @@ from velocipy.adapters._asgi_lifespan import refuse_websocket, run_lifespan
 from velocipy.adapters._asgi_request import head_from_scope, read_body
 from velocipy.adapters._drive import call_now, drive_async, iterate_async
 from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
+from velocipy.core._tasks import TaskState
 
 logger = logging.getLogger("velocipy")
 
@@ -59,6 +60,8 @@ DEFAULT_HANDLER_THREADS = 40
 DEFAULT_TASK_THREADS = 16
 
 _CLOSE = (b"connection", b"close")
+
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 
 #: Seconds between two looks at the task counts while calls wait for room.
 ROOM_RECHECK = 0.5
@@ -91,6 +94,8 @@ class ASGIAdapter:
         "_run_sync",
         "_paused",
         "_room",
+        "_max_in_flight",
+        "_counts",
     )
 
     def __init__(
@@ -112,6 +117,8 @@ class ASGIAdapter:
         self._paused = False
         #: What waiting calls wait on, with the event loop it belongs to.
         self._room: tuple[object, anyio.Event] | None = None
+        self._max_in_flight = app.tasks.max_in_flight
+        self._counts = app.tasks.counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
@@ -176,8 +183,12 @@ class ASGIAdapter:
             logger.exception("Background work for %s %s failed", *_label(exchange))
             return
         if type(after) is not Done:  # tasks or cleanup to run: inline, as `_finish` would
-            if not self._paused and not self.app.tasks.has_room():
-                self._paused = True
+            limit = self._max_in_flight
+            if limit is not None and not self._paused:
+                # `tasks.has_room()`, inline: a method call here costs every request.
+                counts = self._counts
+                if counts[_PENDING] + counts[_RUNNING] >= limit:
+                    self._paused = True
             try:
                 await drive_async(
                     exchange, after, read_body=_no_body_after_response, run_sync=self._run_sync

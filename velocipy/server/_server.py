@@ -34,12 +34,14 @@ import anyio.to_thread
 from velocipy.adapters._drive import call_now, drive_async
 from velocipy.adapters._gc import startup_objects_frozen
 from velocipy.core import Application, Call, Effect, Exchange
+from velocipy.core._tasks import TaskState
 
 from ._channel import open_channel
 from ._config import ServerConfig
 from ._connection import IDLE, HTTPConnection
 
 logger = logging.getLogger("velocipy.server")
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 access_logger = logging.getLogger("velocipy.access")
 
 #: The signals that stop the server: the first gracefully, the second at once.
@@ -99,7 +101,9 @@ class Server:
         #: connection is accepted and no request read until some finish.
         self.paused = False
         self._task_counts = app.tasks
-        self._bounded = app.tasks.max_in_flight is not None
+        # Read per flow, so kept at hand: the bound, and the registry's counts by state.
+        self._max_in_flight = app.tasks.max_in_flight
+        self._counts = app.tasks.counts
         self._room: anyio.Event | None = None
         self.exit_code = EXIT_OK
         self._stop: anyio.Event | None = None
@@ -136,8 +140,12 @@ class Server:
         does on trio.
         """
         self.flows += 1
-        if self._bounded and not self.paused and not self._task_counts.has_room():
-            self.paused = True
+        limit = self._max_in_flight
+        if limit is not None and not self.paused:
+            # `has_room()`, inline: a method call here was a measurable part of a request.
+            counts = self._counts
+            if counts[_PENDING] + counts[_RUNNING] >= limit:
+                self.paused = True
         loop = self._asyncio_loop
         if loop is not None:
             task = loop.create_task(
