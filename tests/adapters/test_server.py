@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from typing import Annotated
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.adapters.test_server_harness import (
     serving,
     status_of,
 )
+from velocipy import File, UploadFile, VelociPy
 from velocipy.server import ServerConfig
 
 pytestmark = pytest.mark.server
@@ -293,6 +295,40 @@ def test_a_body_trickled_below_the_minimum_rate_gets_408_and_close() -> None:
         assert reply.status == 408 and reply.header("connection") == "close"
         assert time.monotonic() - started < 2
         assert reader.closed()
+
+
+def test_an_upload_trickled_below_the_minimum_rate_gets_408_too() -> None:
+    # Multipart uploads are read piece by piece (the ReadChunk effect): measured the same.
+    upload_app = VelociPy()
+
+    @upload_app.post("/upload")
+    async def upload(file: Annotated[UploadFile, File()]) -> dict[str, int]:
+        return {"size": len(await file.read())}
+
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n"
+        b"Content-Type: multipart/form-data; boundary=XX\r\n\r\n"
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+    )
+    limits = {"min_body_rate": 100, "body_rate_window": 0.3}
+    with serving(upload_app, **limits) as running, running.connect() as sock:
+        sock.sendall(head)
+        started = time.monotonic()
+        sock.settimeout(0.05)
+        while time.monotonic() - started < 5:  # 1 byte every 50 ms: 20 bytes/s
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break
+            except TimeoutError:
+                continue
+        sock.settimeout(5)
+        reply = Reader(sock).response()
+        assert reply.status == 408 and reply.header("connection") == "close"
+        assert time.monotonic() - started < 2
 
 
 def test_a_body_sent_in_small_pieces_above_the_minimum_rate_is_read() -> None:

@@ -107,6 +107,8 @@ class HTTPConnection:
         "local",
         "close_after",
         "content_length",
+        "rate_window_start",
+        "rate_window_bytes",
         "channel",
         "run_sync",
         "read_body",
@@ -133,6 +135,10 @@ class HTTPConnection:
         self.local = local
         self.close_after = False
         self.content_length: int | None = None
+        #: The minimum body rate's window: when it began (0: no wait for body bytes yet
+        #: in this request) and the bytes received since.
+        self.rate_window_start = 0.0
+        self.rate_window_bytes = 0
         #: Where bytes are read and written (see `_channel`).
         self.channel = channel
         # The two effect performers, bound once per connection rather than per request.
@@ -207,6 +213,8 @@ class HTTPConnection:
                 self.content_length = length
                 if not chunked and not length:
                     conn.next_event()  # the EndOfMessage of a body-less request, already here
+                else:
+                    self.rate_window_start = 0.0  # a new body: its rate is measured afresh
             except Rejected as rejected:
                 await self._reject(rejected.status)
                 return
@@ -375,11 +383,6 @@ class HTTPConnection:
             return await self._read_piece()
         chunks: list[bytes] = []
         size = 0
-        # The minimum body rate is measured only once the server has to wait for body
-        # bytes (a body that came with its head costs nothing): per window, the bytes
-        # received since the window began must keep up with the rate.
-        window_start = 0.0
-        window_bytes = 0
         while True:
             try:
                 event = conn.next_event()
@@ -406,19 +409,7 @@ class HTTPConnection:
                     except ChunkOverLimit:
                         self.close_after = True
                         raise BodyTooLarge(limit) from None
-                if not window_start:
-                    window_start = _monotonic()
-                data = await self._receive_body_bytes()
-                conn.receive_data(data)
-                window_bytes += len(data)
-                elapsed = _monotonic() - window_start
-                config = server.config
-                if elapsed >= config.body_rate_window:
-                    if window_bytes < config.min_body_rate * elapsed:
-                        self.close_after = True
-                        raise BodyTooSlow("The request body arrived too slowly")
-                    window_start += elapsed
-                    window_bytes = 0
+                conn.receive_data(await self._receive_body_bytes())
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()
 
@@ -451,11 +442,30 @@ class HTTPConnection:
                 raise ClientDisconnected()
 
     async def _receive_body_bytes(self) -> bytes:
-        with anyio.move_on_after(self.server.config.body_timeout):
+        """More body bytes, within the body timeout (pauses) and the minimum body rate.
+
+        The rate is measured only once the server has to wait for body bytes (a body
+        that came with its head costs nothing): per window, the bytes received since
+        the window began must keep up with `min_body_rate`.
+        """
+        config = self.server.config
+        if not self.rate_window_start:
+            self.rate_window_start = _monotonic()
+            self.rate_window_bytes = 0
+        with anyio.move_on_after(config.body_timeout):
             try:
-                return await self.channel.receive()
+                data = await self.channel.receive()
             except NETWORK_ERRORS:
                 raise ClientDisconnected() from None
+            self.rate_window_bytes += len(data)
+            elapsed = _monotonic() - self.rate_window_start
+            if elapsed >= config.body_rate_window:
+                if self.rate_window_bytes < config.min_body_rate * elapsed:
+                    self.close_after = True
+                    raise BodyTooSlow("The request body arrived too slowly")
+                self.rate_window_start += elapsed
+                self.rate_window_bytes = 0
+            return data
         self.close_after = True
         raise BodyReadTimeout("Timed out reading the request body")
 
