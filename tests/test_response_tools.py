@@ -26,6 +26,7 @@ from velocipy import (
     VelociPy,
     status,
 )
+from velocipy.core import DeclarationError
 from velocipy.encoders import jsonable_encoder
 from velocipy.testing import TestClient
 
@@ -240,6 +241,15 @@ def test_orjson_response() -> None:
     out = TestClient(app).get("/fast")
     assert out.headers["content-type"] == "application/json"
     assert out.json() == {"ok": True, "1": "non-str key", "when": "2024-01-02"}
+
+
+def test_orjson_missing_is_a_declaration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ORJSONResponse, "requires", "no_such_module_for_velocipy")
+    with pytest.raises(DeclarationError, match="pip install no_such_module_for_velocipy"):
+
+        @VelociPy().get("/fast", response_class=ORJSONResponse)
+        def fast() -> dict[str, Any]:
+            return {}
 
 
 def test_http_exception_with_any_detail_and_headers() -> None:

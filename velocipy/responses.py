@@ -44,6 +44,8 @@ __all__ = [
 class ORJSONResponse(JSONResponse):
     """JSON rendered by `orjson` (faster on big bodies); needs `pip install orjson`."""
 
+    requires = "orjson"
+
     def render(self, content: Any) -> bytes:
         try:
             import orjson

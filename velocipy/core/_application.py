@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import importlib.util
 import inspect
 import sys
 import typing
@@ -467,6 +468,11 @@ class Application(_RouteDecorators):
         response_class = options["response_class"] or self.default_response_class
         if response_class is not None and not is_response_class(response_class):
             raise DeclarationError(f"{label}: response_class {response_class!r} is not a Response")
+        needed = getattr(response_class, "requires", None)
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            raise DeclarationError(
+                f"{label}: response_class {response_class!r} needs {needed}: pip install {needed}"
+            )
         model = options["response_model"]
         if model is DEFAULT:
             model = model_from_return(_return_annotation(endpoint, label, localns), label=label)

@@ -128,6 +128,10 @@ class Response:
             raw.append((b"content-type", content_type.encode("latin-1")))
         return raw
 
+    #: A module this class needs (e.g. "orjson"): a route naming the class as its
+    #: `response_class` is refused at declaration when the module is missing.
+    requires: str | None = None
+
     #: Responses that depend on the request's headers (a file answering `Range`) set
     #: this, and get `prepare(head)` called before they are sent.
     reads_request = False
