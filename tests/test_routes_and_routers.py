@@ -14,6 +14,7 @@ from velocipy import (
     HTTPException,
     PlainTextResponse,
     Request,
+    Response,
     VelociPy,
     status,
 )
@@ -231,3 +232,22 @@ def test_router_and_include_mistakes_fail_at_declaration() -> None:
 
         @VelociPy().get("/x", response_class=dict)
         def x() -> None: ...
+
+
+def test_route_dependencies_may_set_headers_and_can_be_overridden() -> None:
+    def stamp(response: Response) -> None:
+        response.headers["X-Stamp"] = "router"
+
+    router = APIRouter(dependencies=[Depends(stamp), Depends(verify_token)])
+
+    @router.get("/stamped")
+    def stamped() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app = VelociPy()
+    app.include_router(router)
+    client = TestClient(app)
+    out = client.get("/stamped", headers={"x-token": "secret"})
+    assert (out.json(), out.headers["x-stamp"]) == ({"ok": "yes"}, "router")
+    app.dependency_overrides[verify_token] = lambda: "anyone"
+    assert client.get("/stamped").status_code == 200  # the override reads no header
