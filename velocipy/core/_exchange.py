@@ -565,10 +565,13 @@ def _effective(param: ParamPlan, ctx: _Context) -> Plan:
 def _read_params(
     plan: Plan, ctx: _Context, values: dict[int, dict[str, Any]], problems: list[dict[str, Any]]
 ) -> None:
-    """Read and convert every request-sourced parameter of `plan` and the plans below it."""
+    """Read and convert every request-sourced parameter of `plan` and the plans below it.
+
+    The dependencies' parameters are read first, so that problems are listed in
+    FastAPI's order: a dependency's before those of what depends on it.
+    """
     if plan.trivial or id(plan) in values:  # nothing to read (`_solve` copes with no entry)
         return
-    values[id(plan)] = _read_plain(plan, ctx, problems)
     overrides = ctx.app.dependency_overrides
     for param in plan.depends:
         # `_effective` only when overrides are set, the recursion only when there is
@@ -576,6 +579,7 @@ def _read_params(
         sub: Plan = _effective(param, ctx) if overrides else param.dependency  # type: ignore[assignment]
         if not sub.trivial:
             _read_params(sub, ctx, values, problems)
+    values[id(plan)] = _read_plain(plan, ctx, problems)
 
 
 def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> dict[str, Any]:
