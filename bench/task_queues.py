@@ -3,8 +3,9 @@
 `python -m bench.task_queues [--rounds 3] [--duration 5]` starts, on uvicorn
 httptools (one worker each, pinned like `bench.run`), the VelociPy signup app
 with its task in process (`velocipy_app`), the same handler with
-`task_backend=CeleryBackend(...)` (`velocipy_queue_app`), and FastAPI calling
-Celery's `.delay()` in its handler (`fastapi_celery_app`); checks each answers
+`task_backend=CeleryBackend(...)` (`velocipy_queue_app`), FastAPI calling
+Celery's `.delay()` in its handler (`fastapi_celery_app`), and the queue app with
+a backend that sends nowhere (VelociPy's own share of publishing); checks each answers
 the scenario, then measures them in interleaved rounds (wrk, else bench.pyload)
 and prints requests/s (median, min-max) and the ratios the issue asks for.
 
@@ -29,9 +30,21 @@ from bench.servers import Server, free_port, start_all, stop_all
 SIGNUP = next(scenario for scenario in SCENARIOS if scenario.name == "signup")
 
 APPS = (
-    ("VelociPy, task in process", "velocipy_app:app"),
-    ("VelociPy, task published to Celery (Redis)", "velocipy_queue_app:app"),
-    ("FastAPI, Celery .delay() in the handler", "fastapi_celery_app:app"),
+    ("VelociPy, task in process", "velocipy_app:app", {}),
+    ("VelociPy, task published to Celery (Redis)", "velocipy_queue_app:app", {}),
+    ("FastAPI, Celery .delay() in the handler", "fastapi_celery_app:app", {}),
+    # VelociPy's own share of publishing: a backend that sends the batch nowhere.
+    (
+        "VelociPy, queue backend that sends nowhere",
+        "velocipy_queue_app:app",
+        {"BENCH_QUEUE_BACKEND": "null"},
+    ),
+    # ... and the same with an async publish (no worker-thread hop): the hop's share.
+    (
+        "VelociPy, async queue backend that sends nowhere",
+        "velocipy_queue_app:app",
+        {"BENCH_QUEUE_BACKEND": "null-async"},
+    ),
 )
 
 
@@ -48,7 +61,8 @@ def main() -> None:
     broker = redis.Redis.from_url(options.redis)
     tool = "wrk" if wrk_available() else "python"
     servers = [
-        Server(title, list(uvicorn(target, "httptools")), 0, env=env) for title, target in APPS
+        Server(title, list(uvicorn(target, "httptools")), 0, env={**env, **extra})
+        for title, target, extra in APPS
     ]
     for server in servers:
         server.port = free_port()
@@ -80,10 +94,14 @@ def main() -> None:
     for name, values in figures.items():
         medians[name] = statistics.median(values)
         print(f"| {name} | {medians[name]:,.0f} ({min(values):,.0f}-{max(values):,.0f}) |")
-    in_process, queued, fastapi = (medians[title] for title, _ in APPS)
+    in_process, queued, fastapi, nowhere, nowhere_async = (medians[title] for title, _, _ in APPS)
     print(f"\nVelociPy + Celery / FastAPI + .delay(): {queued / fastapi:.2f}x (target >= 1.5x)")
     added = (1 / queued - 1 / in_process) / (1 / in_process)
     print(f"cost per request added by publishing, vs in process: {added:+.0%} (target <= +25%)")
+    ours = (1 / nowhere - 1 / in_process) / (1 / in_process)
+    print(f"  of which VelociPy's own part (a backend that sends nowhere): {ours:+.0%}")
+    hopless = (1 / nowhere_async - 1 / in_process) / (1 / in_process)
+    print(f"  the same without the worker-thread hop (async publish): {hopless:+.0%}")
 
 
 if __name__ == "__main__":

@@ -379,8 +379,13 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     _read_params(plan, ctx, values, problems)
                     if problems:
                         raise RequestValidationError(problems)
-                    if plan.wants_tasks:
-                        ctx.tasks = _new_tasks(app)
+                    if plan.wants_tasks:  # queued ones when the app's backend is a queue
+                        queue = app.task_queue
+                        ctx.tasks = (
+                            BackgroundTasks(app.tasks)
+                            if queue is None
+                            else QueuedTasks(app.tasks, queue)
+                        )
                     kwargs = yield from _solve(plan, ctx, values)
                     if route.hidden:  # route-wide dependencies: run, not passed on
                         for name in route.hidden:
@@ -391,8 +396,13 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     kwargs = _read_plain(plan, ctx, problems)
                     if problems:
                         raise RequestValidationError(problems)
-                    if plan.wants_tasks:
-                        ctx.tasks = _new_tasks(app)
+                    if plan.wants_tasks:  # queued ones when the app's backend is a queue
+                        queue = app.task_queue
+                        ctx.tasks = (
+                            BackgroundTasks(app.tasks)
+                            if queue is None
+                            else QueuedTasks(app.tasks, queue)
+                        )
                     for param in plan.special:  # Request, BackgroundTasks and Response
                         source = param.source
                         kwargs[param.name] = (
@@ -479,12 +489,6 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     upload.file.close()
                 except Exception:  # pragma: no cover - closing a temporary file cannot fail
                     logger.exception("Closing an upload of %s failed", ctx.label)
-
-
-def _new_tasks(app: Application) -> BackgroundTasks:
-    """The request's task container: queued ones when the app's backend is a queue."""
-    queue = app.task_queue
-    return BackgroundTasks(app.tasks) if queue is None else QueuedTasks(app.tasks, queue)
 
 
 def _publish_before_response(
