@@ -9,10 +9,13 @@ core asks for it with `ReadBody`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from velocipy.core import BodyTooLarge, ClientDisconnected, RequestHead
+import anyio
+
+from velocipy.core import BodyTooLarge, ClientDisconnected, ClientError, RequestHead
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,13 +87,79 @@ def head_from_scope(scope: Scope) -> RequestHead:
 _FRAMED_BY_HEADERS = frozenset(("1.1", "1.0"))
 
 
+#: The slowest body accepted, in bytes per second over each window (as the built-in
+#: server's `--min-body-rate` and `--body-rate-window`); a rate of 0 turns it off.
+DEFAULT_MIN_BODY_RATE = 240.0
+DEFAULT_BODY_RATE_WINDOW = 10.0
+
+_monotonic = time.monotonic
+
+
+class BodyTooSlow(ClientError):
+    """The client sent its body slower than the minimum body rate (or stalled a window)."""
+
+    status_code = 408
+
+
+class BodyRate:
+    """The minimum body rate of one adapter, and the window it is averaged over."""
+
+    __slots__ = ("rate", "window")
+
+    def __init__(self, rate: float, window: float) -> None:
+        if not rate >= 0:
+            raise ValueError(f"min_body_rate must not be negative, got {rate}")
+        if not window > 0:
+            raise ValueError(f"body_rate_window must be more than 0 seconds, got {window}")
+        self.rate = rate
+        self.window = window
+
+
+class _RateWindow:
+    """Bytes received in the current window of one request's body, and when it began."""
+
+    __slots__ = ("start", "received")
+
+    def __init__(self) -> None:
+        self.start = _monotonic()
+        self.received = 0
+
+
+#: Where a streamed body keeps its window between two pieces: the request's scope.
+_WINDOW_KEY = "velocipy.body_rate_window"
+
+
+async def _receive_rated(receive: Receive, limits: BodyRate, window: _RateWindow) -> Message:
+    """The next message of a body that comes in several, within the minimum body rate.
+
+    Only bodies in more than one message are measured (the usual one-message body
+    costs nothing). No message for a whole window counts as a rate of zero: the
+    server (uvicorn has no body timeout) would otherwise wait for ever.
+    """
+    if not limits.rate:
+        return await receive()
+    with anyio.move_on_after(limits.window):
+        message = await receive()
+        window.received += len(message.get("body", b""))
+        elapsed = _monotonic() - window.start
+        if elapsed >= limits.window:
+            if window.received < limits.rate * elapsed:
+                raise BodyTooSlow("The request body arrived too slowly")
+            window.start += elapsed
+            window.received = 0
+        return message
+    raise BodyTooSlow("The request body arrived too slowly")
+
+
 def _not_body(message: Message) -> Exception:
     if message["type"] == "http.disconnect":
         return ClientDisconnected()
     return RuntimeError(f"expected an 'http.request' message, got {message['type']!r}")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int, size: int = 0) -> Any:
+async def read_body(
+    scope: Scope, receive: Receive, rate: BodyRate, limit: int, size: int = 0
+) -> Any:
     """Read the whole request body from `http.request` messages (`ReadBody`).
 
     With `size` (`ReadChunk`), read the next message only and return
@@ -100,12 +169,13 @@ async def read_body(scope: Scope, receive: Receive, limit: int, size: int = 0) -
         BodyTooLarge: The body is (or declares itself) longer than `limit` bytes;
             a declared length is refused before reading any of it.
         ClientDisconnected: `http.disconnect` came before the last body message.
+        BodyTooSlow: A body in several messages came slower than `rate` allows.
     """
     # The length the request declares comes first, so a body declared too long is refused
     # before any of it is read (and before the server sends `100 Continue` for it).
     # The scan is written out here, not in a helper: it runs for every request with a body.
     if size:
-        return await _read_piece(scope, receive)
+        return await _read_piece(scope, receive, rate)
     for name, value in scope["headers"]:  # required by the spec, lower-case names
         if name == b"content-length":
             try:
@@ -135,8 +205,9 @@ async def read_body(scope: Scope, receive: Receive, limit: int, size: int = 0) -
         return body
     chunks = [body]
     size = len(body)
+    window = _RateWindow()
     while True:
-        message = await receive()
+        message = await _receive_rated(receive, rate, window)
         if message["type"] != "http.request":
             raise _not_body(message)
         chunk = message.get("body", b"")
@@ -149,7 +220,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, size: int = 0) -
             return b"".join(chunks)
 
 
-async def _read_piece(scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+async def _read_piece(scope: Scope, receive: Receive, rate: BodyRate) -> tuple[bytes, bool]:
     """One `http.request` message as `(body, more_body)`: the `ReadChunk` effect."""
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -161,7 +232,13 @@ async def _read_piece(scope: Scope, receive: Receive) -> tuple[bytes, bool]:
     else:
         if scope.get("http_version", "1.1") in _FRAMED_BY_HEADERS:
             return b"", False  # RFC 9112, section 6.3: no framing header, no body
-    message = await receive()
+    window = scope.get(_WINDOW_KEY)
+    if window is None:
+        message = await receive()  # the first piece: waited for like any request body
+        if message.get("more_body", False):
+            scope[_WINDOW_KEY] = _RateWindow()  # more to come: measure from here
+    else:
+        message = await _receive_rated(receive, rate, window)
     if message["type"] != "http.request":
         raise _not_body(message)
     return message.get("body", b""), message.get("more_body", False)

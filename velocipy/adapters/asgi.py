@@ -42,7 +42,13 @@ import anyio.to_thread
 import sniffio
 
 from velocipy.adapters._asgi_lifespan import refuse_websocket, run_lifespan
-from velocipy.adapters._asgi_request import head_from_scope, read_body
+from velocipy.adapters._asgi_request import (
+    DEFAULT_BODY_RATE_WINDOW,
+    DEFAULT_MIN_BODY_RATE,
+    BodyRate,
+    head_from_scope,
+    read_body,
+)
 from velocipy.adapters._drive import call_now, drive_async, iterate_async
 from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
 from velocipy.core._tasks import TaskState
@@ -83,6 +89,11 @@ class ASGIAdapter:
             then (`gc.freeze()`), so that garbage collections only scan what
             requests create, and unfreeze them at shutdown. Shortens collector
             pauses when many requests are in flight; see docs/asgi.md.
+        min_body_rate: Slowest request body accepted, in bytes per second over
+            each `body_rate_window`, for bodies that arrive in several messages
+            (408 and `connection: close` below it, or after a window without a
+            message); 0 turns it off. See docs/asgi.md for what it cannot see.
+        body_rate_window: Seconds `min_body_rate` is averaged over.
     """
 
     __slots__ = (
@@ -96,6 +107,7 @@ class ASGIAdapter:
         "_room",
         "_max_in_flight",
         "_counts",
+        "_body_rate",
     )
 
     def __init__(
@@ -105,6 +117,8 @@ class ASGIAdapter:
         handler_threads: int = DEFAULT_HANDLER_THREADS,
         task_threads: int = DEFAULT_TASK_THREADS,
         freeze_gc: bool = True,
+        min_body_rate: float = DEFAULT_MIN_BODY_RATE,
+        body_rate_window: float = DEFAULT_BODY_RATE_WINDOW,
     ) -> None:
         self.app = app
         self.handler_threads = handler_threads
@@ -118,6 +132,7 @@ class ASGIAdapter:
         #: What waiting calls wait on, with the event loop it belongs to.
         self._room: tuple[object, anyio.Event] | None = None
         self._max_in_flight = app.tasks.max_in_flight
+        self._body_rate = BodyRate(min_body_rate, body_rate_window)
         self._counts = app.tasks.counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,7 +151,7 @@ class ASGIAdapter:
             effect = await drive_async(
                 exchange,
                 exchange.start(),
-                read_body=functools.partial(read_body, scope, receive),
+                read_body=functools.partial(read_body, scope, receive, self._body_rate),
                 run_sync=self._run_sync,
             )
         except ClientDisconnected:
@@ -146,8 +161,9 @@ class ASGIAdapter:
         respond: Respond = effect  # type: ignore[assignment]
         status = respond.status
         headers = respond.headers
-        if status == 413:
-            # The body was refused, probably unread: do not reuse the connection for it.
+        if status == 413 or status == 408:
+            # The body was refused (too large, too slow), probably unread: do not reuse
+            # the connection for it.
             headers = [*headers, _CLOSE]
         start = {"type": "http.response.start", "status": status, "headers": headers}
         if respond.stream is None:
