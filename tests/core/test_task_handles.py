@@ -14,6 +14,7 @@ from velocipy.core import (
     BackgroundTasks,
     Call,
     Done,
+    Exchange,
     HTTPException,
     Respond,
     Task,
@@ -276,3 +277,28 @@ def test_a_task_given_up_on_while_running_then_finishing_keeps_the_counts_right(
     assert handles[0].state is TaskState.SUCCEEDED
     assert app.tasks.running_names() == [handles[1].name]  # the next one runs
     assert app.tasks.count("abandoned") == 0 and app.tasks.count("succeeded") == 1
+
+
+def test_describe_names_the_first_running_tasks_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 17: a shutdown line once named 4,705 tasks. It names ten; DEBUG has them all.
+    app = Application()
+
+    @app.post("/one")
+    def one(background_tasks: BackgroundTasks) -> None:
+        background_tasks.add_task(lambda: None).with_options(name=f"task-{len(started):02d}")
+
+    started: list[Exchange] = []  # kept alive: a collected exchange settles its tasks
+    for _ in range(30):
+        exchange = app.exchange(head("POST", "/one"))
+        assert isinstance(exchange.send(perform(exchange.start())), Respond)
+        assert isinstance(exchange.send(None), Call)  # its task is running now
+        started.append(exchange)
+    first_ten = ", ".join(f"task-{number:02d}" for number in range(10))
+    assert app.tasks.describe() == f"30 running ({first_ten} and 20 more)"
+    assert app.tasks.describe(limit=None).count("task-") == 30
+    with caplog.at_level(logging.DEBUG, logger="velocipy"):
+        app.tasks.log_every_name(logging.getLogger("velocipy"))
+    (record,) = caplog.records
+    assert record.levelno == logging.DEBUG and record.getMessage().count("task-") == 30

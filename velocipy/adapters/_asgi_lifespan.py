@@ -62,6 +62,7 @@ async def run_lifespan(
                                 "Background tasks unfinished at shutdown: %s",
                                 app.tasks.describe(),
                             )
+                            app.tasks.log_every_name(logger)
                         break
     except Exception as error:
         phase = "shutdown" if started else "startup"

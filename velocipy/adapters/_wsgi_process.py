@@ -143,6 +143,7 @@ def _report_unfinished(apps: list[Application], deadline: float) -> None:
                 max(0.0, deadline - time.monotonic()),
                 app.tasks.describe(),
             )
+            app.tasks.log_every_name(logger)
 
 
 def has_lifespan(app: Application) -> bool:

@@ -13,11 +13,16 @@ the application passes in `clock` (seconds, for the handles' timestamps) and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._tasks import Task, TaskState
+
+
+#: How many running tasks' names `describe` gives before it counts the rest.
+NAMES_SHOWN = 10
 
 
 def _no_clock() -> None:
@@ -138,20 +143,34 @@ class TaskRegistry:
         finally:
             self.lock.release()
 
-    def describe(self) -> str:
-        """What is unfinished, for shutdown logs: "2 running (a, b), 3 pending", or "nothing"."""
+    def describe(self, limit: int | None = NAMES_SHOWN) -> str:
+        """What is unfinished, for shutdown logs: "2 running (a, b), 3 pending", or "nothing".
+
+        Names the first `limit` running tasks (all of them if None) and counts the
+        rest, so that thousands of tasks still make one readable line;
+        `log_every_name` puts the whole list at DEBUG.
+        """
         self.lock.acquire()
         try:
-            names = [task.name for task in list(self.running_by_id.values())]
+            running = list(self.running_by_id.values())
             pending = self.counts[self._states.PENDING]
         finally:
             self.lock.release()
         parts = []
-        if names:
-            parts.append(f"{len(names)} running ({', '.join(names)})")
+        if running:
+            shown = running if limit is None else running[:limit]
+            names = ", ".join(task.name for task in shown)
+            if len(shown) < len(running):
+                names += f" and {len(running) - len(shown)} more"
+            parts.append(f"{len(running)} running ({names})")
         if pending:
             parts.append(f"{pending} pending")
         return ", ".join(parts) or "nothing"
+
+    def log_every_name(self, log: logging.Logger) -> None:
+        """Log, at DEBUG, every running task's name when `describe` had to leave some out."""
+        if log.isEnabledFor(logging.DEBUG) and len(self.running_by_id) > NAMES_SHOWN:
+            log.debug("Every running background task: %s", self.describe(limit=None))
 
     @property
     def unfinished(self) -> int:

@@ -295,6 +295,7 @@ class Server:
         deadline = time.monotonic() + timeout
         if self.app.tasks.unfinished:
             logger.info("Waiting for background tasks: %s", self.app.tasks.describe())
+            self.app.tasks.log_every_name(logger)
         while (self.connections or self.flows) and not self._forced:
             if time.monotonic() >= deadline:
                 logger.warning(
@@ -305,6 +306,7 @@ class Server:
                     len(self.connections),
                     self.app.tasks.describe(),
                 )
+                self.app.tasks.log_every_name(logger)
                 if self._connections_group is not None:
                     self._connections_group.cancel_scope.cancel()
                 self._cancel_flows()
