@@ -92,7 +92,10 @@ def fail_route(
 def record_route(
     tag: str, background_tasks: BackgroundTasks, mode: str = "sync", sleep: float = 0.0
 ) -> dict[str, str]:
-    """One task printing `ran: TAG` (after `sleep` seconds)."""
+    """One task printing `ran: TAG` (after `sleep` seconds); "mixed": an async one after a
+    sync one printing `ran: TAG-first` (under WSGI a runner thread then awaits the async one)."""
+    if mode == "mixed":
+        background_tasks.add_task(record, f"{tag}-first")
     background_tasks.add_task(record if mode == "sync" else record_async, tag, sleep)
     return {"scheduled": tag}
 
