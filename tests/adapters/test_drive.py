@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -137,3 +138,38 @@ def test_sync_driver_times_out_sync_and_async_tasks() -> None:
     ]
     time.sleep(0.6)
     assert done == ["next", "block"]  # the sync task was left to finish in its thread
+
+
+def test_tasks_waiting_for_a_running_slot_are_pending_and_abandoned_at_a_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 17, defect 8: they were counted as running while they waited, and logged as
+    # "interrupted" at the shutdown deadline although they had never started.
+    app = VelociPy(max_running_tasks=1)
+
+    async def hang(name: str) -> None:
+        await anyio.sleep(60)
+
+    @app.post("/hang/{name}")
+    async def schedule(name: str, tasks: BackgroundTasks) -> None:
+        tasks.add_task(hang, name)
+
+    counts: dict[str, int] = {}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for index in range(3):
+                group.start_soon(serve_async, app, f"/hang/h{index}")
+            with anyio.fail_after(5):
+                while app.tasks.pending + app.tasks.running < 3:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.05)  # the other two have reached their wait for the slot
+            counts.update(running=app.tasks.running, pending=app.tasks.pending)
+            group.cancel_scope.cancel()  # what a server does at its shutdown deadline
+
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        anyio.run(main)
+    assert counts == {"running": 1, "pending": 2}
+    assert caplog.text.count("interrupted (CancelledError)") == 1, caplog.text
+    assert caplog.text.count("abandoned: the server stopped first") == 2, caplog.text
+    assert app.tasks.count("cancelled") == 1 and app.tasks.count("abandoned") == 2

@@ -268,6 +268,8 @@ def _run_task_sync(exchange: Exchange, call: Call, run_coroutine: RunCoroutine) 
     if slot is not None:
         slot.acquire()
     try:
+        if call.started is not None:  # the task counts as running from here
+            call.started()
         timeout = call.timeout
         if call.is_async:
             coroutine = call.fn(*call.args, **call.kwargs)
@@ -287,6 +289,8 @@ async def _run_task_async(exchange: Exchange, call: Call, run_sync: RunSync) -> 
     if slot is not None:
         await slot.acquire()
     try:
+        if call.started is not None:  # the task counts as running from here
+            call.started()
         timeout = call.timeout
         if timeout is None:
             if call.is_async:

@@ -389,11 +389,20 @@ class Application(_RouteDecorators):
         )
         if max_running_tasks is not None and max_running_tasks < 1:
             raise DeclarationError("max_running_tasks must be at least 1")
-        self.max_running_tasks = max_running_tasks
+        self.tasks.running_cap = max_running_tasks
         #: Called as `hook(task, exception)` for every failed or timed-out task.
         self.task_error_hooks: list[tuple[Callable[..., Any], bool]] = []
         self.task_queue: TaskBackend | None = None
         self.task_backend = task_backend if task_backend is not None else InProcess()
+
+    @property
+    def max_running_tasks(self) -> int | None:
+        """At most this many background tasks run at once, app-wide (None: no cap)."""
+        return self.tasks.running_cap
+
+    @max_running_tasks.setter
+    def max_running_tasks(self, limit: int | None) -> None:
+        self.tasks.running_cap = limit
 
     @property
     def task_backend(self) -> TaskBackend:

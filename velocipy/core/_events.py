@@ -89,6 +89,9 @@ class Call:
     `timeout`, when set (tasks only), is a limit in seconds: past it, throw
     `TaskTimedOut` instead of a result. An async call is cancelled; a sync one
     cannot be stopped, so it is left running and the exchange moves on.
+    `started`, when set (a task that waits for one of the app's running slots),
+    is called once the wait is over, right before the call itself: only then
+    does the task count as running, and a stop during the wait abandons it.
     """
 
     fn: Callable[..., Any]
@@ -97,6 +100,7 @@ class Call:
     is_async: bool = False
     purpose: str = "handler"
     timeout: float | None = None
+    started: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)

@@ -84,6 +84,9 @@ class TaskRegistry:
         self._lock: Lock | None = None
         self.lock = lock if lock is not None else _NO_LOCK
         self.max_pending = max_pending
+        #: The app's `max_running_tasks`: when set, a task counts as running only once
+        #: the driver has a slot for it (it is pending while it waits).
+        self.running_cap: int | None = None
         self.max_in_flight = max_in_flight
         # Keyed by TaskState member: reading `.value` per change would cost more.
         from ._tasks import TaskState

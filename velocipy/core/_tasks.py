@@ -290,10 +290,17 @@ class Task:
         With `_succeed`, the two state changes every task makes: they run per task,
         so they skip `_move`'s tests of which transition this is, and without a lock
         (no threads move tasks) update the counts straight away.
+
+        Under the app's running cap the task stays pending: the driver calls the
+        effect's `started` once it has a slot.
         """
+        registry = self._registry
+        if registry is not None and registry.running_cap is not None:
+            call = self._effect()
+            call.started = self._began
+            return call
         previous = self.state
         self.state = _RUNNING
-        registry = self._registry
         if registry is not None:
             self.started_at = registry.now()
             if registry._lock is None:
@@ -303,7 +310,16 @@ class Task:
                 registry.running_by_id[self.id] = self
             else:
                 self._recount(registry, previous, _RUNNING)
-        # The effect that runs it, in its captured context, with its timeout.
+        return self._effect()
+
+    def _began(self) -> None:
+        """The driver got the task a running slot: it runs now (unless a drain gave up
+        on it meanwhile, which has logged it abandoned)."""
+        if self.state is _PENDING:
+            self._move(_RUNNING)
+
+    def _effect(self) -> Call:
+        """The effect that runs the task, in its captured context, with its timeout."""
         context = self.context
         if context is None:
             return Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
