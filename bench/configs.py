@@ -93,14 +93,25 @@ def gunicorn(target: str) -> tuple[str, ...]:
 
 OWN_SERVER = (
     PY, "-m", "velocipy", "run", "bench.apps.velocipy_app:app",
-    "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP,
+    "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP, "--http", "h11",
     "--no-access-log", "--log-level", "warning",
+)  # fmt: skip
+#: The built-in server's fast path (issue 14): llhttp's parser on uvloop.
+OWN_SERVER_HTTPTOOLS = (
+    PY, "-m", "velocipy", "run", "bench.apps.velocipy_app:app",
+    "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP, "--http", "httptools",
+    "--no-access-log", "--log-level", "warning",
+)  # fmt: skip
+#: granian (a Rust server, ASGI mode) serving the bare ASGI app: a further reference row.
+GRANIAN = (
+    PY, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}",
+    "--workers", "1", "--no-ws", "--log-level", "warning", "bench.apps.bare_asgi:app",
 )  # fmt: skip
 
 
 def idle_options(config: Config, connections: int) -> list[str]:
     """Extra server options so `connections` idle keep-alive connections are all served and kept."""
-    if config.server == "own server":
+    if config.server.startswith("own server"):
         return ["--max-connections", str(connections + 100), "--keepalive-timeout", "300"]
     if config.server.startswith("uvicorn"):
         return ["--timeout-keep-alive", "300"]
@@ -116,6 +127,9 @@ CONFIGS = (
     Config(BASE_ASGI_H11, "bare ASGI", _H11, uvicorn("bare_asgi:app", "h11"), None),
     Config(BASE_WSGI, "bare WSGI", _GTHREAD, gunicorn("bare_wsgi:wsgi"), None),
     Config("velocipy/own-server", "VelociPy", "own server", OWN_SERVER, BASE_ASGI_H11, True),
+    Config("velocipy/own-server-httptools", "VelociPy", "own server httptools",
+           OWN_SERVER_HTTPTOOLS, BASE_ASGI_HTTPTOOLS, True),
+    Config("bare-asgi/granian", "bare ASGI", "granian", GRANIAN, BASE_ASGI_HTTPTOOLS),
     Config("velocipy/uvicorn-httptools", "VelociPy", _HTTPTOOLS,
            uvicorn("velocipy_app:app", "httptools"), BASE_ASGI_HTTPTOOLS, True),
     Config("velocipy/uvicorn-h11", "VelociPy", _H11,
@@ -147,6 +161,8 @@ TARGETS = {
     ("velocipy/uvicorn-httptools", "signup"): 0.65,
     ("velocipy/own-server", "hello"): 1.0,
     ("velocipy/own-server", "signup"): 1.0,
+    ("velocipy/own-server-httptools", "hello"): 1.0,
+    ("velocipy/own-server-httptools", "signup"): 0.9,
     ("velocipy/gunicorn-gthread", "hello"): 0.95,
     ("velocipy/gunicorn-gthread", "signup"): 0.95,
 }

@@ -46,6 +46,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         (["run", "tests.conformance.app:app", "--header-timeout", "-1"], ["--header-timeout"]),
         (["run", "tests.conformance.app:app", "--keepalive-timeout", "0"], ["keepalive_timeout"]),
         (["run", "tests.conformance.app:app", "--loop", "tokio"], ["--loop"]),
+        (["run", "tests.conformance.app:app", "--http", "picohttp"], ["--http"]),
         (["run", "tests.conformance.app:app", "--workers", "0"], ["--workers"]),
         (["run", "tests.conformance.app:app", "--log-level", "loud"], ["--log-level"]),
         (["serve"], ["serve"]),

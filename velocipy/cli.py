@@ -127,8 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--loop",
         choices=defaults.LOOPS,
-        default="asyncio",
-        help="event loop of the built-in server",
+        default="auto",
+        help="event loop of the built-in server (auto: uvloop when installed)",
+    )
+    run.add_argument(
+        "--http",
+        choices=defaults.HTTP_PARSERS,
+        default="auto",
+        help="request parser of the built-in server (auto: httptools when installed, "
+        "else h11; both give the same answers)",
     )
     run.add_argument(
         "--workers",
@@ -353,6 +360,12 @@ def _run_builtin(options: argparse.Namespace) -> int:
         backend_for(options.loop)
     except LoopUnavailable as error:
         raise UsageError(str(error)) from None
+    from velocipy.server.protocols import resolve_http
+
+    try:
+        resolve_http(options.http)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     config = ServerConfig(
         host=options.host,
         port=options.port,
@@ -372,6 +385,7 @@ def _run_builtin(options: argparse.Namespace) -> int:
         task_threads=options.task_threads,
         access_log=options.access_log,
         freeze_gc=options.freeze_gc,
+        http=options.http,
     )
     try:
         config.validate()

@@ -125,6 +125,23 @@ class Running:
         self.portal.call(self.server.request_stop)
 
 
+#: The request parsers the server's tests run on (see `velocipy.server.protocols`).
+PARSERS = ("h11", "httptools")
+#: The parser `serving` uses unless told otherwise (set by `using_parser`).
+_current_parser = ["h11"]
+
+
+@contextlib.contextmanager
+def using_parser(http: str) -> Iterator[str]:
+    """Make `serving` use the parser `http` within the block (for fixtures parametrised on it)."""
+    previous = _current_parser[0]
+    _current_parser[0] = http
+    try:
+        yield http
+    finally:
+        _current_parser[0] = previous
+
+
 #: Event loops the server runs on: anyio backend name and options.
 LOOPS: dict[str, tuple[str, dict[str, Any]]] = {
     "asyncio": ("asyncio", {}),
@@ -142,6 +159,7 @@ def serving(
     port = sock.getsockname()[1]
     limits.setdefault("access_log", False)
     limits.setdefault("freeze_gc", False)  # a full collection of the test process per server
+    limits.setdefault("http", _current_parser[0])
     server = Server(application, ServerConfig(port=port, **limits))
     ready = threading.Event()
     backend, options = LOOPS[loop]

@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-#: Loop implementations `--loop` accepts (uvloop and trio only when installed).
-LOOPS = ("asyncio", "uvloop", "trio")
+#: Loop implementations `--loop` accepts (uvloop and trio only when installed); "auto" is
+#: uvloop when installed, else asyncio.
+LOOPS = ("auto", "asyncio", "uvloop", "trio")
+
+#: HTTP/1.1 parsers `--http` accepts: "auto" is httptools when installed, else h11.
+HTTP_PARSERS = ("auto", "h11", "httptools")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -65,6 +69,9 @@ class ServerConfig:
         task_threads: Worker threads for sync background tasks (a separate pool).
         access_log: Log one line per response on `velocipy.access`.
         server_header: Value of the `Server` response header ("" sends none).
+        http: The request parser: "h11" (pure Python, the reference), "httptools"
+            (llhttp, faster; `pip install velocipy[speed]`) or "auto" (httptools when
+            installed). The server's own checks give the same answers on both.
         freeze_gc: Once the app's startup is complete, move every object alive then
             out of the garbage collector's sight (`gc.freeze()`) until shutdown, so
             that collections scan only what requests create.
@@ -89,6 +96,7 @@ class ServerConfig:
     access_log: bool = True
     server_header: str = "velocipy"
     freeze_gc: bool = True
+    http: str = "auto"
 
     def validate(self) -> None:
         """Raise `ValueError` naming the first setting that cannot work."""
@@ -105,6 +113,8 @@ class ServerConfig:
                 raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
         if not self.graceful_timeout >= 0:
             raise ValueError(f"graceful_timeout must not be negative, got {self.graceful_timeout}")
+        if self.http not in HTTP_PARSERS:
+            raise ValueError(f"http must be one of {', '.join(HTTP_PARSERS)}, got {self.http!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
 

@@ -45,7 +45,14 @@ from velocipy.core import (
 )
 
 from ._channel import Channel
-from ._hardening import ChunkOverLimit, HeadScanner, Rejected, check_chunk, check_request
+from ._hardening import (
+    ChunkOverLimit,
+    HeadScanner,
+    Rejected,
+    check_chunk,
+    check_request,
+    check_target,
+)
 from ._wire import date_header, error_response, reason
 
 if TYPE_CHECKING:
@@ -74,6 +81,7 @@ _Data = h11.Data
 _EndOfMessage = h11.EndOfMessage
 _NEED_DATA = h11.NEED_DATA
 _DONE = h11.DONE
+_SEND_BODY = h11.SEND_BODY
 
 
 class BodyReadTimeout(ClientError):
@@ -209,7 +217,9 @@ class HTTPConnection:
                 if type(event) is not _Request:
                     raise Rejected(400, "incomplete request head")
                 headers = _header_list(event.headers)
-                length, chunked = check_request(headers, event.http_version)
+                if event.target[:1] != b"/":  # before the method: llhttp's order
+                    check_target(event.target)
+                length, chunked = check_request(headers, event.http_version, event.method)
                 self.content_length = length
                 if not chunked and not length:
                     conn.next_event()  # the EndOfMessage of a body-less request, already here
@@ -244,7 +254,7 @@ class HTTPConnection:
     def _request_head(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> RequestHead:
         target = event.target
         if target[:1] != b"/":
-            target = _origin_form(target)
+            target = check_target(target)
         query_at = target.find(b"?")
         if query_at < 0:
             raw_path, query = target, b""
@@ -374,6 +384,8 @@ class HTTPConnection:
         if self.content_length is not None and self.content_length > limit:
             self.close_after = True
             raise BodyTooLarge(limit)
+        if conn.their_state is not _SEND_BODY:  # no body (none announced, Content-Length: 0)
+            return b""
         if conn.they_are_waiting_for_100_continue:
             informational = h11.InformationalResponse(
                 status_code=100, headers=[], reason=b"Continue"
@@ -514,17 +526,6 @@ def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     if type(items) is list:
         return [(name, value) for _, name, value in items]
     return list(headers)
-
-
-def _origin_form(target: bytes) -> bytes:
-    """The path and query of an absolute-form (`http://host/p?q`) or asterisk-form target."""
-    if target == b"*":
-        return target
-    scheme_end = target.find(b"://")
-    if scheme_end > 0:
-        path_at = target.find(b"/", scheme_end + 3)
-        return target[path_at:] if path_at >= 0 else b"/"
-    return target
 
 
 def _format(address: tuple[str, int] | None) -> str:

@@ -13,11 +13,22 @@ the parsed head; each problem raises `Rejected` with the status that answers it
 - both Content-Length and Transfer-Encoding (§6.1, the smuggling vector of
   python-hyper/h11#90): 400; Transfer-Encoding on HTTP/1.0 (§6.1): 400;
 - a Host header missing or repeated on HTTP/1.1 (§3.2): 400;
-- chunk sizes beyond any sane length (h11 accepts 20 hex digits): 400.
+- chunk sizes beyond any sane length (h11 accepts 20 hex digits): 400;
+- control characters anywhere in the head, bytes past ASCII or two spaces in
+  a row in the request line: 400; a method llhttp does not know: 501 (§9.1); a request target that
+  is not origin-form, absolute-form or `*` (§3.2): 400;
+- an HTTP version other than 1.0 and 1.1: 505 from 2 up, else 400;
+- a Transfer-Encoding other than `chunked` alone: 501; a Content-Length that is
+  not plain digits, or given twice: 400.
+
+These checks look at bytes and parsed fields only, never at a parser's objects
+(except `check_chunk`'s look into h11), so the h11 and the httptools
+connections (`protocols/`) both run them and give the same answers.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._config import ServerConfig
@@ -26,6 +37,17 @@ from ._config import ServerConfig
 MAX_CHUNK_SIZE = 1 << 62
 
 _TERMINATOR = b"\r\n\r\n"
+#: Control characters, which have no place in a head (CR and LF end lines; TAB is whitespace).
+_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+#: The methods llhttp knows (RFC 9110, PATCH, WebDAV and friends): others get 501 on both
+#: parsers (RFC 9110 §9.1), as llhttp cannot read a request line with another.
+KNOWN_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
+    b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
+    b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 
 
 class Rejected(Exception):
@@ -88,40 +110,83 @@ class HeadScanner:
         head = buffer[:stop]
         if b"\r\n " in head or b"\r\n\t" in head:
             raise Rejected(400, "obsolete line folding is not accepted")
+        line_end = self._line_end
+        # Cheap tests first: most heads are plain ASCII without control characters.
+        if (
+            len(head.translate(None, _CONTROLS)) != stop
+            or head.find(b"  ", 0, line_end) >= 0
+            or (not head.isascii() and not head[:line_end].isascii())
+        ):
+            raise Rejected(400, "control or non-ASCII characters in the head")
         if head.count(b"\r\n") - 2 > self._max_headers:
             raise Rejected(431, "too many header fields")
         return stop
 
 
-def check_request(headers: Any, http_version: bytes) -> tuple[int | None, bool]:
+def check_request(
+    headers: Any, http_version: bytes, method: bytes = b"GET"
+) -> tuple[int | None, bool]:
     """Refuse a parsed head h11 accepted but we will not serve (see the module docstring).
 
     Args:
         headers: The (lower-case name, value) pairs of the request.
         http_version: b"1.1" or b"1.0".
+        method: The request method.
 
     Returns:
         The declared Content-Length (h11 has checked it is one number) or None,
         and whether the body is chunked.
     """
+    # The order of the checks is the order in which h11 finds the same faults.
+    if http_version != b"1.1" and http_version != b"1.0":
+        # llhttp reads a request line without a version as HTTP/0.9: malformed here.
+        if http_version[:1] >= b"2":
+            raise Rejected(505, "only HTTP/1.1 and HTTP/1.0 are served")
+        raise Rejected(400, "unsupported HTTP version")
     hosts = 0
     length: int | None = None
-    chunked = False
+    codings: list[bytes] | None = None
     for name, value in headers:
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
+            # h11 has checked the digits; llhttp checks them too, but `int()` is laxer
+            # ("+5", "5_0", " 5"), so anything but plain digits is refused here as well.
+            if length is not None or not value.isdigit():
+                raise Rejected(400, "invalid Content-Length")
             length = int(value)
         elif name == b"transfer-encoding":
-            chunked = True
-    if chunked:
+            if codings is None:
+                codings = []
+            codings.extend(coding.strip().lower() for coding in value.split(b","))
+    if hosts != 1 and http_version == b"1.1":
+        raise Rejected(400, "HTTP/1.1 needs exactly one Host header")
+    chunked = codings is not None
+    if codings is not None:
+        if codings != [b"chunked"]:  # RFC 9112 §6.1: an unknown coding is 501
+            raise Rejected(501, "only Transfer-Encoding: chunked is supported")
         if length is not None:
             raise Rejected(400, "both Content-Length and Transfer-Encoding")
         if http_version == b"1.0":
             raise Rejected(400, "Transfer-Encoding is not allowed in HTTP/1.0")
-    if hosts != 1 and http_version == b"1.1":
-        raise Rejected(400, "HTTP/1.1 needs exactly one Host header")
+    if method not in KNOWN_METHODS:
+        raise Rejected(501 if TOKEN.fullmatch(method) else 400, "unknown method")
     return length, chunked
+
+
+def check_target(target: bytes) -> bytes:
+    """The path and query of a request target that is not origin-form (RFC 9112 §3.2).
+
+    Accepts absolute-form (`http://host/p?q`) and asterisk-form (`*`); anything
+    else (authority-form outside CONNECT, a bare `?x`) raises `Rejected` (400).
+    """
+    if target == b"*":
+        return target
+    scheme_end = target.find(b"://")
+    if scheme_end > 0 and TOKEN.fullmatch(target, 0, scheme_end):
+        path_at = target.find(b"/", scheme_end + 3)
+        return target[path_at:] if path_at >= 0 else b"/"
+    raise Rejected(400, "malformed request target")
 
 
 def check_chunk(h11_connection: Any, allowance: int) -> None:
@@ -145,3 +210,84 @@ def check_chunk(h11_connection: Any, allowance: int) -> None:
 
 class ChunkOverLimit(Exception):
     """A declared chunk size alone goes past the body limit (answered 413 by the caller)."""
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SIZE, _LINE, _DATA, _TRAILER, _TRAILER_LINE, _FINAL_LF, _ENDED = range(7)
+
+
+class ChunkWatcher:
+    """Follows a chunked body's framing just far enough to see its sizes and where it ends.
+
+    For a parser that neither exposes the chunk size it read nor stops at the end
+    of a message (httptools): `feed` is given each read of the body before the
+    parser, and returns where in it the body ends (-1: not in it), so the bytes
+    after it can be kept for the next request. It records the sum of the declared
+    sizes (`declared`, checked against the body limit as `check_chunk` does on
+    the h11 path) and whether one size was absurd (`absurd`). It validates
+    nothing else: the parser does, and its verdict comes first.
+    """
+
+    __slots__ = ("_state", "_size", "_skip", "declared", "absurd")
+
+    def __init__(self) -> None:
+        self._state = _SIZE
+        self._size = 0
+        self._skip = 0
+        #: The sum of the chunk sizes declared so far.
+        self.declared = 0
+        #: Whether a declared size went past `MAX_CHUNK_SIZE`.
+        self.absurd = False
+
+    def feed(self, data: bytes) -> int:
+        """Follow `data`; return the offset just past the body's end in it, or -1."""
+        index, end = 0, len(data)
+        while index < end:
+            state = self._state
+            if state == _DATA:
+                taken = min(self._skip, end - index)
+                index += taken
+                self._skip -= taken
+                if not self._skip:
+                    self._state = _SIZE
+            elif state == _SIZE:
+                byte = data[index]
+                if byte in _HEX:
+                    self._size = self._size * 16 + int(chr(byte), 16)
+                    if self._size > MAX_CHUNK_SIZE:
+                        self.absurd = True
+                        self._state = _ENDED
+                        return -1
+                    index += 1
+                else:
+                    self.declared += self._size
+                    self._state = _LINE
+            elif state == _LINE:  # the rest of a chunk-size line (extensions)
+                newline = data.find(b"\n", index)
+                if newline < 0:
+                    return -1
+                index = newline + 1
+                if self._size:
+                    self._skip = self._size + 2  # the data and its CRLF
+                    self._size = 0
+                    self._state = _DATA
+                else:
+                    self._state = _TRAILER
+            elif state == _TRAILER:  # the start of a trailer line, or of the final CRLF
+                if data[index] == 13:
+                    self._state = _FINAL_LF
+                    index += 1
+                else:
+                    self._state = _TRAILER_LINE
+            elif state == _TRAILER_LINE:
+                newline = data.find(b"\n", index)
+                if newline < 0:
+                    return -1
+                index = newline + 1
+                self._state = _TRAILER
+            elif state == _FINAL_LF:
+                self._state = _ENDED
+                return index + 1
+            else:
+                return -1
+        return -1

@@ -34,6 +34,8 @@ def backend_for(loop: str) -> tuple[str, dict[str, Any]]:
     """The anyio backend name and options for `--loop`; raises `LoopUnavailable`."""
     if loop not in LOOPS:
         raise LoopUnavailable(f"unknown loop {loop!r}; choose from {', '.join(LOOPS)}")
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
     if loop == "uvloop":
         if importlib.util.find_spec("uvloop") is None:
             raise LoopUnavailable("--loop uvloop needs uvloop: pip install uvloop")
@@ -50,7 +52,7 @@ def run_server(
     config: ServerConfig,
     sock: socket.socket,
     *,
-    loop: str = "asyncio",
+    loop: str = "auto",
     ready: Callable[[], None] | None = None,
     parent: int | None = None,
 ) -> int:

@@ -38,7 +38,8 @@ from velocipy.core._tasks import TaskState
 
 from ._channel import open_channel
 from ._config import ServerConfig
-from ._connection import IDLE, HTTPConnection
+from ._connection import IDLE
+from .protocols import Connection, connection_class
 
 logger = logging.getLogger("velocipy.server")
 _PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
@@ -91,8 +92,10 @@ class Server:
         self.max_body_size = config.max_body_size
         self.server_header = config.server_header.encode("latin-1")
         self.access_log = config.access_log
+        #: The class serving one socket: h11's or httptools' (see `protocols`).
+        self.connection_class = connection_class(config.http)
         #: Connections open right now.
-        self.connections: set[HTTPConnection] = set()
+        self.connections: set[Connection] = set()
         #: True once a stop has begun: no new requests are read.
         self.shutting_down = False
         #: Background-task flows (tasks plus cleanup of one exchange) still running.
@@ -362,7 +365,7 @@ class Server:
             client.close()
             slots.release()
             raise
-        connection = HTTPConnection(self, channel, peer, local)
+        connection = self.connection_class(self, channel, peer, local)
         self.connections.add(connection)
         try:
             await connection.run()

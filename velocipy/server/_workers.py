@@ -41,7 +41,7 @@ def run_workers(
     sock: socket.socket,
     *,
     workers: int,
-    loop: str = "asyncio",
+    loop: str = "auto",
     ready: Callable[[], None] | None = None,
 ) -> int:
     """Serve with `workers` forked processes until stopped; return the exit code.

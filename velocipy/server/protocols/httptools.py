@@ -1,0 +1,630 @@
+"""One client connection parsed by httptools (llhttp): the fast path of the built-in server.
+
+Theory of operation. The phases (IDLE, HEAD, BUSY), deadlines and timeouts are
+those of the h11 connection (`velocipy.server._connection`), and so are the
+checks: `HeadScanner` watches the raw bytes of each head and finds where it
+ends, `check_request` looks at the parsed fields. Only the parsing and the
+response framing differ.
+
+llhttp parses whatever it is fed and reports it through callbacks; it cannot
+be paused between two messages. So the connection feeds it exactly one request
+at a time: one head (where it ends is known from `HeadScanner`), then for a
+Content-Length body exactly the body's bytes, for a chunked body the bytes up
+to where `ChunkWatcher` sees it end. Bytes past them stay in `pending` for the
+next request, as h11 keeps its trailing data. Should the parser ever be fed
+bytes of a next request all the same, it stops there (`_NextMessage`) and the
+connection closes after the current response rather than guess.
+
+Responses are framed here, by h11's rules (RFC 9112 §6): a body is sent with
+its Content-Length, or chunked to an HTTP/1.1 client, or delimited by closing
+the connection to an HTTP/1.0 client; never a body for HEAD, 1xx, 204 and 304;
+response header names must be tokens and values may not hold CR, LF or NUL
+(a bad header is the app's mistake: 500, as on the h11 path).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import anyio
+import anyio.lowlevel
+from httptools import (
+    HttpParserError,
+    HttpParserInvalidMethodError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from velocipy.adapters._drive import drive_async, iterate_async
+from velocipy.core import (
+    BodyTooLarge,
+    ClientDisconnected,
+    Done,
+    Exchange,
+    RequestHead,
+    Respond,
+)
+
+from .._channel import Channel
+from .._connection import (
+    BUSY,
+    HEAD,
+    IDLE,
+    MAX_DRAIN,
+    NETWORK_ERRORS,
+    BadBodyFraming,
+    BodyReadTimeout,
+    _format,
+    access_logger,
+    logger,
+)
+from .._hardening import (
+    TOKEN,
+    ChunkWatcher,
+    HeadScanner,
+    Rejected,
+    check_request,
+    check_target,
+)
+from .._wire import date_header, error_response, reason
+
+if TYPE_CHECKING:
+    from .._server import Server
+
+_monotonic = time.monotonic
+
+#: How a response body is delimited on the wire.
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+#: A response header name must be a token (RFC 9110 §5.1) ...
+_BAD_NAME = re.compile(rb"[^-!#$%&'*+.^_`|~0-9a-zA-Z]")
+#: ... and a value may not break the head (CR, LF) or hold NUL.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+
+
+class _NextMessage(Exception):
+    """Bytes of a next request followed a chunked body in the same read (see the docstring)."""
+
+
+class HttptoolsConnection:
+    """Serves the requests of one socket in order until either side closes it."""
+
+    __slots__ = (
+        "server",
+        "parser",
+        "scanner",
+        "phase",
+        "deadline",
+        "scope",
+        "expired",
+        "client",
+        "local",
+        "close_after",
+        "content_length",
+        "channel",
+        "run_sync",
+        "read_body",
+        "pending",
+        "url",
+        "headers",
+        "in_message",
+        "message_done",
+        "body",
+        "body_size",
+        "body_left",
+        "body_fed",
+        "upgrade",
+        "head_done",
+        "keep_alive",
+        "chunks",
+        "chunked",
+    )
+
+    def __init__(
+        self,
+        server: Server,
+        channel: Channel,
+        client: tuple[str, int] | None,
+        local: tuple[str, int] | None,
+    ) -> None:
+        self.server = server
+        self.parser = _new_parser(self)
+        self.scanner = HeadScanner(server.config)
+        self.phase = IDLE
+        #: When this connection is to be closed for being idle or slow (None: never).
+        self.deadline: float | None = None
+        self.scope = anyio.CancelScope()
+        self.expired = False
+        self.client = client
+        self.local = local
+        self.close_after = False
+        self.content_length: int | None = None
+        self.channel = channel
+        self.run_sync = server.run_sync
+        self.read_body = self._read_body
+        #: Bytes received past what the parser has been fed.
+        self.pending = b""
+        # What the parser reported of the current request.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.in_message = False
+        self.message_done = False
+        self.body: list[bytes] = []
+        self.body_size = 0
+        #: Bytes of a Content-Length body not yet fed to the parser.
+        self.body_left = 0
+        self.body_fed = False
+        self.upgrade = False
+        self.head_done = False
+        self.keep_alive = False
+        #: Watches the declared chunk sizes of a chunked body (None otherwise).
+        self.chunks: ChunkWatcher | None = None
+        self.chunked = False
+
+    # -- llhttp's callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.in_message:
+            raise _NextMessage()
+        self.in_message = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # h11 strips trailing whitespace from values (llhttp only leading): so do we.
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        # Asked now: llhttp forgets the request's Connection header once the message ends.
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.body_size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.message_done = True
+
+    # -- the connection ----------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """Close this connection now (it is idle past its deadline, or the server is stopping)."""
+        self.expired = True
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        """Serve requests until the connection ends; never raises for anything a client does."""
+        channel = self.channel
+        try:
+            with self.scope:
+                await self._serve()
+            if self.expired and self.phase == HEAD:
+                with anyio.move_on_after(1):
+                    await channel.send(error_response(408, self.server.server_header))
+        except NETWORK_ERRORS:
+            pass
+        except Exception:
+            logger.exception("Unexpected error on connection from %s", _format(self.client))
+        finally:
+            await channel.aclose()
+
+    async def _serve(self) -> None:
+        channel = self.channel
+        server = self.server
+        config = server.config
+        scanner = self.scanner
+        header_timeout = config.header_timeout
+        idle_timeout = header_timeout
+        while True:
+            # -- read a head ---------------------------------------------------------------
+            pending = self.pending
+            scanner.reset()
+            self.url = b""
+            self.headers = []
+            self.in_message = self.message_done = self.body_fed = False
+            self.head_done = self.upgrade = False
+            self.body = []
+            self.body_size = 0
+            try:
+                if pending:
+                    # A pipelined request: give other connections a turn before serving it.
+                    await anyio.lowlevel.checkpoint()
+                    self.phase = HEAD
+                    self.deadline = _monotonic() + header_timeout
+                    end = scanner.feed(pending)
+                else:
+                    if server.shutting_down:
+                        return
+                    self.phase = IDLE
+                    self.deadline = _monotonic() + idle_timeout
+                    end = -1
+                while end < 0:
+                    try:
+                        data = await channel.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if self.phase == IDLE:
+                        self.phase = HEAD
+                        self.deadline = _monotonic() + header_timeout
+                    pending = pending + data if pending else data
+                    end = scanner.feed(pending)
+                self.phase = BUSY
+                self.deadline = None
+                if end == len(pending):
+                    head, self.pending = pending, b""
+                else:
+                    head, self.pending = pending[:end], pending[end:]
+                method, version, length = self._parse_head(head)
+                self.content_length = length
+                self.body_left = length or 0
+                self.chunks = ChunkWatcher() if length is None and self.chunked else None
+            except Rejected as rejected:
+                await self._reject(rejected.status)
+                return
+            idle_timeout = config.keepalive_timeout
+            # -- answer it -------------------------------------------------------------------
+            if not await self._answer(method, version):
+                return
+            if not self.message_done:
+                return
+
+    def _parse_head(
+        self, head: bytes, method: bytes | None = None
+    ) -> tuple[bytes, bytes, int | None]:
+        """Feed one whole head to llhttp and check it: (method, version, Content-Length).
+
+        Raises `Rejected` with the status both parsers give (see `_hardening`).
+        `method`: the real method, when `head` starts with a stand-in llhttp knows.
+        """
+        parser = self.parser
+        try:
+            parser.feed_data(head)
+        except HttpParserUpgrade:
+            # Upgrade or CONNECT: answered as a plain request, then closed.
+            self.upgrade = True
+        except HttpParserInvalidMethodError:
+            # llhttp knows a fixed list of methods and stops at any other. Our rule is
+            # to answer 501 for an unknown method only once the rest of the head passed
+            # every check, as on the h11 path: so parse the rest with a known method.
+            unknown = head[: head.find(b" ")]
+            if method is not None or not TOKEN.fullmatch(unknown):
+                raise Rejected(400, "malformed request line") from None
+            self.parser = _new_parser(self)
+            self.url, self.headers, self.in_message, self.head_done = b"", [], False, False
+            self._parse_head(b"GET" + head[len(unknown) :], unknown)
+            raise Rejected(501, "unknown method") from None  # check_request raised already
+        except HttpParserError:
+            if self.head_done:
+                # The fields were read: our own checks answer first (e.g. 501 for an
+                # unknown Transfer-Encoding, which llhttp calls plain invalid).
+                check_request(self.headers, self._version_bytes(), method or parser.get_method())
+            raise Rejected(400, "malformed request head") from None
+        version = self._version_bytes()
+        if method is None:
+            method = parser.get_method()
+        if self.url[:1] != b"/":
+            check_target(self.url)
+        length, self.chunked = check_request(self.headers, version, method)
+        return method, version, length
+
+    def _version_bytes(self) -> bytes:
+        version = self.parser.get_http_version()
+        return _VERSIONS.get(version) or version.encode("ascii")
+
+    async def _reject(self, status: int) -> None:
+        self.phase = BUSY
+        self.deadline = None
+        with anyio.move_on_after(1):
+            await self.channel.send(error_response(status, self.server.server_header))
+
+    def _request_head(self, method: str, version: bytes) -> RequestHead:
+        target = self.url
+        if target[:1] != b"/":
+            target = check_target(target)
+        query_at = target.find(b"?")
+        if query_at < 0:
+            raw_path, query = target, b""
+        else:
+            raw_path, query = target[:query_at], target[query_at + 1 :]
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        return RequestHead(
+            method,
+            path,
+            bytes(query),
+            self.headers,
+            version.decode("ascii"),
+            "http",
+            self.client,
+            self.local,
+        )
+
+    async def _answer(self, raw_method: bytes, version: bytes) -> bool:
+        """Serve one request; return whether the connection may serve another."""
+        server = self.server
+        self.close_after = self.upgrade
+        method = raw_method.decode("ascii")
+        head = self._request_head(method, version)
+        exchange = server.app.exchange(head)
+        try:
+            effect = await drive_async(
+                exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
+            )
+        except ClientDisconnected:
+            return False
+        except Exception:  # a bug below us: answer 500 without details, keep serving others
+            logger.exception("Serving %s %s failed", method, head.path)
+            await self._reject(500)
+            return False
+        if type(effect) is not Respond:
+            logger.error("The exchange for %s %s ended without a response", method, head.path)
+            await self._reject(500)
+            return False
+        respond: Respond = effect
+        close = self.close_after or server.shutting_down or version != b"1.1" or not self.keep_alive
+        if not close and not self.message_done:
+            close = not self._can_drain()
+        headers = respond.headers
+        headers.append((b"date", date_header()))
+        if server.server_header:
+            headers.append((b"server", server.server_header))
+        status = respond.status
+        delivered = False
+        started = False
+        try:
+            framing, declared = _framing(status, headers, method == "HEAD", version)
+            if framing == UNTIL_CLOSE:
+                close = True
+            head_bytes = _encode_head(status, headers, close)
+            started = True
+            if respond.stream is None:
+                body = respond.body
+                if body:
+                    if framing == CHUNKED:
+                        head_bytes += b"%x\r\n%b\r\n" % (len(body), body)
+                    elif framing == NO_BODY or (framing == LENGTH and len(body) != declared):
+                        raise ValueError("the body does not match the response's framing")
+                    else:
+                        head_bytes += body
+                elif framing == LENGTH and declared:
+                    raise ValueError("the body does not match the response's Content-Length")
+                if framing == CHUNKED:
+                    head_bytes += _LAST_CHUNK
+                await self.channel.send(head_bytes)
+            else:
+                await self._stream(respond, head_bytes, framing, declared)
+            delivered = True
+        except NETWORK_ERRORS:
+            pass
+        except Exception:
+            # The app's headers are invalid, or its stream failed: nothing a client did.
+            logger.exception("Could not send the response for %s %s", method, head.path)
+            if not started:
+                status = 500
+                with anyio.move_on_after(1):
+                    await self.channel.send(error_response(500, server.server_header))
+        if server.access_log:
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                _format(self.client),
+                method,
+                self.url.decode("latin-1"),
+                head.http_version,
+                status,
+            )
+        self._finish(exchange, delivered)
+        if not delivered or close:
+            return False
+        if not self.message_done:
+            return await self._drain()
+        return True
+
+    async def _stream(
+        self, respond: Respond, head_bytes: bytes, framing: int, declared: int
+    ) -> None:
+        send = self.channel.send
+        assert respond.stream is not None
+        await send(head_bytes)
+        sent = 0
+        async for chunk in iterate_async(respond.stream, self.run_sync):
+            if not chunk:
+                continue
+            if framing == CHUNKED:
+                await send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            elif framing == NO_BODY:
+                continue  # HEAD, 204, 304: the stream is run but nothing of it is sent
+            else:
+                sent += len(chunk)
+                if framing == LENGTH and sent > declared:
+                    raise ValueError("the stream sent more than its Content-Length")
+                await send(chunk)
+        if framing == CHUNKED:
+            await send(_LAST_CHUNK)
+        elif framing == LENGTH and sent != declared:
+            raise ValueError("the stream sent less than its Content-Length")
+
+    def _finish(self, exchange: Exchange, delivered: bool) -> None:
+        """Resume the exchange after its response; hand any tasks and cleanup to the server."""
+        try:
+            rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
+        except Exception:
+            logger.exception("Resuming the exchange after its response failed")
+            return
+        if type(rest) is not Done:
+            self.server.start_flow(exchange, rest)
+
+    def _expects_continue(self) -> bool:
+        """Whether the client waits for `100 Continue` before sending its body (as h11 decides)."""
+        if self.body_fed or self._version_bytes() != b"1.1":
+            return False
+        for name, value in self.headers:
+            if name == b"expect" and value.strip().lower() == b"100-continue":
+                return True
+        return False
+
+    async def _read_body(self, limit: int) -> bytes:
+        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue."""
+        server = self.server
+        if server.max_body_size is not None and server.max_body_size < limit:
+            limit = server.max_body_size
+        if self.content_length is not None and self.content_length > limit:
+            self.close_after = True
+            raise BodyTooLarge(limit)
+        if not self.message_done and self._expects_continue():
+            try:
+                await self.channel.send(_CONTINUE)
+            except NETWORK_ERRORS:
+                raise ClientDisconnected() from None
+        while not self.message_done:
+            data = self.pending
+            if data:
+                self.pending = b""
+            else:
+                data = await self._receive_body_bytes()
+            self._feed_body(data)
+            chunks = self.chunks
+            if chunks is not None:
+                if chunks.absurd:
+                    self.close_after = True
+                    raise BadBodyFraming("Chunk size too large")
+                if chunks.declared > limit:
+                    self.close_after = True
+                    raise BodyTooLarge(limit)
+            if self.body_size > limit:
+                self.close_after = True
+                raise BodyTooLarge(limit)
+        if self.body_size > limit:
+            self.close_after = True
+            raise BodyTooLarge(limit)
+        body = self.body
+        return body[0] if len(body) == 1 else b"".join(body)
+
+    def _feed_body(self, data: bytes) -> None:
+        """Feed body bytes to the parser; bytes past the body stay pending for the next request."""
+        self.body_fed = True
+        if self.content_length is not None:
+            left = self.body_left
+            if len(data) > left:
+                self.pending = data[left:] + self.pending
+                data = data[:left]
+            self.body_left = left - len(data)
+        elif self.chunks is not None:
+            end = self.chunks.feed(data)
+            if 0 <= end < len(data):
+                self.pending = data[end:] + self.pending
+                data = data[:end]
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError:
+            self.close_after = True
+            if not self.message_done:
+                raise BadBodyFraming("Malformed request body framing") from None
+            # else: a next request followed a body whose end the watcher missed: close
+
+    async def _receive_body_bytes(self) -> bytes:
+        with anyio.move_on_after(self.server.config.body_timeout):
+            try:
+                return await self.channel.receive()
+            except anyio.EndOfStream:
+                raise ClientDisconnected() from None
+            except NETWORK_ERRORS:
+                raise ClientDisconnected() from None
+        self.close_after = True
+        raise BodyReadTimeout("Timed out reading the request body")
+
+    def _can_drain(self) -> bool:
+        """Whether the unread rest of the body is small enough to read and discard."""
+        if self.content_length is None or self._expects_continue():
+            return False
+        return self.content_length <= MAX_DRAIN
+
+    async def _drain(self) -> bool:
+        """Read and discard the unread body of the request just answered; False to close."""
+        with anyio.move_on_after(self.server.config.body_timeout):
+            while not self.message_done:
+                data = self.pending
+                if data:
+                    self.pending = b""
+                else:
+                    try:
+                        data = await self.channel.receive()
+                    except NETWORK_ERRORS:
+                        return False
+                try:
+                    self._feed_body(data)
+                except BadBodyFraming:
+                    return False
+                self.body = []
+            return not self.close_after
+        return False
+
+
+def _new_parser(connection: HttptoolsConnection) -> HttpRequestParser:
+    """A request parser calling back `connection`, with llhttp's framing rules left to ours.
+
+    With Transfer-Encoding and Content-Length both present, or an unknown coding,
+    llhttp stops in the middle of the head; relaxed, it reads the head to its end
+    and `check_request` refuses it with the answer h11's path gives (501 or 400).
+    Such a request never gets as far as its body.
+    """
+    parser = HttpRequestParser(connection)
+    parser.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
+    return parser
+
+
+def _framing(
+    status: int, headers: list[tuple[bytes, bytes]], is_head: bool, version: bytes
+) -> tuple[int, int]:
+    """How the body of this response is delimited (h11's rules), and its declared length.
+
+    Adds `Transfer-Encoding: chunked` when a body of unknown length goes to an
+    HTTP/1.1 client; removes it for an HTTP/1.0 client (the body then ends with
+    the connection). Raises `ValueError` for a header that would break the head.
+    """
+    declared = -1
+    chunked = False
+    bad_name = _BAD_NAME.search
+    bad_value = _BAD_VALUE.search
+    for name, value in headers:
+        if bad_name(name) or bad_value(value) or not name:
+            raise ValueError(f"invalid response header {name!r}")
+        lowered = name.lower()
+        if lowered == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"invalid response Content-Length {value!r}")
+            declared = int(value)
+        elif lowered == b"transfer-encoding":
+            chunked = True
+    if status < 200 or status == 204 or status == 304:
+        return NO_BODY, 0
+    if chunked or declared < 0:
+        if version != b"1.1":
+            if chunked:
+                headers[:] = [h for h in headers if h[0].lower() != b"transfer-encoding"]
+            return (NO_BODY if is_head else UNTIL_CLOSE), 0
+        if not chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        return (NO_BODY if is_head else CHUNKED), 0
+    return (NO_BODY if is_head else LENGTH), declared
+
+
+def _encode_head(status: int, headers: list[tuple[bytes, bytes]], close: bool) -> bytes:
+    """The status line and header block of a response."""
+    lines = [b"HTTP/1.1 %d %b\r\n" % (status, reason(status))]
+    for name, value in headers:
+        if close and name.lower() == b"connection":
+            continue
+        lines.append(b"%b: %b\r\n" % (name, value))
+    if close:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
