@@ -13,8 +13,10 @@ import argparse
 import errno
 import importlib
 import inspect
+import json
 import logging
 import os
+import platform
 import re
 import sys
 from collections.abc import Sequence
@@ -97,6 +99,7 @@ def port_number(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `velocipy` argument parser (one sub-command: `run`)."""
     parser = _Parser(prog=PROG, description="Serve a VelociPy application.")
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     run = commands.add_parser(
@@ -106,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("target", metavar="MODULE:APP", help="the app, e.g. examples.app:app")
+    run.add_argument("--version", action="version", version=version_line())
     run.add_argument("--host", default=defaults.DEFAULT_HOST, help="interface to bind")
     run.add_argument("--port", type=port_number, default=defaults.DEFAULT_PORT, help="TCP port")
     run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level")
@@ -149,6 +153,73 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="threads for sync handlers (built-in: "
         f"{defaults.DEFAULT_HANDLER_THREADS}; gunicorn: threads per worker, default 1)",
+    )
+    run.add_argument(
+        "--log-config",
+        metavar="FILE",
+        default=None,
+        help="logging configuration: a dictConfig file (.json, .yaml/.yml) or an .ini file",
+    )
+    run.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=None,
+        help="load environment variables from this .env file before importing the app",
+    )
+    socket_group = run.add_argument_group("where the built-in server listens (one of)")
+    socket_group.add_argument("--uds", metavar="PATH", default=None, help="a unix socket")
+    socket_group.add_argument(
+        "--fd", type=int, default=None, help="an inherited listening socket's file descriptor"
+    )
+    tls = run.add_argument_group("TLS (HTTPS) of the built-in server")
+    tls.add_argument("--ssl-certfile", metavar="FILE", default=None, help="PEM certificate")
+    tls.add_argument("--ssl-keyfile", metavar="FILE", default=None, help="PEM private key")
+    tls.add_argument("--ssl-keyfile-password", default=None, help="password of the key file")
+    tls.add_argument(
+        "--ssl-ca-certs", metavar="FILE", default=None, help="CA bundle for client certificates"
+    )
+    tls.add_argument("--ssl-ciphers", default="TLSv1", help="OpenSSL cipher list")
+    tls.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        choices=(0, 1, 2),
+        default=0,
+        help="client certificates: 0 none, 1 optional, 2 required",
+    )
+    proxy = run.add_argument_group("behind a proxy (built-in server)")
+    proxy.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="take client address and scheme from Forwarded / X-Forwarded-* of trusted peers",
+    )
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses or networks trusted with proxy headers, or * "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1)",
+    )
+    proxy.add_argument("--root-path", default="", help="the path prefix the app is mounted at")
+    responses = run.add_argument_group("responses of the built-in server")
+    responses.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header sent on every response (repeatable)",
+    )
+    responses.add_argument(
+        "--server-header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send `Server: velocipy`",
+    )
+    responses.add_argument(
+        "--date-header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send a `Date` header",
     )
     limits = run.add_argument_group("limits of the built-in server")
     limits.add_argument(
@@ -224,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a stop waits for requests and background tasks",
     )
     limits.add_argument(
+        "--limit-max-requests",
+        type=count,
+        default=None,
+        help="stop after this many requests, background tasks drained (with --workers: "
+        "a fresh worker replaces it)",
+    )
+    limits.add_argument(
         "--task-threads",
         type=count,
         default=defaults.DEFAULT_TASK_THREADS,
@@ -262,6 +340,56 @@ def load_app(target: str, *, require_velocipy: bool = True) -> Any:
     return app
 
 
+def version_line() -> str:
+    """`velocipy X.Y.Z with CPython 3.x on Linux`, as `--version` prints it."""
+    from velocipy import __version__
+
+    return (
+        f"{PROG} {__version__} with {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()}"
+    )
+
+
+def load_env_file(path: str) -> None:
+    """Put the variables of the .env file `path` into `os.environ` (set ones are kept)."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise UsageError(
+            "--env-file needs python-dotenv: pip install 'velocipy[standard]'"
+        ) from None
+    if not os.path.isfile(path):
+        raise UsageError(f"--env-file: no such file: {path}")
+    load_dotenv(path, override=False)
+
+
+def load_log_config(path: str) -> None:
+    """Apply a logging configuration file: dictConfig as JSON or YAML, or fileConfig (.ini)."""
+    import logging.config
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--log-config: no such file: {path}")
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as file:
+                logging.config.dictConfig(json.load(file))
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError:
+                raise UsageError(
+                    "--log-config with YAML needs PyYAML: pip install 'velocipy[standard]'"
+                ) from None
+            with open(path, encoding="utf-8") as file:
+                logging.config.dictConfig(yaml.safe_load(file))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except UsageError:
+        raise
+    except Exception as error:  # a bad file is the operator's mistake: one line, exit 2
+        raise UsageError(f"--log-config {path}: {error}") from None
+
+
 class _Formatter(logging.Formatter):
     """uvicorn-like lines: `INFO:     message`."""
 
@@ -270,20 +398,44 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(level: str) -> None:
-    """Send `velocipy`, `velocipy.server` and `velocipy.access` to stderr at `level`."""
+def configure_logging(level: str, log_config: str | None = None) -> None:
+    """Send `velocipy`, `velocipy.server` and `velocipy.access` to stderr at `level`.
+
+    The app's own loggers reach stderr at `level` too, unless the root logger
+    already has a handler. With `log_config` that file decides where everything
+    goes; `level` still sets the `velocipy` loggers' level.
+    """
+    logger = logging.getLogger("velocipy")
+    if log_config is not None:
+        load_log_config(log_config)
+        logger.setLevel(level.upper())
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter("%(levelprefix)s %(message)s"))
-    logger = logging.getLogger("velocipy")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False  # an app calling logging.basicConfig() must not double our lines
+    # The access log says when (its lines are read later, in files); the others as uvicorn.
+    access_handler = logging.StreamHandler(sys.stderr)
+    access_handler.setFormatter(_Formatter("%(levelprefix)s %(asctime)s %(message)s"))
+    access = logging.getLogger("velocipy.access")
+    access.handlers[:] = [access_handler]
+    access.propagate = False
+    root = logging.getLogger()
+    if not root.handlers:  # the app's loggers, visible at the chosen level
+        app_handler = logging.StreamHandler(sys.stderr)
+        app_handler.setFormatter(_Formatter("%(levelprefix)s %(name)s: %(message)s"))
+        root.addHandler(app_handler)
+        root.setLevel(level.upper())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `velocipy` console script; returns the exit code."""
     try:
-        options = build_parser().parse_args(argv)
+        try:
+            options = build_parser().parse_args(argv)
+        except SystemExit as done:  # --version and --help print, then exit 0
+            return int(done.code or 0)
         return _run(options)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -292,8 +444,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+#: Flags only the built-in server understands: given with another server, they are an error
+#: (never silently ignored). Each maps to its default.
+BUILTIN_ONLY: dict[str, object] = {
+    "uds": None,
+    "fd": None,
+    "ssl_certfile": None,
+    "ssl_keyfile": None,
+    "ssl_keyfile_password": None,
+    "ssl_ca_certs": None,
+    "ssl_ciphers": "TLSv1",
+    "ssl_cert_reqs": 0,
+    "proxy_headers": False,
+    "forwarded_allow_ips": None,
+    "root_path": "",
+    "headers": [],
+    "server_header": True,
+    "date_header": True,
+    "limit_max_requests": None,
+    "http": "auto",
+}
+
+
 def _run(options: argparse.Namespace) -> int:
-    configure_logging(options.log_level)
+    if options.env_file is not None:
+        load_env_file(options.env_file)
+    configure_logging(options.log_level, options.log_config)
+    if options.server != "velocipy":
+        for name, default in BUILTIN_ONLY.items():
+            if getattr(options, name) != default:
+                flag = "--" + name.replace("_", "-").replace("headers", "header")
+                raise UsageError(
+                    f"{flag} is an option of the built-in server, not of --server {options.server}"
+                )
     if options.server == "uvicorn":
         load_app(options.target, require_velocipy=False)
         return _run_uvicorn(options)
@@ -345,14 +528,8 @@ def _run_gunicorn(options: argparse.Namespace) -> int:
 
 
 def _run_builtin(options: argparse.Namespace) -> int:
-    from velocipy.server import (
-        LoopUnavailable,
-        ServerConfig,
-        backend_for,
-        bind_socket,
-        describe,
-        run_server,
-    )
+    from velocipy.server import LoopUnavailable, ServerConfig, backend_for, describe, run_server
+    from velocipy.server._tls import ssl_context
 
     if options.workers > 1 and not hasattr(os, "fork"):
         raise UsageError("--workers > 1 needs fork(), which this platform does not have")
@@ -386,21 +563,34 @@ def _run_builtin(options: argparse.Namespace) -> int:
         access_log=options.access_log,
         freeze_gc=options.freeze_gc,
         http=options.http,
+        server_header="velocipy" if options.server_header else "",
+        date_header=options.date_header,
+        headers=tuple(_header(text) for text in options.headers),
+        ssl_certfile=options.ssl_certfile,
+        ssl_keyfile=options.ssl_keyfile,
+        ssl_keyfile_password=options.ssl_keyfile_password,
+        ssl_ca_certs=options.ssl_ca_certs,
+        ssl_ciphers=options.ssl_ciphers,
+        ssl_cert_reqs=options.ssl_cert_reqs,
+        proxy_headers=options.proxy_headers,
+        forwarded_allow_ips=options.forwarded_allow_ips
+        or os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        root_path=options.root_path.rstrip("/"),
+        limit_max_requests=options.limit_max_requests,
     )
     try:
         config.validate()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    app = load_app(options.target)
+    if options.uds is not None and options.fd is not None:
+        raise UsageError("--uds and --fd cannot be used together")
     try:
-        sock = bind_socket(options.host, options.port, options.backlog)
-    except OSError as error:
-        where = f"{options.host}:{options.port}"
-        if error.errno == errno.EADDRINUSE:
-            raise UsageError(f"cannot listen on {where}: the address is already in use") from None
-        reason = error.strerror or str(error)
-        raise UsageError(f"cannot listen on {where}: {reason}") from None
-    url = describe(sock)
+        ssl_context(config)  # a missing file or a wrong password: say so before serving
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot use the TLS certificate: {error}") from None
+    app = load_app(options.target)
+    sock = _listen(options)
+    url = describe(sock, "https" if config.ssl_certfile else "http")
 
     workers = f", {options.workers} workers" if options.workers > 1 else ""
 
@@ -415,6 +605,36 @@ def _run_builtin(options: argparse.Namespace) -> int:
             app, config, sock, workers=options.workers, loop=options.loop, ready=ready
         )
     return run_server(app, config, sock, loop=options.loop, ready=ready)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise UsageError(f"--header must be NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _listen(options: argparse.Namespace) -> Any:
+    """The listening socket `--uds`, `--fd` or `--host`/`--port` ask for."""
+    from velocipy.server import bind_socket, bind_unix_socket, socket_from_fd
+
+    if options.uds is not None:
+        where = options.uds
+    elif options.fd is not None:
+        where = f"file descriptor {options.fd}"
+    else:
+        where = f"{options.host}:{options.port}"
+    try:
+        if options.uds is not None:
+            return bind_unix_socket(options.uds, options.backlog)
+        if options.fd is not None:
+            return socket_from_fd(options.fd, options.backlog)
+        return bind_socket(options.host, options.port, options.backlog)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(f"cannot listen on {where}: the address is already in use") from None
+        reason = error.strerror or str(error)
+        raise UsageError(f"cannot listen on {where}: {reason}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,13 @@ async def echo(request: Request) -> dict[str, Any]:
     return {"length": len(body), "text": body.decode("utf-8", "replace")}
 
 
+@app.get("/whoami")
+async def whoami(request: Request) -> dict[str, Any]:
+    """Who the server says the client is, and how it was reached (proxy headers, TLS)."""
+    client = request.client
+    return {"client": list(client) if client else None, "url": request.url}
+
+
 @app.post("/ignore-body")
 async def ignore_body() -> dict[str, str]:
     return {"read": "no"}

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from ._config import LOOPS, ServerConfig
 from ._run import LoopUnavailable, backend_for, run_server
-from ._server import EXIT_FORCED, EXIT_OK, EXIT_STARTUP_FAILED, Server, bind_socket, describe
+from ._server import (
+    EXIT_FORCED,
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    Server,
+    bind_socket,
+    bind_unix_socket,
+    describe,
+    socket_from_fd,
+)
 from ._workers import run_workers
 
 __all__ = [
@@ -24,6 +33,8 @@ __all__ = [
     "ServerConfig",
     "backend_for",
     "bind_socket",
+    "bind_unix_socket",
+    "socket_from_fd",
     "describe",
     "run_server",
     "run_workers",

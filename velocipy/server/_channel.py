@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+from anyio.streams.tls import TLSStream
 
 #: Unread bytes at which reading from the socket pauses until the connection catches up.
 READ_HIGH_WATER = 256 * 1024
@@ -56,16 +58,41 @@ class Channel(Protocol):
         ...
 
 
-async def open_channel(sock: socket.socket, write_timeout: float) -> Channel:
-    """Wrap the accepted, non-blocking `sock` (see the module docstring); takes ownership."""
+async def open_channel(
+    sock: socket.socket,
+    write_timeout: float,
+    tls: ssl.SSLContext | None = None,
+    handshake_timeout: float = 10.0,
+) -> Channel:
+    """Wrap the accepted, non-blocking `sock` (see the module docstring); takes ownership.
+
+    With `tls`, the TLS handshake is done first, within `handshake_timeout`
+    seconds; a failed or late handshake raises `OSError` (`ssl.SSLError`,
+    `TimeoutError`) and the socket is closed.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: trio
-        stream = await anyio.abc.SocketStream.from_socket(sock)
+        stream: anyio.abc.ByteStream = await anyio.abc.SocketStream.from_socket(sock)
+        if tls is not None:
+            with anyio.fail_after(handshake_timeout):
+                try:
+                    stream = await TLSStream.wrap(stream, server_side=True, ssl_context=tls)
+                except (anyio.BrokenResourceError, anyio.EndOfStream) as error:
+                    await anyio.aclose_forcefully(stream)
+                    raise ConnectionError("TLS handshake failed") from error
         return StreamChannel(stream, write_timeout)
-    _, channel = await loop.connect_accepted_socket(
-        lambda: TransportChannel(loop, write_timeout), sock
-    )
+    if tls is None:
+        _, channel = await loop.connect_accepted_socket(
+            lambda: TransportChannel(loop, write_timeout), sock
+        )
+    else:
+        _, channel = await loop.connect_accepted_socket(
+            lambda: TransportChannel(loop, write_timeout, tls=True),
+            sock,
+            ssl=tls,
+            ssl_handshake_timeout=handshake_timeout,
+        )
     return channel
 
 
@@ -74,7 +101,7 @@ class StreamChannel:
 
     __slots__ = ("_stream", "_write_timeout")
 
-    def __init__(self, stream: anyio.abc.SocketStream, write_timeout: float) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, write_timeout: float) -> None:
         self._stream = stream
         self._write_timeout = write_timeout
 
@@ -108,10 +135,14 @@ class TransportChannel(asyncio.Protocol):
         "_read_waiter",
         "_drain_waiter",
         "_writing_paused",
+        "_tls",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, write_timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, write_timeout: float, tls: bool = False
+    ) -> None:
         self._loop = loop
+        self._tls = tls
         self._write_timeout = write_timeout
         self._transport: Any = None
         self._chunks: deque[bytes] = deque()
@@ -143,7 +174,8 @@ class TransportChannel(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        return True  # keep the transport open: the response may still be written
+        # Keep the transport open: the response may still be written (TLS has no half-close).
+        return not self._tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True

@@ -72,6 +72,22 @@ class ServerConfig:
         http: The request parser: "h11" (pure Python, the reference), "httptools"
             (llhttp, faster; `pip install velocipy[speed]`) or "auto" (httptools when
             installed). The server's own checks give the same answers on both.
+        date_header: Send a `Date` header on every response.
+        headers: Extra (name, value) headers sent on every response (`--header`).
+        ssl_certfile: PEM certificate (chain) file: serve HTTPS (TLS) instead of HTTP.
+        ssl_keyfile: PEM private key file (when not inside `ssl_certfile`).
+        ssl_keyfile_password: Password of an encrypted `ssl_keyfile`.
+        ssl_ca_certs: CA bundle to verify client certificates with (see `ssl_cert_reqs`).
+        ssl_ciphers: OpenSSL cipher list (uvicorn's default, "TLSv1").
+        ssl_cert_reqs: Whether client certificates are required: `ssl.CERT_NONE` (0),
+            `CERT_OPTIONAL` (1) or `CERT_REQUIRED` (2).
+        proxy_headers: Take the client address and scheme from `Forwarded` (RFC 7239) or
+            `X-Forwarded-For` / `X-Forwarded-Proto`, from trusted peers only.
+        forwarded_allow_ips: Comma-separated addresses or networks trusted to send those
+            headers ("*": every peer).
+        root_path: The path prefix the app is mounted at behind a proxy (ASGI's root_path).
+        limit_max_requests: Stop gracefully (background tasks drained) after this many
+            requests; with several workers, the master starts a fresh one.
         freeze_gc: Once the app's startup is complete, move every object alive then
             out of the garbage collector's sight (`gc.freeze()`) until shutdown, so
             that collections scan only what requests create.
@@ -97,6 +113,18 @@ class ServerConfig:
     server_header: str = "velocipy"
     freeze_gc: bool = True
     http: str = "auto"
+    date_header: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_ciphers: str = "TLSv1"
+    ssl_cert_reqs: int = 0
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
+    root_path: str = ""
+    limit_max_requests: int | None = None
 
     def validate(self) -> None:
         """Raise `ValueError` naming the first setting that cannot work."""
@@ -115,6 +143,19 @@ class ServerConfig:
             raise ValueError(f"graceful_timeout must not be negative, got {self.graceful_timeout}")
         if self.http not in HTTP_PARSERS:
             raise ValueError(f"http must be one of {', '.join(HTTP_PARSERS)}, got {self.http!r}")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ValueError(f"ssl_cert_reqs must be 0, 1 or 2, got {self.ssl_cert_reqs}")
+        if self.limit_max_requests is not None and self.limit_max_requests < 1:
+            raise ValueError(
+                f"limit_max_requests must be at least 1, got {self.limit_max_requests}"
+            )
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"root_path must start with / and not end with /: {self.root_path!r}")
+        for name, value in self.headers:
+            if not name or any(c in name + value for c in "\r\n\0") or ":" in name:
+                raise ValueError(f"not a usable response header: {name!r}: {value!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
 

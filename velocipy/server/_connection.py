@@ -53,6 +53,7 @@ from ._hardening import (
     check_request,
     check_target,
 )
+from ._proxy import forwarded
 from ._wire import date_header, error_response, reason
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ class HTTPConnection:
         "channel",
         "run_sync",
         "read_body",
+        "scheme",
+        "proxied",
     )
 
     def __init__(
@@ -152,6 +155,12 @@ class HTTPConnection:
         # The two effect performers, bound once per connection rather than per request.
         self.run_sync = server.run_sync
         self.read_body = self._read_body
+        self.scheme = server.scheme
+        trusted = server.trusted_proxies
+        #: The trusted proxies, if the peer is one whose forwarding headers are believed.
+        self.proxied = (
+            trusted if trusted is not None and (client[0] if client else None) in trusted else None
+        )
 
     def expire(self) -> None:
         """Close this connection now (it is idle past its deadline, or the server is stopping)."""
@@ -263,20 +272,27 @@ class HTTPConnection:
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
+        scheme, client = self.scheme, self.client
+        if self.proxied is not None:  # a trusted proxy's word on who the client is
+            client, scheme = forwarded(headers, self.proxied, client, scheme)
         return RequestHead(
             event.method.decode("ascii"),
             path,
             bytes(query),
             headers,
             event.http_version.decode("ascii"),
-            "http",
-            self.client,
+            scheme,
+            client,
             self.local,
+            self.server.root_path,
         )
 
     async def _answer(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
         """Serve one request; return whether the connection may serve another."""
         server = self.server
+        began = _monotonic() if server.access_log else 0.0
+        if server.requests_left is not None:
+            server.count_request()
         conn = self.h11
         self.close_after = False
         head = self._request_head(event, headers)
@@ -300,9 +316,10 @@ class HTTPConnection:
         if not close and conn.their_state is not _DONE:
             close = not self._can_drain()
         headers = respond.headers
-        headers.append((b"date", date_header()))
-        if server.server_header:
-            headers.append((b"server", server.server_header))
+        if server.date_header:
+            headers.append((b"date", date_header()))
+        if server.default_headers:
+            headers += server.default_headers
         if close:
             headers.append((b"connection", b"close"))
         status = respond.status
@@ -332,12 +349,13 @@ class HTTPConnection:
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
             access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
+                '%s - "%s %s HTTP/%s" %d %.1fms',
                 _format(self.client),
                 head.method,
                 event.target.decode("latin-1"),
                 head.http_version,
                 status,
+                (_monotonic() - began) * 1000,
             )
         self._finish(exchange, delivered)
         if not delivered or close:

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,8 @@ from velocipy.core._tasks import TaskState
 from ._channel import open_channel
 from ._config import ServerConfig
 from ._connection import IDLE
+from ._proxy import TrustedProxies
+from ._tls import ssl_context
 from .protocols import Connection, connection_class
 
 logger = logging.getLogger("velocipy.server")
@@ -73,6 +76,33 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def bind_unix_socket(path: str, backlog: int) -> socket.socket:
+    """A listening unix-domain socket at `path` (a stale socket file there is replaced)."""
+    if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o666)  # as uvicorn: the proxy in front may run as another user
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_from_fd(fd: int, backlog: int) -> socket.socket:
+    """The listening socket inherited as file descriptor `fd` (from systemd, a supervisor)."""
+    sock = socket.socket(fileno=fd)
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise OSError(f"file descriptor {fd} is not a stream socket")
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
 def _no_body(limit: int) -> Any:
     raise RuntimeError("the request body cannot be read after the response")
 
@@ -92,6 +122,23 @@ class Server:
         self.max_body_size = config.max_body_size
         self.server_header = config.server_header.encode("latin-1")
         self.access_log = config.access_log
+        self.date_header = config.date_header
+        #: Headers every response gets: `Server` (unless disabled), then `--header` ones.
+        self.default_headers: list[tuple[bytes, bytes]] = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in config.headers
+        ]
+        if self.server_header and not any(n == b"server" for n, _ in self.default_headers):
+            self.default_headers.insert(0, (b"server", self.server_header))
+        #: The TLS context (None: plain HTTP); building it reads the certificate files.
+        self.tls = ssl_context(config)
+        self.scheme = "https" if self.tls is not None else "http"
+        self.trusted_proxies = (
+            TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self.root_path = config.root_path
+        #: Requests still to serve before stopping (`limit_max_requests`); None: no limit.
+        self.requests_left = config.limit_max_requests
         #: The class serving one socket: h11's or httptools' (see `protocols`).
         self.connection_class = connection_class(config.http)
         #: Connections open right now.
@@ -202,6 +249,17 @@ class Server:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()
+
+    def count_request(self) -> None:
+        """Count one request against `limit_max_requests`; stop gracefully at the limit."""
+        assert self.requests_left is not None
+        self.requests_left -= 1
+        if self.requests_left == 0:
+            logger.info(
+                "Maximum request limit of %d reached: stopping (background tasks are drained)",
+                self.config.limit_max_requests,
+            )
+            self.request_stop()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -356,7 +414,9 @@ class Server:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.setblocking(False)
             peer, local = _address(client.getpeername), _address(client.getsockname)
-            channel = await open_channel(client, self.config.body_timeout)
+            channel = await open_channel(
+                client, self.config.body_timeout, self.tls, self.config.header_timeout
+            )
         except OSError:  # gone before it could be served
             client.close()
             slots.release()
@@ -405,10 +465,13 @@ class Server:
                 # A worker process starts with them blocked (see _workers): now that
                 # they have a handler, let them in, and any that came meanwhile.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            received = 0
             async for signum in signals:
                 name = signal.Signals(signum).name
-                assert self._stop is not None
-                if not self._stop.is_set():
+                received += 1
+                # Counted, not read off `_stop`: a server already stopping on its own
+                # (`limit_max_requests`) drains gracefully on its first signal too.
+                if received == 1:
                     logger.info(
                         "Received %s: shutting down (waiting up to %gs for requests and tasks)",
                         name,
@@ -431,12 +494,23 @@ def _address(get: Callable[[], Any]) -> tuple[str, int] | None:
     return None
 
 
-def describe(sock: socket.socket) -> str:
-    """The `http://host:port` a listening socket serves on."""
+def describe(sock: socket.socket, scheme: str = "http") -> str:
+    """The `http://host:port` (or `unix:PATH`) a listening socket serves on."""
+    if sock.family == getattr(socket, "AF_UNIX", None):
+        return f"{scheme}+unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-__all__ = ["Server", "bind_socket", "describe", "EXIT_OK", "EXIT_FORCED", "EXIT_STARTUP_FAILED"]
+__all__ = [
+    "Server",
+    "bind_socket",
+    "bind_unix_socket",
+    "socket_from_fd",
+    "describe",
+    "EXIT_OK",
+    "EXIT_FORCED",
+    "EXIT_STARTUP_FAILED",
+]

@@ -6,8 +6,9 @@ kernel spreads connections over the processes accepting on it). Workers live
 in their own process group, so a terminal's Ctrl+C reaches only the master,
 which forwards every SIGINT/SIGTERM it gets to every worker: the first starts
 each worker's graceful stop, a second forces it, exactly as with one process.
-A worker that dies while the server is not stopping is replaced; if workers
-keep dying at start-up, the master stops them all and exits with 1. A worker
+A worker that dies while the server is not stopping is replaced, and so is one
+that retires cleanly after `limit_max_requests` (its background tasks drained
+first); if workers keep dying at start-up, the master stops them all and exits with 1. A worker
 whose master is gone (killed outright) stops gracefully on its own.
 """
 
@@ -83,6 +84,10 @@ def run_workers(
             exit_code = os.waitstatus_to_exitcode(status)
             if state["stopping"]:
                 code = max(code, 1 if exit_code else 0)
+                continue
+            if exit_code == 0:  # retired after --limit-max-requests, its tasks drained
+                logger.info("Worker %d retired: starting a fresh one", pid)
+                _spawn(app, config, sock, loop, children)
                 continue
             logger.error("Worker %d exited with code %d", pid, exit_code)
             quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0

@@ -69,6 +69,7 @@ from .._hardening import (
     check_request,
     check_target,
 )
+from .._proxy import forwarded
 from .._wire import date_header, error_response, reason
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class HttptoolsConnection:
         "channel",
         "run_sync",
         "read_body",
+        "scheme",
+        "proxied",
         "pending",
         "url",
         "headers",
@@ -135,7 +138,7 @@ class HttptoolsConnection:
     ) -> None:
         self.server = server
         self.parser = _new_parser(self)
-        self.scanner = HeadScanner(server.config)
+        self.scanner = HeadScanner(server.config, "httptools")
         self.phase = IDLE
         #: When this connection is to be closed for being idle or slow (None: never).
         self.deadline: float | None = None
@@ -148,6 +151,12 @@ class HttptoolsConnection:
         self.channel = channel
         self.run_sync = server.run_sync
         self.read_body = self._read_body
+        self.scheme = server.scheme
+        trusted = server.trusted_proxies
+        #: The trusted proxies, if the peer is one whose forwarding headers are believed.
+        self.proxied = (
+            trusted if trusted is not None and (client[0] if client else None) in trusted else None
+        )
         #: Bytes received past what the parser has been fed.
         self.pending = b""
         # What the parser reported of the current request.
@@ -337,20 +346,27 @@ class HttptoolsConnection:
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
+        scheme, client = self.scheme, self.client
+        if self.proxied is not None:  # a trusted proxy's word on who the client is
+            client, scheme = forwarded(self.headers, self.proxied, client, scheme)
         return RequestHead(
             method,
             path,
             bytes(query),
             self.headers,
             version.decode("ascii"),
-            "http",
-            self.client,
+            scheme,
+            client,
             self.local,
+            self.server.root_path,
         )
 
     async def _answer(self, raw_method: bytes, version: bytes) -> bool:
         """Serve one request; return whether the connection may serve another."""
         server = self.server
+        began = _monotonic() if server.access_log else 0.0
+        if server.requests_left is not None:
+            server.count_request()
         self.close_after = self.upgrade
         method = raw_method.decode("ascii")
         head = self._request_head(method, version)
@@ -374,9 +390,10 @@ class HttptoolsConnection:
         if not close and not self.message_done:
             close = not self._can_drain()
         headers = respond.headers
-        headers.append((b"date", date_header()))
-        if server.server_header:
-            headers.append((b"server", server.server_header))
+        if server.date_header:
+            headers.append((b"date", date_header()))
+        if server.default_headers:
+            headers += server.default_headers
         status = respond.status
         delivered = False
         started = False
@@ -414,12 +431,13 @@ class HttptoolsConnection:
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
             access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
+                '%s - "%s %s HTTP/%s" %d %.1fms',
                 _format(self.client),
                 method,
                 self.url.decode("latin-1"),
                 head.http_version,
                 status,
+                (_monotonic() - began) * 1000,
             )
         self._finish(exchange, delivered)
         if not delivered or close:
