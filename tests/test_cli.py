@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,3 +173,92 @@ def test_the_console_script_entry_point_has_help() -> None:
     assert result.returncode == 0
     for flag in ("--max-head-size", "--graceful-timeout", "--keepalive-timeout", "--loop"):
         assert flag in result.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("velocipy ") and "Python" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["--server", "uvicorn", "--ssl-certfile", "cert.pem"], ["--ssl-certfile", "built-in"]),
+        (["--server", "gunicorn", "--proxy-headers"], ["--proxy-headers", "built-in"]),
+        (["--header", "no-colon"], ["--header", "NAME:VALUE"]),
+        (["--ssl-certfile", "/nonexistent/cert.pem"], ["TLS certificate"]),
+        (["--uds", "/tmp/x.sock", "--fd", "3"], ["--uds and --fd"]),
+        (["--env-file", "/nonexistent/.env"], ["--env-file"]),
+        (["--log-config", "/nonexistent/log.json"], ["--log-config"]),
+        (["--limit-max-requests", "0"], ["--limit-max-requests"]),
+    ],
+)
+def test_production_flag_mistakes_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragments: list[str]
+) -> None:
+    code, err = run_main(capsys, "run", "tests.conformance.app:app", *argv)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+
+
+@pytest.mark.server
+def test_env_file_log_config_and_app_loggers(tmp_path: Path) -> None:
+    """--env-file is loaded before the app is imported; --log-config (YAML) routes the logs."""
+    module = tmp_path / "envapp.py"
+    module.write_text(
+        "import logging, os\n"
+        "from velocipy import VelociPy\n"
+        "app = VelociPy()\n"
+        "GREETING = os.environ['VP_GREETING']\n"
+        "@app.get('/hello')\n"
+        "async def hello() -> dict[str, str]:\n"
+        "    logging.getLogger('envapp').info('app log line %s', GREETING)\n"
+        "    return {'message': GREETING}\n"
+    )
+    (tmp_path / ".env").write_text("VP_GREETING=bonjour\n")
+    (tmp_path / "log.yaml").write_text(
+        "version: 1\n"
+        "disable_existing_loggers: false\n"
+        "formatters: {plain: {format: 'YAMLLOG %(name)s %(message)s'}}\n"
+        "handlers: {err: {class: logging.StreamHandler, formatter: plain, stream: ext://sys.stderr}}\n"
+        "root: {handlers: [err], level: INFO}\n"
+    )
+    port = free_port()
+    argv = [
+        PYTHON, "-m", "velocipy", "run", "envapp:app", "--port", str(port),
+        "--env-file", str(tmp_path / ".env"), "--log-config", str(tmp_path / "log.yaml"),
+    ]  # fmt: skip
+    env = {"PYTHONPATH": str(tmp_path)}
+    with run_server(argv, port=port, env=env) as server:
+        assert httpx.get(f"{server.url}/hello", timeout=5).json() == {"message": "bonjour"}
+        assert server.stop() == 0
+        logs = server.logs()
+    assert "YAMLLOG envapp app log line bonjour" in logs
+    assert "YAMLLOG velocipy.access" in logs
+
+
+@pytest.mark.server
+def test_app_loggers_show_at_the_chosen_level_and_the_access_log_has_a_duration(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "logapp.py"
+    module.write_text(
+        "import logging\n"
+        "from velocipy import VelociPy\n"
+        "app = VelociPy()\n"
+        "@app.get('/hello')\n"
+        "async def hello() -> dict[str, str]:\n"
+        "    logging.getLogger('logapp').info('info from the app')\n"
+        "    logging.getLogger('logapp').debug('debug from the app')\n"
+        "    return {'message': 'hi'}\n"
+    )
+    port = free_port()
+    argv = [PYTHON, "-m", "velocipy", "run", "logapp:app", "--port", str(port)]
+    with run_server(argv, port=port, env={"PYTHONPATH": str(tmp_path)}) as server:
+        httpx.get(f"{server.url}/hello", timeout=5)
+        assert server.stop() == 0
+        logs = server.logs()
+    assert "info from the app" in logs and "debug from the app" not in logs
+    access = [line for line in logs.splitlines() if '"GET /hello HTTP/1.1" 200' in line]
+    assert len(access) == 1 and access[0].rstrip().endswith("ms"), logs

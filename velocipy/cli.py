@@ -473,7 +473,7 @@ def _run(options: argparse.Namespace) -> int:
     if options.server != "velocipy":
         for name, default in BUILTIN_ONLY.items():
             if getattr(options, name) != default:
-                flag = "--" + name.replace("_", "-").replace("headers", "header")
+                flag = "--header" if name == "headers" else "--" + name.replace("_", "-")
                 raise UsageError(
                     f"{flag} is an option of the built-in server, not of --server {options.server}"
                 )
