@@ -17,6 +17,7 @@ DRIVERS = {
     "gunicorn-sync": "gunicorn_sync",
     "gunicorn-gthread": "gunicorn_gthread",
     "server": "server",
+    "server-h11": "server_h11",
 }
 
 

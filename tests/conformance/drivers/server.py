@@ -14,7 +14,8 @@ from tests.support.servers import PYTHON, free_port, run_server
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
+def running(http: str = "httptools") -> Iterator[HTTPDriver]:
+    """The server with the request parser `http` (the h11 one: `server_h11`)."""
     port = free_port()
     argv = [
         PYTHON,
@@ -27,6 +28,8 @@ def running() -> Iterator[HTTPDriver]:
         "--no-access-log",
         "--graceful-timeout",
         "5",
+        "--http",
+        http,
     ]
     with run_server(argv, port=port) as server, http_driver("server", server) as driver:
         yield driver

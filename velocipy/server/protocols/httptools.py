@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import anyio
@@ -489,8 +489,11 @@ class HttptoolsConnection:
                 return True
         return False
 
-    async def _read_body(self, limit: int) -> bytes:
-        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue."""
+    async def _read_body(self, limit: int, size: int = 0) -> Any:
+        """The `ReadBody` effect: the whole body, within the limits, answering 100-continue.
+
+        With `size`, the `ReadChunk` effect: the next piece as `(data, more)`.
+        """
         server = self.server
         if server.max_body_size is not None and server.max_body_size < limit:
             limit = server.max_body_size
@@ -502,29 +505,46 @@ class HttptoolsConnection:
                 await self.channel.send(_CONTINUE)
             except NETWORK_ERRORS:
                 raise ClientDisconnected() from None
+        if size:
+            return await self._read_piece()
         while not self.message_done:
-            data = self.pending
-            if data:
-                self.pending = b""
-            else:
-                data = await self._receive_body_bytes()
-            self._feed_body(data)
-            chunks = self.chunks
-            if chunks is not None:
-                if chunks.absurd:
-                    self.close_after = True
-                    raise BadBodyFraming("Chunk size too large")
-                if chunks.declared > limit:
-                    self.close_after = True
-                    raise BodyTooLarge(limit)
-            if self.body_size > limit:
-                self.close_after = True
-                raise BodyTooLarge(limit)
+            await self._next_body_bytes(limit)
         if self.body_size > limit:
             self.close_after = True
             raise BodyTooLarge(limit)
         body = self.body
         return body[0] if len(body) == 1 else b"".join(body)
+
+    async def _read_piece(self) -> tuple[bytes, bool]:
+        """The next piece of the body as `(data, more)`; the core counts it against its limit."""
+        while True:
+            body = self.body
+            if body:
+                self.body = []
+                return (body[0] if len(body) == 1 else b"".join(body)), True
+            if self.message_done:
+                return b"", False
+            await self._next_body_bytes(1 << 62)
+
+    async def _next_body_bytes(self, limit: int) -> None:
+        """Feed the parser the next bytes of the body, checking the limit and the chunk sizes."""
+        data = self.pending
+        if data:
+            self.pending = b""
+        else:
+            data = await self._receive_body_bytes()
+        self._feed_body(data)
+        chunks = self.chunks
+        if chunks is not None:
+            if chunks.absurd:
+                self.close_after = True
+                raise BadBodyFraming("Chunk size too large")
+            if chunks.declared > limit:
+                self.close_after = True
+                raise BodyTooLarge(limit)
+        if self.body_size > limit:
+            self.close_after = True
+            raise BodyTooLarge(limit)
 
     def _feed_body(self, data: bytes) -> None:
         """Feed body bytes to the parser; bytes past the body stay pending for the next request."""
