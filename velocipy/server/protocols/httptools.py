@@ -57,6 +57,7 @@ from .._connection import (
     NETWORK_ERRORS,
     BadBodyFraming,
     BodyReadTimeout,
+    BodyTooSlow,
     _format,
     access_logger,
     logger,
@@ -127,6 +128,8 @@ class HttptoolsConnection:
         "keep_alive",
         "chunks",
         "chunked",
+        "rate_window_start",
+        "rate_window_bytes",
     )
 
     def __init__(
@@ -175,6 +178,9 @@ class HttptoolsConnection:
         #: Watches the declared chunk sizes of a chunked body (None otherwise).
         self.chunks: ChunkWatcher | None = None
         self.chunked = False
+        #: The minimum body rate's window (see `_connection`): when it began, bytes since.
+        self.rate_window_start = 0.0
+        self.rate_window_bytes = 0
 
     # -- llhttp's callbacks ----------------------------------------------------------------
 
@@ -275,10 +281,18 @@ class HttptoolsConnection:
                 self.content_length = length
                 self.body_left = length or 0
                 self.chunks = ChunkWatcher() if length is None and self.chunked else None
+                if length or self.chunked:
+                    self.rate_window_start = 0.0  # a new body: its rate is measured afresh
             except Rejected as rejected:
                 await self._reject(rejected.status)
                 return
             idle_timeout = config.keepalive_timeout
+            if server.paused:
+                # Too many background tasks in flight: this request waits, unread past
+                # its head, until some finish (a stop closes it like an idle one).
+                self.phase = IDLE
+                await server.wait_for_room()
+                self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
             if not await self._answer(method, version):
                 return
@@ -569,13 +583,29 @@ class HttptoolsConnection:
             # else: a next request followed a body whose end the watcher missed: close
 
     async def _receive_body_bytes(self) -> bytes:
-        with anyio.move_on_after(self.server.config.body_timeout):
+        """More body bytes, within the body timeout (pauses) and the minimum body rate.
+
+        The same rule as the h11 connection's (see `_connection`): the rate is measured
+        only once the server has to wait for body bytes.
+        """
+        config = self.server.config
+        if not self.rate_window_start:
+            self.rate_window_start = _monotonic()
+            self.rate_window_bytes = 0
+        with anyio.move_on_after(config.body_timeout):
             try:
-                return await self.channel.receive()
-            except anyio.EndOfStream:
-                raise ClientDisconnected() from None
+                data = await self.channel.receive()
             except NETWORK_ERRORS:
                 raise ClientDisconnected() from None
+            self.rate_window_bytes += len(data)
+            elapsed = _monotonic() - self.rate_window_start
+            if elapsed >= config.body_rate_window:
+                if self.rate_window_bytes < config.min_body_rate * elapsed:
+                    self.close_after = True
+                    raise BodyTooSlow("The request body arrived too slowly")
+                self.rate_window_start += elapsed
+                self.rate_window_bytes = 0
+            return data
         self.close_after = True
         raise BodyReadTimeout("Timed out reading the request body")
 
