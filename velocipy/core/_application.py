@@ -27,6 +27,7 @@ from ._registry import Lock, TaskRegistry
 from ._response_model import (
     ResponseSerializer,
     compile_serializer,
+    documented_return,
     is_response_class,
     model_from_return,
 )
@@ -482,9 +483,11 @@ class Application(_RouteDecorators):
             raise DeclarationError(
                 f"{label}: response_class {response_class!r} needs {needed}: pip install {needed}"
             )
-        model = options["response_model"]
+        model = documented = options["response_model"]
         if model is DEFAULT:
-            model = model_from_return(_return_annotation(endpoint, label, localns), label=label)
+            annotation = _return_annotation(endpoint, label, localns)
+            model = model_from_return(annotation, label=label)
+            documented = model if model is not None else documented_return(annotation)
         serialize_options = {
             key: options[f"response_model_{key}"]
             for key in ("include", "exclude", "by_alias", "exclude_unset")
@@ -512,6 +515,7 @@ class Application(_RouteDecorators):
             include_in_schema=options["include_in_schema"],
             openapi_extra=options["openapi_extra"],
             response_model=model,
+            response_schema=documented,
             response_model_options=serialize_options,
             dependencies=dependencies,
         )
@@ -626,6 +630,7 @@ class Application(_RouteDecorators):
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:
         """Run the app's lifespan and startup hooks, then (on exit) its shutdown hooks."""
+        self.check_declarations()
         async with contextlib.AsyncExitStack() as stack:
             if self.lifespan is not None:
                 state = await stack.enter_async_context(self.lifespan(self))
@@ -638,6 +643,10 @@ class Application(_RouteDecorators):
             finally:
                 for hook in self.on_shutdown:
                     await _maybe_await(hook)
+
+    def check_declarations(self) -> None:
+        """Checks of the whole app that no single declaration could make, run at startup
+        before the lifespan; raise `DeclarationError` to stop the app from starting."""
 
     def on_task_error(self, hook: F) -> F:
         """Register `hook(task, exception)`, sync or async, for every failed or timed-out task.

@@ -80,6 +80,15 @@ def model_from_return(annotation: Any, *, label: str) -> Any:
     return annotation
 
 
+def documented_return(annotation: Any) -> Any:
+    """The type a return annotation documents in the schema when it is not a response model:
+    built-in types are described as FastAPI describes them; a Response class, None or no
+    annotation describe nothing."""
+    if annotation is None or annotation is type(None) or _mentions_response(annotation):
+        return None
+    return annotation
+
+
 class ResponseSerializer:
     """Checks a handler's return value against the route's model and renders it."""
 

@@ -57,6 +57,9 @@ class RouteInfo:
     openapi_extra: dict[str, Any] | None = None
     #: The response model in force (given, or from the return annotation), or None.
     response_model: Any = None
+    #: The type the schema documents for the response: the response model, or a return
+    #: annotation of built-in types (trusted, not checked); None documents no type.
+    response_schema: Any = None
     #: The `response_model_*` options, without the prefix.
     response_model_options: dict[str, Any] = field(default_factory=dict)
     #: The route-wide dependencies (app's, routers', the decorator's), in the order they run.
