@@ -26,8 +26,17 @@ from velocipy.core._convert import strip_annotated
 
 REF_PREFIX = "#/components/schemas/"
 
+#: How an uploaded file is described (FastAPI's words for `UploadFile` and `File()` bytes).
+BINARY_SCHEMA = {"type": "string", "contentMediaType": "application/octet-stream"}
+
+
+class BinaryFile:
+    """Stands for an uploaded file's content in an annotation that is only described."""
+
+
 #: Types described by a fixed schema (pydantic's, in validation mode).
 _FIXED: dict[Any, dict[str, Any]] = {
+    BinaryFile: BINARY_SCHEMA,
     str: {"type": "string"},
     int: {"type": "integer"},
     float: {"type": "number"},
