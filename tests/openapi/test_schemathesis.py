@@ -10,6 +10,8 @@ in FastAPI apps as in ours, and that is the app's documentation, not ours.
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 from typing import Any
 
 import pytest
@@ -27,8 +29,16 @@ EXPECTED_FAILURES = {
 }
 
 
+#: Where the todo example keeps its database for these tests (removed at exit).
+_DATA = tempfile.TemporaryDirectory(prefix="velocipy-schemathesis-")
+
+
 def _schema(module: str) -> Any:
-    app = importlib.import_module(module).app
+    loaded = importlib.import_module(module)
+    if module == "examples.todo_service":
+        app = loaded.create_app(os.path.join(_DATA.name, "todo.sqlite3"))
+    else:
+        app = loaded.app
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
