@@ -65,7 +65,7 @@ def open_page(browser: Any, server: ServerProcess) -> Any:
 
     page.route("**/*", refuse)
     page.outside_requests = outside
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(60_000)  # generous: CI machines can be busy
     return page
 
 
