@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-EXECUTED_PAGES = ["background-tasks.md", "guide.md", "openapi.md", "wsgi.md", "task-queues.md"]
+EXECUTED_PAGES = [
+    "background-tasks.md",
+    "guide.md",
+    "middleware.md",
+    "openapi.md",
+    "wsgi.md",
+    "task-queues.md",
+]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 

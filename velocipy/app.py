@@ -39,6 +39,7 @@ class VelociPy(Application):
     _openapi_bytes: bytes | None = None
     _openapi_source: dict[str, Any] | None = None
     _openapi_routes = -1
+    _asgi_entry: Any = None
 
     def __init__(
         self,
@@ -142,13 +143,14 @@ class VelociPy(Application):
         return self._openapi_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """The ASGI 3 entry point."""
-        adapter = self._asgi_adapter
-        if adapter is None:
-            from velocipy.adapters.asgi import ASGIAdapter
+        """The ASGI 3 entry point (inside any pure ASGI middleware added to the app)."""
+        entry = self._asgi_entry
+        if entry is None:
+            from velocipy.adapters.asgi import ASGIAdapter, asgi_entry
 
             adapter = self._asgi_adapter = ASGIAdapter(self)
-        await adapter(scope, receive, send)
+            entry = self._asgi_entry = asgi_entry(self, adapter)
+        await entry(scope, receive, send)
 
     @property
     def wsgi(self) -> WSGIAdapter:

@@ -260,6 +260,8 @@ class CoreTransport(httpx.BaseTransport):
                 yield _runner(portal)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.app.asgi_middleware:
+            return self._through_asgi(request)
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
         recorder = recorder_for(self.app, self.record_tasks)
         with self.portal() as portal, publishing_to(self.app, recorder):
@@ -289,6 +291,34 @@ class CoreTransport(httpx.BaseTransport):
             pending=pending,
             recorder=recorder,
         )
+
+    def _through_asgi(self, request: httpx.Request) -> httpx.Response:
+        """Serve `request` through the app's ASGI entry point, for its pure ASGI middleware.
+
+        Such middleware only exists around the ASGI entry point (see `add_middleware`),
+        so the client goes through it too, with httpx's ASGI transport on the portal.
+        """
+        body = request.read()
+        transport = httpx.ASGITransport(
+            app=self.app,  # type: ignore[arg-type]
+            raise_app_exceptions=self.raise_server_exceptions,
+            root_path=self.root_path,
+            client=self.client,
+        )
+
+        async def serve() -> httpx.Response:
+            again = httpx.Request(
+                request.method, request.url, headers=request.headers, content=body
+            )
+            answer = await transport.handle_async_request(again)
+            raw = b"".join([chunk async for chunk in answer.aiter_raw()])
+            await answer.aclose()
+            return TestResponse(
+                answer.status_code, headers=answer.headers.raw, content=raw, tasks=(), pending=None
+            )
+
+        with self.portal() as portal:
+            return portal(serve())  # type: ignore[no-any-return]
 
 
 class TestClient(httpx.Client):
@@ -472,6 +502,14 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
         self.record_tasks = record_tasks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.app.asgi_middleware:  # it runs around the ASGI entry point only
+            asgi = httpx.ASGITransport(
+                app=self.app,  # type: ignore[arg-type]
+                raise_app_exceptions=self.raise_server_exceptions,
+                root_path=self.root_path,
+                client=self.client,
+            )
+            return await asgi.handle_async_request(request)
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
 
         pieces = request.stream.__aiter__()  # type: ignore[union-attr]

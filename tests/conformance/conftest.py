@@ -26,3 +26,11 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     module = importlib.import_module(f"tests.conformance.drivers.{DRIVERS[request.param]}")
     with module.running() as running_driver:
         yield running_driver
+
+
+@pytest.fixture(scope="session", params=list(DRIVERS))
+def middleware_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """Each driver serving `tests/conformance/middleware_app.py` (an app with middleware)."""
+    module = importlib.import_module(f"tests.conformance.drivers.{DRIVERS[request.param]}")
+    with module.running("tests.conformance.middleware_app") as running_driver:
+        yield running_driver

@@ -26,12 +26,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
 from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
+    CallNext,
     ContainedBaseException,
     Done,
     Effect,
@@ -120,6 +122,13 @@ def drive_sync(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(spool)
+        elif kind is CallNext:  # only apps with HTTP middleware yield it
+            try:
+                result = _call_middleware_sync(effect, read_body, run_coroutine)  # type: ignore[arg-type]
+            except Exception as error:
+                effect = exchange.throw(error)
+            else:
+                effect = exchange.send(result)
         else:
             return effect  # type: ignore[return-value]
 
@@ -212,8 +221,67 @@ async def drive_async(
                 raise
             else:
                 effect = exchange.send(result)
+        elif kind is CallNext:  # only apps with HTTP middleware yield it
+            try:
+                result = await _call_middleware_async(effect, read_body, run_sync)  # type: ignore[arg-type]
+            except Exception as error:
+                effect = exchange.throw(error)
+            except BaseException as interruption:
+                exchange.throw(interruption)
+                raise
+            else:
+                effect = exchange.send(result)
         else:
             return effect  # type: ignore[return-value]
+
+
+# -- HTTP middleware: `call_next` drives the inner exchange with the same loop -----------------
+#
+# The inner exchange is driven to its `Respond` only; the outer exchange resumes it
+# once the outer response is delivered (see `core/middleware/_stack.py`).
+
+
+def _call_middleware_sync(
+    effect: CallNext, read_body: Callable[..., Any], run_coroutine: RunCoroutine
+) -> Any:
+    part = effect.next
+
+    def call_next(request: Any) -> Any:
+        inner = part.exchange(request)
+        respond = drive_sync(inner, inner.start(), read_body=read_body, run_coroutine=run_coroutine)
+        return part.response(respond)
+
+    if not effect.is_async:
+        return effect.fn(effect.request, call_next)
+
+    async def call_next_async(request: Any) -> Any:
+        # The middleware runs on the loop `run_coroutine` uses; the inner part runs
+        # as sync code does here, off that loop (its async code goes back through it).
+        return await anyio.to_thread.run_sync(call_next, request)
+
+    return run_coroutine(effect.fn(effect.request, call_next_async))
+
+
+async def _call_middleware_async(
+    effect: CallNext, read_body: Callable[..., Awaitable[Any]], run_sync: RunSync
+) -> Any:
+    part = effect.next
+
+    async def call_next(request: Any) -> Any:
+        inner = part.exchange(request)
+        respond = await drive_async(inner, inner.start(), read_body=read_body, run_sync=run_sync)
+        return part.response(respond)
+
+    if effect.is_async:
+        return await effect.fn(effect.request, call_next)
+
+    def call_next_sync(request: Any) -> Any:
+        # A sync middleware runs in a worker thread: its `call_next` hops back to the loop.
+        return anyio.from_thread.run(call_next, request)
+
+    return await run_sync(
+        Call(effect.fn, (effect.request, call_next_sync), {}, False, "middleware")
+    )
 
 
 # -- tasks: the app-wide running cap and per-task timeouts --------------------------------------

@@ -73,6 +73,20 @@ _PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 ROOM_RECHECK = 0.5
 
 
+def asgi_entry(app: Application, adapter: Any) -> Any:
+    """`adapter` (the app's ASGI 3 callable) inside the app's pure ASGI middleware.
+
+    Pure ASGI middleware (`app.add_middleware(SomeASGIMiddleware)`) is an ASGI
+    concern: it wraps this entry point, never the core, so it runs wherever the
+    app is served over ASGI (any ASGI server, and hosts that serve ASGI apps);
+    the WSGI adapter refuses an app that has some. The last added is outermost.
+    """
+    entry = adapter
+    for middleware_class, args, options in reversed(app.asgi_middleware):
+        entry = middleware_class(entry, *args, **options)
+    return entry
+
+
 class ASGIAdapter:
     """A VelociPy application as an ASGI 3 application.
 

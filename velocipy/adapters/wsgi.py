@@ -33,6 +33,7 @@ from velocipy.core import (
     BodyTooLarge,
     ClientDisconnected,
     ClientError,
+    DeclarationError,
     Done,
     Exchange,
     RequestHead,
@@ -40,6 +41,7 @@ from velocipy.core import (
     reason_phrase,
 )
 from velocipy.core._registry import needs_lock
+from velocipy.core._tasks import callable_name
 
 logger = logging.getLogger("velocipy")
 
@@ -95,6 +97,7 @@ class WSGIAdapter:
             )
         if drain_timeout is not None:
             _wsgi_process.set_drain_timeout(drain_timeout)
+        refuse_asgi_middleware(app)
         _wsgi_process.find_server()
         _wsgi_process.serving(app)
         if needs_lock(app.tasks):
@@ -236,6 +239,17 @@ class ResponseBody:
             aclose = getattr(stream.iterator, "aclose", None)
             if aclose is not None:
                 self._adapter._run_coroutine(aclose())
+
+
+def refuse_asgi_middleware(app: Application) -> None:
+    """Fail at startup, naming it, if the app has pure ASGI middleware (WSGI cannot run it)."""
+    asgi = app.asgi_middleware
+    if asgi:
+        names = ", ".join(callable_name(middleware) for middleware, _, _ in asgi)
+        raise DeclarationError(
+            f"the app has ASGI middleware ({names}), which cannot run under WSGI (app.wsgi): "
+            "serve it over ASGI (uvicorn) or use VelociPy's middleware instead"
+        )
 
 
 def request_head(environ: Environ) -> RequestHead:

@@ -7,7 +7,7 @@ concurrency (no asyncio, anyio, threading, socket, select, h11). Adapters in
 
 from ._application import DEFAULT_MAX_BODY_SIZE, ROUTE_OPTIONS, APIRouter, Application
 from ._backends import InProcess, RecordingBackend, TaskBackend
-from ._datastructures import Headers, QueryParams, State
+from ._datastructures import Headers, QueryParams, RawHeaders, State
 from ._envelopes import Envelope, TaskNotPortable
 from ._errors import (
     BodyTooLarge,
@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._events import (
     Call,
+    CallNext,
     Done,
     Effect,
     OpenSpool,
@@ -31,6 +32,7 @@ from ._events import (
     ReadChunk,
     RequestHead,
     Respond,
+    StatefulHead,
     StreamBody,
 )
 from ._exchange import Exchange, Phase, default_error_response
@@ -73,6 +75,7 @@ __all__ = [
     "Body",
     "BodyTooLarge",
     "Call",
+    "CallNext",
     "ClientDisconnected",
     "ClientError",
     "ContainedBaseException",
@@ -100,6 +103,7 @@ __all__ = [
     "PlainTextResponse",
     "Query",
     "QueryParams",
+    "RawHeaders",
     "ReadBody",
     "ReadChunk",
     "RedirectResponse",
@@ -108,6 +112,7 @@ __all__ = [
     "RequestValidationError",
     "Respond",
     "Response",
+    "StatefulHead",
     "StreamBody",
     "StreamingResponse",
     "Task",

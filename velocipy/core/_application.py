@@ -33,8 +33,9 @@ from ._response_model import (
 )
 from ._routing import Route, RouteInfo, Router, template_params
 from ._status import allows_body
-from ._tasks import is_async_callable
+from ._tasks import callable_name, is_async_callable
 from ._uploads import FormLimits
+from .middleware import BaseHTTPMiddleware, HTTPLayer, Layer, MiddlewareStack, Transform
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
@@ -395,6 +396,10 @@ class Application(_RouteDecorators):
         self.task_error_hooks: list[tuple[Callable[..., Any], bool]] = []
         self.task_queue: TaskBackend | None = None
         self.task_backend = task_backend if task_backend is not None else InProcess()
+        #: Middleware as added: `(class or function, args, options)`, first added first.
+        self.user_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        self._middleware_stack: Any = None
+        self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
 
     @property
     def max_running_tasks(self) -> int | None:
@@ -614,6 +619,81 @@ class Application(_RouteDecorators):
             self._override_plans[key] = plan
         return plan
 
+    # -- middleware ---------------------------------------------------------------------
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **options: Any) -> None:
+        """Add middleware around the app; the last added is the outermost (as in FastAPI).
+
+        `middleware_class` is a built-in (`velocipy.middleware`), a
+        `BaseHTTPMiddleware` subclass, or a pure ASGI middleware class (used
+        wherever the app is served over ASGI, an error under WSGI).
+        """
+        if self._middleware_stack is not None:
+            raise RuntimeError("cannot add middleware after the application has started")
+        if not callable(middleware_class):
+            raise DeclarationError(f"middleware {middleware_class!r} is not a class or function")
+        self.user_middleware.append((middleware_class, args, options))
+        # Decided here, once: only an app with middleware takes the stack's path.
+        self.exchange = self._exchange_through_middleware  # type: ignore[method-assign]
+
+    def middleware(self, kind: str) -> Callable[[F], F]:
+        """Declare `fn(request, call_next) -> Response` (sync or async) as HTTP middleware."""
+        if kind != "http":
+            raise DeclarationError(f"middleware kind {kind!r} is not supported; use 'http'")
+
+        def decorate(fn: F) -> F:
+            if not callable(fn):
+                raise DeclarationError(f"middleware {fn!r} is not callable")
+            self.add_middleware(_HTTPMiddlewareFunction(fn))
+            return fn
+
+        return decorate
+
+    def build_middleware_stack(self) -> MiddlewareStack:
+        """Compose the middleware (on the first request; later additions are refused)."""
+        stack = self._middleware_stack
+        if stack is not None:
+            return stack  # type: ignore[no-any-return]
+        layers: list[Layer] = []
+        asgi: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        for entry in reversed(self.user_middleware):  # outermost first
+            middleware, args, options = entry
+            if isinstance(middleware, _HTTPMiddlewareFunction):
+                fn = middleware.fn
+                layers.append(HTTPLayer(fn, is_async_callable(fn), callable_name(fn)))
+            elif isinstance(middleware, type) and issubclass(middleware, Transform):
+                layers.append(middleware(self, *args, **options))
+            elif isinstance(middleware, type) and issubclass(middleware, BaseHTTPMiddleware):
+                instance = middleware(self, *args, **options)
+                fn = instance.dispatch_func
+                name = middleware.__name__
+                layers.append(HTTPLayer(fn, is_async_callable(fn), name))
+            else:
+                if layers:
+                    raise DeclarationError(
+                        f"ASGI middleware {callable_name(middleware)} wraps the ASGI entry point, "
+                        "outside every VelociPy middleware: add it after them "
+                        f"(it was added before {_layer_name(layers[-1])})"
+                    )
+                asgi.append(entry)
+        stack = self._middleware_stack = MiddlewareStack(self, tuple(layers))
+        self._asgi_middleware = asgi
+        if not layers:  # ASGI middleware only: requests take the plain path
+            self.__dict__.pop("exchange", None)
+        return stack
+
+    @property
+    def asgi_middleware(self) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+        """The pure ASGI middleware, outermost first, as `(class, args, options)`."""
+        self.build_middleware_stack()
+        return list(self._asgi_middleware)
+
+    def _exchange_through_middleware(self, head: RequestHead) -> Exchange:
+        stack = self._middleware_stack
+        if stack is None:
+            stack = self.build_middleware_stack()
+        return stack.exchange(head)  # type: ignore[no-any-return]
+
     def exchange(self, head: RequestHead) -> Exchange:
         """A new exchange for one request; drive it as `velocipy.core._exchange` documents."""
         # The route is matched here, so that a handler taking no arguments gets the flow
@@ -726,6 +806,25 @@ def _add_route_dependencies(
         plan.depends[:0] = added
         plan.trivial = False
     return tuple(param.name for param in added)
+
+
+class _HTTPMiddlewareFunction:
+    """A function declared with `@app.middleware("http")`, as `user_middleware` records it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:  # pragma: no cover - never called as a class
+        raise TypeError("an HTTP middleware function is not an ASGI middleware")
+
+    def __repr__(self) -> str:
+        return f"<HTTP middleware {callable_name(self.fn)}>"
+
+
+def _layer_name(layer: Layer) -> str:
+    return layer.name if isinstance(layer, HTTPLayer) else type(layer).__name__
 
 
 def _no_clock() -> None:

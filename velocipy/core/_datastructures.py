@@ -1,8 +1,8 @@
-"""Read-only views of request data: case-insensitive headers, query parameters, cookies."""
+"""Views of request and response data: headers, query parameters, cookies, state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -204,3 +204,73 @@ class State:
 
     def __repr__(self) -> str:
         return f"State({self._values!r})"
+
+
+class RawHeaders(MutableMapping[str, str]):
+    """A live, case-insensitive view of a raw header list (a `Respond`'s, say).
+
+    What built-in middleware edit responses with: `headers["x-time"] = "3"`
+    replaces every `x-time` header; `append` adds one more.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw  # the list itself: edits here are edits there
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        return self._raw
+
+    def __getitem__(self, name: str) -> str:
+        key = name.lower().encode("latin-1")
+        for raw_name, value in self._raw:
+            if raw_name == key:
+                return value.decode("latin-1")
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        key = name.lower().encode("latin-1")
+        encoded = value.encode("latin-1")
+        raw = self._raw
+        found = False
+        for index in range(len(raw) - 1, -1, -1):  # backwards: deleting keeps the rest in place
+            if raw[index][0] == key:
+                if found:
+                    del raw[index]
+                else:
+                    raw[index] = (key, encoded)
+                    found = True
+        if not found:
+            raw.append((key, encoded))
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower().encode("latin-1")
+        kept = [pair for pair in self._raw if pair[0] != key]
+        if len(kept) == len(self._raw):
+            raise KeyError(name)
+        self._raw[:] = kept
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for raw_name, _ in self._raw:
+            name = raw_name.decode("latin-1")
+            if name not in seen:
+                seen.add(name)
+                yield name
+
+    def __len__(self) -> int:
+        return len({raw_name for raw_name, _ in self._raw})
+
+    def add_vary_header(self, value: str) -> None:
+        """Add `value` to the `Vary` header, unless it is already listed."""
+        current = self.get("vary")
+        if current is None:
+            self["vary"] = value
+            return
+        listed = {part.strip().lower() for part in current.split(",")}
+        if value.lower() not in listed:
+            self["vary"] = f"{current}, {value}"
+
+    def __repr__(self) -> str:
+        return f"RawHeaders({self._raw!r})"

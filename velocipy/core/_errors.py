@@ -161,3 +161,14 @@ class ContainedBaseException(Exception):
         super().__init__(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         self.error = error
         self.__cause__ = error
+
+
+class ResponseDiscarded(Exception):
+    """Thrown into an exchange whose response a middleware dropped (it failed afterwards).
+
+    Its tasks are then abandoned and logged with `reason`, never run.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -5,8 +5,8 @@ are deliberately not `frozen=True`: a frozen dataclass sets each field through
 `object.__setattr__`, which made building one five times slower, and every
 request builds several. Adapters build a `RequestHead` from their server's view
 of a request; the exchange answers with effects (`ReadBody`, `ReadChunk`,
-`OpenSpool`, `Call`, `Respond`, `Done`) that the adapter performs in its own
-concurrency model.
+`OpenSpool`, `Call`, `CallNext`, `Respond`, `Done`) that the adapter performs in
+its own concurrency model.
 """
 
 from __future__ import annotations
@@ -35,6 +35,33 @@ class RequestHead:
     client: tuple[str, int] | None = None
     server: tuple[str, int] | None = None
     root_path: str = ""
+
+
+class StatefulHead(RequestHead):
+    """A request head that carries the request's `state`, for apps with HTTP middleware.
+
+    The middleware's `Request` and the handler's are built from the same head,
+    so `request.state` set in a middleware is what the handler reads.
+    """
+
+    __slots__ = ("state",)
+    state: Any
+
+    @classmethod
+    def of(cls, head: RequestHead, state: Any) -> StatefulHead:
+        stateful = cls(
+            head.method,
+            head.path,
+            head.query_string,
+            head.headers,
+            head.http_version,
+            head.scheme,
+            head.client,
+            head.server,
+            head.root_path,
+        )
+        stateful.state = state
+        return stateful
 
 
 @dataclass(slots=True)
@@ -138,8 +165,27 @@ class Respond:
 
 
 @dataclass(slots=True)
+class CallNext:
+    """Effect: call an HTTP middleware, `fn(request, call_next)`, and resume with its result.
+
+    The driver makes `call_next`: called with a request, it starts
+    `next.exchange(request)` (the inner part of this same exchange: the next
+    middleware, or routing and the handler), drives it with the same driver
+    loop until its `Respond`, and returns `next.response(respond)`, a
+    `Response`. It must not resume the inner exchange after that: the outer
+    exchange does, once its own response is delivered, so that the request's
+    background tasks start only then. Sync middleware get a sync `call_next`.
+    """
+
+    fn: Callable[..., Any]
+    request: Any
+    next: Any
+    is_async: bool
+
+
+@dataclass(slots=True)
 class Done:
     """Effect: the exchange is over; every task and cleanup has run."""
 
 
-Effect = ReadBody | ReadChunk | OpenSpool | Call | Respond | Done
+Effect = ReadBody | ReadChunk | OpenSpool | Call | CallNext | Respond | Done

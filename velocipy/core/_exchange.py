@@ -23,6 +23,8 @@ Protocol (every adapter drives it the same way)::
   are the background tasks and the cleanup of generator dependencies, as more
   `Call` effects: the adapter may drive that part anywhere it likes (a task
   group, a thread pool), since the response is already out.
+- `CallNext(fn, request, next, is_async)`: call an HTTP middleware with a
+  `call_next` the driver makes (see `CallNext`); send its result.
 - `Done()`: nothing left.
 
 Order of work, written once here: route match; body read (only if some
@@ -60,8 +62,19 @@ from ._errors import (
     LocalProtocolError,
     MalformedBody,
     RequestValidationError,
+    ResponseDiscarded,
 )
-from ._events import Call, Done, Effect, OpenSpool, ReadBody, ReadChunk, RequestHead, Respond
+from ._events import (
+    Call,
+    CallNext,
+    Done,
+    Effect,
+    OpenSpool,
+    ReadBody,
+    ReadChunk,
+    RequestHead,
+    Respond,
+)
 from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
 from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
@@ -112,6 +125,7 @@ _PHASE_OF = {
     ReadChunk: Phase.STREAMING,
     OpenSpool: Phase.CALLING,
     Call: Phase.CALLING,
+    CallNext: Phase.CALLING,
     Respond: Phase.RESPONDING,
 }
 # Module constants: `Phase.CALLING` is a global and an attribute lookup per use.
@@ -459,8 +473,13 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 respond = yield from _publish_before_response(app, head, tasks, respond)
         try:
             yield respond
-        except Exception:
-            log_abandoned(tasks, ctx.label, "the response was not delivered")
+        except Exception as undelivered:
+            reason = (
+                undelivered.reason
+                if isinstance(undelivered, ResponseDiscarded)
+                else "the response was not delivered"
+            )
+            log_abandoned(tasks, ctx.label, reason)
         else:
             if tasks:  # each has its route's label by now (release_tasks sets it)
                 del respond

@@ -62,10 +62,16 @@ class Request:
 
     @property
     def state(self) -> State:
-        """A namespace for this request's own values: `request.state.user = ...`."""
-        if self._state is None:
-            self._state = State()
-        return self._state
+        """A free namespace (`request.state.user = ...`), shared with the request's middleware."""
+        state = self._state
+        if state is None:
+            # A request seen by HTTP middleware carries its state on the head (a
+            # `StatefulHead`), so that the middleware and the handler share one.
+            state = getattr(self.head, "state", None)
+            if state is None:
+                state = State()
+            self._state = state
+        return state
 
     @property
     def base_url(self) -> str:

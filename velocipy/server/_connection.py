@@ -394,6 +394,8 @@ class HTTPConnection:
         With `size`, the `ReadChunk` effect: the next piece as `(data, more)`.
         """
         conn = self.h11
+        if conn.their_state is _DONE:
+            return b""  # a body-less request: its EndOfMessage was taken with the head
         server = self.server
         if server.max_body_size is not None and server.max_body_size < limit:
             # The server's own cap holds for streamed (multipart) bodies too: a declared

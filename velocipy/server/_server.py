@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from velocipy.adapters._drive import call_now, drive_async
 from velocipy.adapters._gc import startup_objects_frozen
-from velocipy.core import Application, Call, Effect, Exchange
+from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 from velocipy.core._tasks import TaskState
 
 from ._channel import open_channel
@@ -116,6 +116,15 @@ class Server:
     """
 
     def __init__(self, app: Application, config: ServerConfig | None = None) -> None:
+        asgi = app.asgi_middleware
+        if asgi:
+            # The server drives the core directly; pure ASGI middleware only runs around
+            # the ASGI entry point (`velocipy.adapters.asgi.asgi_entry`). Never skip it.
+            names = ", ".join(getattr(m, "__name__", repr(m)) for m, _, _ in asgi)
+            raise DeclarationError(
+                f"the app has ASGI middleware ({names}): serve it with an ASGI server "
+                "(uvicorn), or use VelociPy's own middleware"
+            )
         self.app = app
         self.config = config = config or ServerConfig()
         config.validate()

@@ -10,6 +10,6 @@ from tests.conformance.drivers.gunicorn_sync import running_gunicorn
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
-    with running_gunicorn("gthread") as driver:
+def running(module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
+    with running_gunicorn("gthread", module) as driver:
         yield driver

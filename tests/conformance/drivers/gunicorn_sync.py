@@ -58,15 +58,17 @@ def gunicorn_process(
 
 
 @contextlib.contextmanager
-def running_gunicorn(worker_class: str) -> Iterator[HTTPDriver]:
+def running_gunicorn(
+    worker_class: str, module: str = "tests.conformance.app"
+) -> Iterator[HTTPDriver]:
     with (
-        gunicorn_process("tests.conformance.app:wsgi", worker_class) as server,
+        gunicorn_process(f"{module}:wsgi", worker_class) as server,
         http_driver(f"gunicorn-{worker_class}", server) as driver,
     ):
         yield driver
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
-    with running_gunicorn("sync") as driver:
+def running(module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
+    with running_gunicorn("sync", module) as driver:
         yield driver

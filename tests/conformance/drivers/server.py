@@ -14,7 +14,9 @@ from tests.support.servers import PYTHON, free_port, run_server
 
 
 @contextlib.contextmanager
-def running(http: str = "httptools") -> Iterator[HTTPDriver]:
+def running(
+    module: str = "tests.conformance.app", http: str = "httptools"
+) -> Iterator[HTTPDriver]:
     """The server with the request parser `http` (the h11 one: `server_h11`)."""
     port = free_port()
     argv = [
@@ -22,7 +24,7 @@ def running(http: str = "httptools") -> Iterator[HTTPDriver]:
         "-m",
         "velocipy",
         "run",
-        "tests.conformance.app:app",
+        f"{module}:app",
         "--port",
         str(port),
         "--no-access-log",

@@ -10,6 +10,6 @@ from tests.conformance.drivers.server import running as running_server
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
-    with running_server(http="h11") as driver:
+def running(module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
+    with running_server(module, http="h11") as driver:
         yield driver

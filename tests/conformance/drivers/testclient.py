@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 from collections.abc import Iterator
 from typing import Any
 
-from tests.conformance.app import app
 from velocipy.testing import TestClient, TestResponse
 
 
@@ -28,7 +28,8 @@ class TestClientDriver:
 
 
 @contextlib.contextmanager
-def running() -> Iterator[TestClientDriver]:
+def running(module: str = "tests.conformance.app") -> Iterator[TestClientDriver]:
+    app = importlib.import_module(module).app
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))

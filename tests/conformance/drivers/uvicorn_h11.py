@@ -56,15 +56,15 @@ def uvicorn_process(
 
 
 @contextlib.contextmanager
-def running_uvicorn(http: str) -> Iterator[HTTPDriver]:
+def running_uvicorn(http: str, module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
     with (
-        uvicorn_process("tests.conformance.app:app", http) as server,
+        uvicorn_process(f"{module}:app", http) as server,
         http_driver(f"uvicorn-{http}", server) as driver,
     ):
         yield driver
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
-    with running_uvicorn("h11") as driver:
+def running(module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
+    with running_uvicorn("h11", module) as driver:
         yield driver

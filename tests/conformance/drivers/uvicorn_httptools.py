@@ -12,7 +12,7 @@ from tests.conformance.drivers.uvicorn_h11 import running_uvicorn
 
 
 @contextlib.contextmanager
-def running() -> Iterator[HTTPDriver]:
+def running(module: str = "tests.conformance.app") -> Iterator[HTTPDriver]:
     pytest.importorskip("httptools")
-    with running_uvicorn("httptools") as driver:
+    with running_uvicorn("httptools", module) as driver:
         yield driver
