@@ -51,6 +51,7 @@ from ._responses import (
     encode_json,
 )
 from ._routing import NoMatchFound, Route, RouteInfo
+from ._scopes import Security, SecurityScopes
 from ._status import reason_phrase
 from ._tasks import BackgroundTasks, Task, TaskState
 from ._uploads import FormData, FormLimits, UploadFile
@@ -67,6 +68,8 @@ __all__ = [
     "Route",
     "NoMatchFound",
     "MutableHeaders",
+    "Security",
+    "SecurityScopes",
     "State",
     "ResponseValidationError",
     "APIRouter",

@@ -46,6 +46,7 @@ from ._params import (
 )
 from ._request import Request
 from ._responses import Response
+from ._scopes import Security, SecurityScopes, add_scopes, scopes_provider
 from ._tasks import BackgroundTasks, callable_name, is_async_callable
 from ._uploads import UploadFile
 
@@ -342,6 +343,11 @@ def _plan_parameter(
     if isinstance(bare, type) and issubclass(bare, Response):
         return ParamPlan(name, Source.RESPONSE)
 
+    if bare is SecurityScopes:
+        provider = scopes_provider()
+        sub = build_plan(provider, route=route, path_params=path_params, is_dependency=True)
+        return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=False)
+
     if isinstance(marker, Depends):
         target = marker.dependency
         if target is None:
@@ -356,6 +362,8 @@ def _plan_parameter(
             chain=chain,
             localns=localns,
         )
+        if isinstance(marker, Security) and marker.scopes:
+            add_scopes(sub, marker.scopes)
         return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache)
 
     try:
