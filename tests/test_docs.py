@@ -17,6 +17,7 @@ EXECUTED_PAGES = [
     "guide.md",
     "middleware.md",
     "openapi.md",
+    "security.md",
     "wsgi.md",
     "task-queues.md",
 ]

@@ -14,9 +14,7 @@ from tests.support.servers import PYTHON, free_port, run_server
 
 
 @contextlib.contextmanager
-def running(
-    module: str = "tests.conformance.app", http: str = "httptools"
-) -> Iterator[HTTPDriver]:
+def running(module: str = "tests.conformance.app", http: str = "httptools") -> Iterator[HTTPDriver]:
     """The server with the request parser `http` (the h11 one: `server_h11`)."""
     port = free_port()
     argv = [
