@@ -89,6 +89,8 @@ class ParamPlan:
     embed: bool = False  # body: read key `alias` of the JSON object, not the whole body
     dependency: Plan | None = None
     use_cache: bool = True
+    #: For a `Security(..., scopes=[...])` dependency: the scopes it asks for (for OpenAPI).
+    scopes: tuple[str, ...] = ()
     #: Called for the default when the request lacks the value (`default_factory=`).
     default_factory: Callable[[], Any] | None = None
     #: The annotation without its metadata: what the value is (for OpenAPI).
@@ -362,9 +364,13 @@ def _plan_parameter(
             chain=chain,
             localns=localns,
         )
+        scopes: tuple[str, ...] = ()
         if isinstance(marker, Security) and marker.scopes:
             add_scopes(sub, marker.scopes)
-        return ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache)
+            scopes = tuple(marker.scopes)
+        return ParamPlan(
+            name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache, scopes=scopes
+        )
 
     try:
         found = read_metadata(extras)

@@ -185,28 +185,30 @@ def _operations(route: Route) -> Iterator[_Operation]:
 
 
 def _flatten(plan: Plan) -> tuple[list[ParamPlan], list[ParamPlan], list[tuple[Any, list[str]]]]:
-    """Every request parameter of `plan` and its dependencies, in FastAPI's order, each once."""
+    """Every request parameter of `plan` and its dependencies, in FastAPI's order, each once;
+    and each security scheme among the dependencies with the scopes asked on the way to it."""
+    from velocipy.security._base import SecurityBase
+
     visited: set[Any] = set()
     plain: list[ParamPlan] = []
     bodies: list[ParamPlan] = []
     security: list[tuple[Any, list[str]]] = []
-    stack = [(plan, True)]
+    stack: list[tuple[Plan, bool, list[str]]] = [(plan, True, [])]
     while stack:
-        current, is_root = stack.pop()
-        key = current.call
+        current, is_root, scopes = stack.pop()
+        key = (current.call, tuple(scopes))
         if key in visited:
             continue
         visited.add(key)
-        scheme = getattr(current.call, "openapi_security_scheme", None)
-        if not is_root and scheme is not None:
-            security.append((current.call, list(getattr(current.call, "scopes", []) or [])))
+        if not is_root and isinstance(current.call, SecurityBase):
+            security.append((current.call, scopes))
         for param in current.params:
             if param.source in _BODY_SOURCES:
                 bodies.append(param)
             elif param.source in _PARAMETER_SOURCES:
                 plain.append(param)
         stack.extend(
-            (param.dependency, False)
+            (param.dependency, False, scopes + [s for s in param.scopes if s not in scopes])
             for param in reversed(current.depends)
             if param.dependency is not None
         )
@@ -336,9 +338,9 @@ def _operation(
         operation["deprecated"] = True
 
     requirements: dict[str, list[str]] = {}
-    for dependency, scopes in op.security:
-        name, scheme = dependency.openapi_security_scheme
-        security_schemes[name] = scheme
+    for scheme, scopes in op.security:
+        name = scheme.scheme_name
+        security_schemes[name] = scheme.model
         merged = requirements.setdefault(name, [])
         merged.extend(scope for scope in scopes if scope not in merged)
     if requirements:
