@@ -12,12 +12,15 @@ as `fastapi.security`), and stores FastAPI's document. The tests compare our
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "openapi" / "cases"
+#: The runnable examples are documented too: their FastAPI twins are recorded beside the cases.
+EXAMPLES = [ROOT / "examples" / "background_tasks.py", ROOT / "examples" / "todo_service.py"]
 FIXTURES = ROOT / "tests" / "openapi" / "fixtures"
 
 #: Our module → FastAPI's, for the import lines of a case.
@@ -31,6 +34,8 @@ IMPORTS = {
 def as_fastapi(source: str) -> str:
     for ours, theirs in IMPORTS.items():
         source = source.replace(ours, theirs)
+    # The one VelociPy-only line the examples have: FastAPI apps have no WSGI entry point.
+    source = re.sub(r"(?m)^wsgi = app\.wsgi$", "", source)
     return source.replace("VelociPy", "FastAPI")
 
 
@@ -49,7 +54,8 @@ def main() -> None:
 
     FIXTURES.mkdir(exist_ok=True)
     names = set(sys.argv[1:])
-    for case in sorted(CASES.glob("*.py")):
+    sources = [*sorted(CASES.glob("*.py")), *EXAMPLES]
+    for case in sources:
         if case.stem != "__init__" and (not names or case.stem in names):
             record(case)
     print(f"FastAPI {fastapi.__version__}")

@@ -190,3 +190,15 @@ def test_a_type_with_no_schema_is_an_error_naming_the_route() -> None:
         app.openapi()
     assert "GET /factory" in str(raised.value) and "response model" in str(raised.value)
     assert "include_in_schema=False" in str(raised.value)
+
+
+EXAMPLES = {
+    "background_tasks": "examples.background_tasks",
+    "todo_service": "examples.todo_service",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_examples_document_as_their_fastapi_twins(name: str) -> None:
+    app: VelociPy = importlib.import_module(EXAMPLES[name]).app
+    assert app.openapi() == fastapi_document(name, app)
