@@ -166,6 +166,7 @@ class Server:
         self._room: anyio.Event | None = None
         self.exit_code = EXIT_OK
         self._stop: anyio.Event | None = None
+        self._is_worker = False
         self._forced = False
         self._tasks_group: anyio.abc.TaskGroup | None = None
         self._connections_group: anyio.abc.TaskGroup | None = None
@@ -305,6 +306,7 @@ class Server:
         """
         config = self.config
         self._stop = anyio.Event()
+        self._is_worker = parent is not None
         sock.setblocking(False)
         self._handler_limiter = anyio.CapacityLimiter(config.handler_threads)
         self._task_limiter = anyio.CapacityLimiter(config.task_threads)
@@ -475,21 +477,29 @@ class Server:
                 # they have a handler, let them in, and any that came meanwhile.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             received = 0
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                received += 1
-                # Counted, not read off `_stop`: a server already stopping on its own
-                # (`limit_max_requests`) drains gracefully on its first signal too.
-                if received == 1:
-                    logger.info(
-                        "Received %s: shutting down (waiting up to %gs for requests and tasks)",
-                        name,
-                        self.config.graceful_timeout,
-                    )
-                    self.request_stop()
-                else:
-                    logger.warning("Received %s again: exiting now", name)
-                    self.force_stop()
+            try:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    received += 1
+                    # Counted, not read off `_stop`: a server already stopping on its own
+                    # (`limit_max_requests`) drains gracefully on its first signal too.
+                    if received == 1:
+                        logger.info(
+                            "Received %s: shutting down (waiting up to %gs for requests and tasks)",
+                            name,
+                            self.config.graceful_timeout,
+                        )
+                        self.request_stop()
+                    else:
+                        logger.warning("Received %s again: exiting now", name)
+                        self.force_stop()
+            finally:
+                if self._is_worker and hasattr(signal, "pthread_sigmask"):
+                    # The drain is over and the worker is about to exit. Once the receiver
+                    # closes, a stop signal's default action would kill it: a worker that
+                    # retired on its own (`limit_max_requests`) just as its master forwarded
+                    # a SIGTERM then died by that signal, and the master exited with 1.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def _address(get: Callable[[], Any]) -> tuple[str, int] | None:
