@@ -260,7 +260,7 @@ class CoreTransport(httpx.BaseTransport):
                 yield _runner(portal)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self.app.asgi_middleware:
+        if self.app.needs_asgi:  # ASGI middleware or mounts: only the ASGI entry runs them
             return self._through_asgi(request)
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
         recorder = recorder_for(self.app, self.record_tasks)
@@ -502,7 +502,7 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
         self.record_tasks = record_tasks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.app.asgi_middleware:  # it runs around the ASGI entry point only
+        if self.app.needs_asgi:  # it runs around the ASGI entry point only
             asgi = httpx.ASGITransport(
                 app=self.app,  # type: ignore[arg-type]
                 raise_app_exceptions=self.raise_server_exceptions,

@@ -688,6 +688,16 @@ class Application(_RouteDecorators):
         self.build_middleware_stack()
         return list(self._asgi_middleware)
 
+    @property
+    def needs_asgi(self) -> bool:
+        """Whether this app can only be served through its ASGI entry point (`app(scope, ...)`).
+
+        True when it has pure ASGI middleware (and, once mounting lands, an ASGI app
+        mounted). Servers that drive the core directly (the built-in server, the
+        TestClient) check this one predicate and take the ASGI path when it is true.
+        """
+        return bool(self.asgi_middleware)
+
     def _exchange_through_middleware(self, head: RequestHead) -> Exchange:
         stack = self._middleware_stack
         if stack is None:
