@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import sys
 import types
@@ -62,3 +63,55 @@ def example_apps() -> list[Any]:
 @pytest.mark.parametrize("app", example_apps())
 def test_every_example_app_has_a_valid_document(app: VelociPy) -> None:
     validator.validate(app.openapi())
+
+
+DOCS_FIXTURES = ROOT / "tests" / "openapi" / "fixtures" / "docs"
+#: Docs apps FastAPI cannot run (a VelociPy-only API), each with the reason the recorder met.
+NOT_IN_FASTAPI: dict[str, str] = json.loads((DOCS_FIXTURES / "not-in-fastapi.json").read_text())
+#: Operations of a docs app that show a deliberate difference (docs/guide.md lists each),
+#: with the query parameter our document has where FastAPI's has a request body.
+DELIBERATE = {
+    ("guide.md:app", "/items/{item_id}", "get"): "tags",  # unmarked list[str]: query, not body
+}
+
+
+def _without_deliberate(key: str, document: dict[str, Any]) -> dict[str, Any]:
+    document = json.loads(json.dumps(document))
+    for (app_key, path, method), _ in DELIBERATE.items():
+        if app_key == key:
+            del document["paths"][path][method]
+    return document
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_docs_app_fastapi_also_runs_has_fastapis_document(page: str) -> None:
+    """Recorded by tools/record_fastapi_openapi.py from each page's FastAPI twin."""
+    for name, app in page_apps(page).items():
+        key = f"{page}:{name}"
+        fixture = DOCS_FIXTURES / f"{page.removesuffix('.md')}.{name}.json"
+        if key in NOT_IN_FASTAPI:
+            assert not fixture.exists(), f"{key} is both recorded and listed as VelociPy-only"
+            continue
+        assert fixture.exists(), (
+            f"{key} has no recorded FastAPI document: run tools/record_fastapi_openapi.py"
+        )
+        expected = json.loads(fixture.read_text())
+        if expected["info"]["title"] == "FastAPI":
+            expected["info"]["title"] = app.title
+        ours = app.openapi()
+        assert _without_deliberate(key, ours) == _without_deliberate(key, expected), key
+        for (app_key, path, method), query in DELIBERATE.items():
+            if app_key == key:
+                assert "requestBody" in expected["paths"][path][method]
+                operation = ours["paths"][path][method]
+                assert "requestBody" not in operation
+                assert {"name": query, "in": "query"}.items() <= operation["parameters"][-1].items()
+
+
+def test_the_list_of_docs_apps_fastapi_cannot_run_names_only_real_apps() -> None:
+    apps = {f"{page}:{name}" for page in PAGES for name in page_apps(page)}
+    assert set(NOT_IN_FASTAPI) <= apps
+    recorded = {
+        f"{p.stem.split('.')[0]}.md:{p.stem.split('.')[1]}" for p in DOCS_FIXTURES.glob("*.*.json")
+    }
+    assert recorded <= apps, "a recorded docs app no longer exists: re-record"

@@ -16,6 +16,23 @@ from ._constraints import Invalid
 from ._convert import Converter, is_sequence_of_scalars
 
 
+def _field_key(name: str, info: Any) -> str:
+    """The key pydantic validates a field under: its validation alias, alias or name."""
+    key = info.validation_alias if isinstance(info.validation_alias, str) else None
+    return str(key or info.alias or name)
+
+
+def wire_names(model: Any, source: str, *, convert_underscores: bool = True) -> dict[str, str]:
+    """Each field of `model` → its name on the wire as declared (headers: `x_token` → `x-token`)."""
+    names = {}
+    for name, info in model.model_fields.items():
+        key = _field_key(name, info)
+        if source == "header" and convert_underscores and key == name:
+            key = name.replace("_", "-")
+        names[name] = key
+    return names
+
+
 def model_gatherer(
     model: Any, source: str, *, convert_underscores: bool = True
 ) -> tuple[Callable[[Any], Any], Converter]:
@@ -31,16 +48,11 @@ def model_gatherer(
     from ._convert import pydantic_errors
 
     fields: list[tuple[str, str, bool]] = []  # (key in the model, name on the wire, many)
-    for name, info in model.model_fields.items():
-        key = info.validation_alias if isinstance(info.validation_alias, str) else None
-        key = key or info.alias or name
-        wire = key
-        if source == "header":
-            if convert_underscores and key == name:
-                wire = name.replace("_", "-")
-            wire = wire.lower()
+    for name, wire in wire_names(model, source, convert_underscores=convert_underscores).items():
+        info = model.model_fields[name]
+        key = _field_key(name, info)
         many = source != "cookie" and is_sequence_of_scalars(info.annotation)
-        fields.append((key, wire, many))
+        fields.append((key, wire.lower() if source == "header" else wire, many))
     to_wire = {key: wire for key, wire, _ in fields if key != wire}
     known = {wire for _, wire, _ in fields}
 

@@ -31,7 +31,7 @@ from ._convert import (
 from ._errors import DeclarationError
 from ._events import Call
 from ._forms import multipart_available
-from ._gather import model_gatherer
+from ._gather import model_gatherer, wire_names
 from ._params import (
     NO_CONSTRAINTS,
     NO_DOC,
@@ -101,6 +101,8 @@ class ParamPlan:
     doc: ParamDoc = NO_DOC
     #: For a model gathering several query/header/cookie values: reads them from the source.
     gather: Callable[[Any], Any] | None = None
+    #: For such a model: each field's name → its name on the wire (for OpenAPI).
+    gathered: dict[str, str] | None = None
     #: form: a dataclass or pydantic model read from the whole form, not one field of it.
     form_model: bool = False
     #: form: a file part (`File()`, `UploadFile`), not a plain field.
@@ -426,16 +428,16 @@ def _plan_parameter(
     if annotation is inspect.Parameter.empty:
         bare = str if source in (Source.PATH, Source.QUERY, Source.HEADER, Source.COOKIE) else Any
     many = source in (Source.QUERY, Source.HEADER, Source.FORM) and is_sequence_of_scalars(bare)
-    gather = None
+    gather = gathered = None
     if source in (Source.QUERY, Source.HEADER, Source.COOKIE) and is_pydantic_model(bare):
         # A model gathering several values of one source (FastAPI's query/header models).
         if constraints.given() or found.foreign:
             raise DeclarationError(f"{where}: constraints apply to a model's fields, not to it")
+        convert_underscores = not isinstance(marker, Header) or marker.convert_underscores
         gather, convert = model_gatherer(
-            bare,
-            source.value,
-            convert_underscores=not isinstance(marker, Header) or marker.convert_underscores,
+            bare, source.value, convert_underscores=convert_underscores
         )
+        gathered = wire_names(bare, source.value, convert_underscores=convert_underscores)
         many = True
     elif source in (Source.PATH, Source.COOKIE) and not is_scalar(bare):
         raise DeclarationError(f"{where}: a {source.value} parameter must be a scalar type")
@@ -484,6 +486,7 @@ def _plan_parameter(
         constraints=constraints,
         doc=doc,
         gather=gather,
+        gathered=gathered,
         form_model=form_model,
         is_file=is_file,
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from velocipy.core._errors import DeclarationError
+from velocipy.core._params import REQUIRED, ParamDoc
 from velocipy.core._plans import ParamPlan, Plan, Source
 from velocipy.core._status import allows_body
 
@@ -205,6 +206,8 @@ def _flatten(plan: Plan) -> tuple[list[ParamPlan], list[ParamPlan], list[tuple[A
         for param in current.params:
             if param.source in _BODY_SOURCES:
                 bodies.append(param)
+            elif param.gathered is not None:
+                plain.extend(_model_parameters(param))
             elif param.source in _PARAMETER_SOURCES:
                 plain.append(param)
         stack.extend(
@@ -215,6 +218,33 @@ def _flatten(plan: Plan) -> tuple[list[ParamPlan], list[ParamPlan], list[tuple[A
     order = {source: index for index, source in enumerate(_PARAMETER_SOURCES)}
     plain.sort(key=lambda param: order[param.source])  # stable: walk order within a source
     return plain, bodies, security
+
+
+def _model_parameters(param: ParamPlan) -> list[ParamPlan]:
+    """The parameters a query/header/cookie model gathers, one per field, as FastAPI lists them."""
+    from typing import Annotated
+
+    assert param.gathered is not None
+    expanded = []
+    for name, wire in param.gathered.items():
+        info = param.annotation.model_fields[name]
+        doc = ParamDoc(
+            title=info.title or title_of(info.alias or name),
+            description=info.description,
+            examples=info.examples,
+            deprecated=bool(info.deprecated) or None,
+            json_schema_extra=info.json_schema_extra
+            if isinstance(info.json_schema_extra, dict)
+            else None,
+        )
+        # The field's constraints (`Gt(0)`…) ride along as metadata, as pydantic keeps them.
+        metadata = (info.annotation, *info.metadata)
+        annotation = Annotated[metadata] if info.metadata else info.annotation
+        default = REQUIRED if info.is_required() else info.get_default(call_default_factory=True)
+        expanded.append(
+            ParamPlan(name, param.source, wire, default=default, annotation=annotation, doc=doc)
+        )
+    return expanded
 
 
 def _check_operation_ids(operations: list[_Operation]) -> None:
@@ -314,6 +344,10 @@ def _body_model(op: _Operation) -> Any:
                 keywords[name] = getattr(doc, name)
         if doc.examples is not None:
             keywords["examples"] = list(doc.examples)
+        if doc.deprecated:
+            keywords["deprecated"] = True
+        if doc.json_schema_extra:
+            keywords["json_schema_extra"] = dict(doc.json_schema_extra)
         default = ... if param.required else param.default
         annotation = for_pydantic(_annotation(param))
         definitions[param.alias] = (annotation, PydanticField(default, **keywords))

@@ -142,10 +142,11 @@ class OAuth2PasswordRequestForm:
 
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None
     username: Annotated[str, Form()]
-    password: Annotated[str, Form()]
+    # `format: password` tells the docs page to mask the field, as FastAPI's form does.
+    password: Annotated[str, Form(json_schema_extra={"format": "password"})]
     scope: Annotated[str, Form()] = ""
     client_id: Annotated[str | None, Form()] = None
-    client_secret: Annotated[str | None, Form()] = None
+    client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None
     scopes: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
