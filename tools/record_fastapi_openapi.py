@@ -35,7 +35,8 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 #: Apps FastAPI runs but whose document we refuse on purpose (docs/openapi.md says why).
 REFUSED_BY_US = {
     "openapi.md:twice": (
-        "VelociPy refuses a repeated operationId at startup; FastAPI writes the clash into the document"
+        "VelociPy refuses a repeated operationId at startup; "
+        "FastAPI writes the clash into the document"
     ),
 }
 
