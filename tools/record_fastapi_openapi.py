@@ -1,7 +1,8 @@
 """Record what FastAPI answers at /openapi.json for our case apps, examples and docs pages.
 
     pip install fastapi python-multipart pytest  # in a separate virtualenv: not our dependency
-    python tools/record_fastapi_openapi.py       # writes tests/openapi/fixtures/
+    python tools/record_fastapi_openapi.py       # all: cases, examples and docs pages
+    python tools/record_fastapi_openapi.py docs  # only the examples and docs pages
 
 Each source is written for VelociPy; this script runs its FastAPI twin (the same
 code with its imports pointed at FastAPI, `tools/fastapi_twin.py`) and stores
@@ -26,7 +27,7 @@ from fastapi_twin import VelociPyOnly, as_fastapi
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "openapi" / "cases"
 #: The runnable examples are documented too: their FastAPI twins are recorded beside the cases.
-EXAMPLES = [ROOT / "examples" / "background_tasks.py", ROOT / "examples" / "todo_service.py"]
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if "VelociPy(" in p.read_text())
 FIXTURES = ROOT / "tests" / "openapi" / "fixtures"
 DOCS = ROOT / "docs"
 DOCS_FIXTURES = FIXTURES / "docs"
@@ -46,10 +47,16 @@ def fastapi_source(path: Path) -> str:
     return as_fastapi(re.sub(r"(?m)^wsgi = app\.wsgi$", "", path.read_text()))
 
 
-def record(case: Path) -> None:
+def record(case: Path, not_in_fastapi: dict[str, str]) -> None:
     module = types.ModuleType(f"case_{case.stem}")
     sys.modules[module.__name__] = module  # pydantic resolves annotations through it
-    exec(compile(fastapi_source(case), str(case), "exec"), module.__dict__)
+    try:
+        exec(compile(fastapi_source(case), str(case), "exec"), module.__dict__)
+    except (VelociPyOnly, Exception) as error:  # noqa: BLE001 - an example may be VelociPy-only
+        if case.parent.name != "examples":
+            raise  # the case apps are written to be FastAPI apps too
+        not_in_fastapi[f"examples/{case.name}:app"] = f"{type(error).__name__}: {error}"
+        return
     write(FIXTURES / f"{case.stem}.json", module.app.openapi())
 
 
@@ -101,15 +108,17 @@ def main() -> None:
 
     FIXTURES.mkdir(exist_ok=True)
     names = set(sys.argv[1:])
-    sources = [*sorted(CASES.glob("*.py")), *EXAMPLES]
-    for case in sources:
+    for case in sorted(CASES.glob("*.py")):
         if case.stem != "__init__" and (not names or case.stem in names):
-            record(case)
+            record(case, {})
     if not names or "docs" in names:
+        # The examples and the docs pages together: each app is recorded or listed.
+        not_in_fastapi: dict[str, str] = {}
+        for example in EXAMPLES:
+            record(example, not_in_fastapi)
         DOCS_FIXTURES.mkdir(exist_ok=True)
         for old in DOCS_FIXTURES.glob("*.json"):
             old.unlink()
-        not_in_fastapi: dict[str, str] = {}
         for page in sorted(DOCS.glob("*.md")):
             record_page(page, not_in_fastapi)
         write_reasons(not_in_fastapi)
@@ -119,7 +128,7 @@ def main() -> None:
 def write_reasons(not_in_fastapi: dict[str, str]) -> None:
     out = DOCS_FIXTURES / "not-in-fastapi.json"
     out.write_text(json.dumps(not_in_fastapi, indent=2, sort_keys=True) + "\n")
-    print(f"{len(not_in_fastapi)} docs apps FastAPI cannot run -> {out.relative_to(ROOT)}")
+    print(f"{len(not_in_fastapi)} apps FastAPI cannot run -> {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -192,13 +192,17 @@ def test_a_type_with_no_schema_is_an_error_naming_the_route() -> None:
     assert "include_in_schema=False" in str(raised.value)
 
 
-EXAMPLES = {
-    "background_tasks": "examples.background_tasks",
-    "todo_service": "examples.todo_service",
-}
+ROOT = HERE.parents[1]
+#: Examples FastAPI cannot run (a VelociPy-only API), as the recorder found them.
+NOT_IN_FASTAPI = json.loads((HERE / "fixtures" / "docs" / "not-in-fastapi.json").read_text())
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if "VelociPy(" in p.read_text())
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_the_examples_document_as_their_fastapi_twins(name: str) -> None:
-    app: VelociPy = importlib.import_module(EXAMPLES[name]).app
+    app: VelociPy = importlib.import_module(f"examples.{name}").app
+    if f"examples/{name}.py:app" in NOT_IN_FASTAPI:
+        assert not (HERE / "fixtures" / f"{name}.json").exists()
+        validator.validate(app.openapi())
+        return
     assert app.openapi() == fastapi_document(name, app)

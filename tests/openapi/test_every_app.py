@@ -110,7 +110,7 @@ def test_every_docs_app_fastapi_also_runs_has_fastapis_document(page: str) -> No
 
 def test_the_list_of_docs_apps_fastapi_cannot_run_names_only_real_apps() -> None:
     apps = {f"{page}:{name}" for page in PAGES for name in page_apps(page)}
-    assert set(NOT_IN_FASTAPI) <= apps
+    assert {key for key in NOT_IN_FASTAPI if not key.startswith("examples/")} <= apps
     recorded = {
         f"{p.stem.split('.')[0]}.md:{p.stem.split('.')[1]}" for p in DOCS_FIXTURES.glob("*.*.json")
     }
