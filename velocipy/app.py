@@ -148,8 +148,17 @@ class VelociPy(Application):
         if entry is None:
             from velocipy.adapters.asgi import ASGIAdapter, asgi_entry
 
-            adapter = self._asgi_adapter = ASGIAdapter(self)
-            entry = self._asgi_entry = asgi_entry(self, adapter)
+            try:
+                adapter = self._asgi_adapter = ASGIAdapter(self)
+                entry = self._asgi_entry = asgi_entry(self, adapter)
+            except DeclarationError as error:
+                if scope["type"] != "lifespan":
+                    raise
+                # Told to the server as a failed startup: raised, uvicorn would take it for
+                # an app without lifespan support and serve on (a mount silently skipped).
+                await receive()
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
         await entry(scope, receive, send)
 
     @property
@@ -159,5 +168,10 @@ class VelociPy(Application):
         if adapter is None:
             from velocipy.adapters.wsgi import WSGIAdapter
 
-            adapter = self._wsgi_adapter = WSGIAdapter(self)
+            if self.foreign_mounts():
+                from velocipy.adapters.wsgi import MountingWSGIAdapter
+
+                adapter = self._wsgi_adapter = MountingWSGIAdapter(self)
+            else:
+                adapter = self._wsgi_adapter = WSGIAdapter(self)
         return adapter

@@ -262,6 +262,8 @@ class CoreTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.app.needs_asgi:  # ASGI middleware or mounts: only the ASGI entry runs them
             return self._through_asgi(request)
+        if self.app.mounts and self._wsgi_mount(request):
+            return self._through_wsgi(request)
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
         recorder = recorder_for(self.app, self.record_tasks)
         with self.portal() as portal, publishing_to(self.app, recorder):
@@ -290,6 +292,24 @@ class CoreTransport(httpx.BaseTransport):
             tasks=respond.tasks,
             pending=pending,
             recorder=recorder,
+        )
+
+    def _wsgi_mount(self, request: httpx.Request) -> bool:
+        """Whether `request` goes to a WSGI app mounted in the app."""
+        found = self.app.find_mount(request.method, request.url.path)
+        return found is not None and found[0].kind == "wsgi"
+
+    def _through_wsgi(self, request: httpx.Request) -> httpx.Response:
+        """Serve `request` through `app.wsgi`, which hands it to the mounted WSGI app."""
+        transport = httpx.WSGITransport(
+            app=self.app.wsgi,  # type: ignore[attr-defined]
+            raise_app_exceptions=self.raise_server_exceptions,
+            script_name=self.root_path,
+        )
+        answer = transport.handle_request(request)
+        content = answer.read()
+        return TestResponse(
+            answer.status_code, headers=answer.headers.raw, content=content, tasks=(), pending=None
         )
 
     def _through_asgi(self, request: httpx.Request) -> httpx.Response:
@@ -502,7 +522,7 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
         self.record_tasks = record_tasks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.app.needs_asgi:  # it runs around the ASGI entry point only
+        if self.app.needs_asgi:  # ASGI middleware or mounts run around the ASGI entry only
             asgi = httpx.ASGITransport(
                 app=self.app,  # type: ignore[arg-type]
                 raise_app_exceptions=self.raise_server_exceptions,

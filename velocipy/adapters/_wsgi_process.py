@@ -148,7 +148,11 @@ def _report_unfinished(apps: list[Application], deadline: float) -> None:
 
 def has_lifespan(app: Application) -> bool:
     """Whether `app` has startup or shutdown code to run."""
-    return app.lifespan is not None or bool(app.on_startup) or bool(app.on_shutdown)
+    if app.lifespan is not None or app.on_startup or app.on_shutdown:
+        return True
+    return any(
+        isinstance(mount.app, Application) and has_lifespan(mount.app) for mount in app.mounts
+    )
 
 
 def enter_lifespan(app: Application) -> None:

@@ -48,9 +48,11 @@ from velocipy.adapters._asgi_request import (
     BodyRate,
     head_from_scope,
     read_body,
+    route_path,
 )
 from velocipy.adapters._drive import call_now, drive_async, iterate_async
 from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
+from velocipy.core._mounts import ASGI
 from velocipy.core._tasks import TaskState
 
 logger = logging.getLogger("velocipy")
@@ -81,10 +83,41 @@ def asgi_entry(app: Application, adapter: Any) -> Any:
     app is served over ASGI (any ASGI server, and hosts that serve ASGI apps);
     the WSGI adapter refuses an app that has some. The last added is outermost.
     """
-    entry = adapter
+    entry: Any = adapter
+    if app.foreign_mounts():
+        app.check_servable("asgi")  # a WSGI mount cannot be served here: refuse, naming it
+        entry = MountDispatch(app, adapter)
     for middleware_class, args, options in reversed(app.asgi_middleware):
         entry = middleware_class(entry, *args, **options)
     return entry
+
+
+class MountDispatch:
+    """The ASGI entry of an app with ASGI apps mounted: a request no route takes whose
+    path lies under such a mount goes to that app, everything else to the adapter.
+
+    The mounted app gets the scope with the mount's prefix added to `root_path`
+    and `path` left whole (Starlette's `Mount`); it runs inside the app's pure
+    ASGI middleware, outside its VelociPy middleware (the core never sees it).
+    """
+
+    __slots__ = ("app", "adapter")
+
+    def __init__(self, app: Application, adapter: Any) -> None:
+        self.app = app
+        self.adapter = adapter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            root_path = scope.get("root_path", "")
+            path = route_path(scope["path"], root_path)
+            found = self.app.find_mount(scope.get("method", "GET"), path)
+            if found is not None and found[0].kind == ASGI:
+                mount, prefix, _ = found
+                await mount.app({**scope, "root_path": root_path + prefix}, receive, send)
+                return
+        await self.adapter(scope, receive, send)
 
 
 class ASGIAdapter:

@@ -40,6 +40,7 @@ from velocipy.core import (
     Respond,
     reason_phrase,
 )
+from velocipy.core._mounts import WSGI
 from velocipy.core._registry import needs_lock
 from velocipy.core._tasks import callable_name
 
@@ -98,9 +99,10 @@ class WSGIAdapter:
         if drain_timeout is not None:
             _wsgi_process.set_drain_timeout(drain_timeout)
         refuse_asgi_middleware(app)
+        app.check_servable("wsgi")  # an ASGI mount cannot be served here: refuse, naming it
         _wsgi_process.find_server()
         _wsgi_process.serving(app)
-        if needs_lock(app.tasks):
+        if needs_lock(app.tasks):  # mounted VelociPy apps share this registry
             # Task threads drive exchanges in parallel: their state changes need a lock.
             app.tasks.lock = threading.Lock()
         #: Whether the app's lifespan has been entered in this process (or there is none).
@@ -158,6 +160,33 @@ class WSGIAdapter:
             if _wsgi_process.has_lifespan(self.app):
                 _wsgi_process.enter_lifespan(self.app)
             self._started_in = pid
+
+
+class MountingWSGIAdapter(WSGIAdapter):
+    """`app.wsgi` for an app with WSGI apps mounted: a request no route takes whose path
+    lies under such a mount goes to that app, with the mount's prefix moved from
+    `PATH_INFO` to `SCRIPT_NAME` (PEP 3333); everything else to the core.
+
+    Apps without such mounts get the plain `WSGIAdapter`, and pay nothing for this.
+    """
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        found = self.app.find_mount(
+            environ["REQUEST_METHOD"], path if path.isascii() else _wsgi_str(path)
+        )
+        if found is None or found[0].kind != WSGI:
+            return super().__call__(environ, start_response)
+        mount, prefix, rest = found
+        if self._started_in != _wsgi_process.PID:
+            self._start()  # the parent's lifespan (and its mounted apps') before any request
+        inner = dict(environ)
+        # The prefix as the environ spells it (latin-1 "bytes in a str"), not decoded.
+        raw_prefix = prefix.encode("utf-8").decode("latin-1")
+        inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + raw_prefix
+        inner["PATH_INFO"] = path[len(raw_prefix) :]
+        result: Iterable[bytes] = mount.app(inner, start_response)
+        return result
 
 
 class ResponseBody:

@@ -20,7 +20,8 @@ from ._backends import InProcess, TaskBackend
 from ._datastructures import State
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
-from ._exchange import Exchange, bare_flow, exchange_flow, redirect_flow
+from ._exchange import Exchange, bare_flow, exchange_flow, redirect_flow, unservable_flow
+from ._mounts import ASGI, NATIVE, Mount, find_mount, mounted_head, new_mount
 from ._params import Depends
 from ._plans import ParamPlan, Plan, Source, build_plan, finish_route_plans
 from ._registry import Lock, TaskRegistry
@@ -31,7 +32,7 @@ from ._response_model import (
     is_response_class,
     model_from_return,
 )
-from ._routing import Route, RouteInfo, Router, template_params
+from ._routing import NoMatchFound, Route, RouteInfo, Router, template_params
 from ._status import allows_body
 from ._tasks import callable_name, is_async_callable
 from ._uploads import FormLimits
@@ -400,6 +401,8 @@ class Application(_RouteDecorators):
         self.user_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self._middleware_stack: Any = None
         self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        #: Applications mounted under a path prefix, in the order declared (`mount`).
+        self.mounts: list[Mount] = []
 
     @property
     def max_running_tasks(self) -> int | None:
@@ -441,8 +444,74 @@ class Application(_RouteDecorators):
         self.read_body_effect = ReadBody(limit)
 
     @property
-    def routes(self) -> list[Route]:
-        return list(self.router.routes)
+    def routes(self) -> list[Route | Mount]:
+        """Every route, then every mount, as declared (for introspection)."""
+        return [*self.router.routes, *self.mounts]
+
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Serve `app` under `path`: requests no route takes whose path starts with `path/`.
+
+        `app` is another VelociPy app or `StaticFiles` (served on every driver),
+        an ASGI app (served when this app is served over ASGI) or a WSGI app
+        (served when it is served over WSGI); a server that cannot serve a
+        mount refuses to start, naming it. The mounted app sees the path under
+        `path`, and `path` added to its `root_path`. A mounted VelociPy app keeps
+        its routes, middleware and exception handlers; its lifespan runs inside
+        this app's, and its background tasks count in this app's task registry
+        (one bound per process).
+        """
+        mount = new_mount(path, app, name)
+        for other in self.mounts:
+            if other.path == mount.path:
+                raise DeclarationError(f"{mount.label}: {other.label} is at that path already")
+        if mount.kind == NATIVE and isinstance(app, Application):
+            if app is self:
+                raise DeclarationError(f"{mount.label}: an app cannot be mounted in itself")
+            _share_registry(app, self.tasks)
+        self.mounts.append(mount)
+
+    def foreign_mounts(self) -> list[Mount]:
+        """The ASGI and WSGI mounts of this app and of the VelociPy apps mounted in it."""
+        found: list[Mount] = []
+        for mount in self.mounts:
+            if mount.kind != NATIVE:
+                found.append(mount)
+            elif isinstance(mount.app, Application):
+                found.extend(mount.app.foreign_mounts())
+        return found
+
+    @property
+    def needs_asgi(self) -> bool:
+        """Whether this app can only be served through its ASGI entry point (`app(scope, ...)`):
+        it has pure ASGI middleware, or an ASGI app mounted (here or in a mounted app).
+
+        Servers that drive the core directly (the built-in server, the TestClient)
+        check this one predicate and take the ASGI path when it is true.
+        """
+        if self.asgi_middleware:
+            return True
+        return any(mount.kind == ASGI for mount in self.foreign_mounts())
+
+    def find_mount(self, method: str, path: str) -> tuple[Mount, str, str] | None:
+        """The mount serving a request no route takes: `(mount, prefix, rest)`, or None."""
+        if not self.mounts:
+            return None
+        return find_mount(self, method, path)
+
+    def check_servable(self, served_as: str) -> None:
+        """Refuse, naming it, a mount the serving path cannot serve (`"asgi"`, `"wsgi"`,
+        or `"core"` for drivers that serve only VelociPy apps)."""
+        for mount in self.foreign_mounts():
+            if mount.kind != served_as:
+                kind = "an ASGI app" if mount.kind == ASGI else "a WSGI app"
+                how = {"asgi": "over ASGI", "wsgi": "over WSGI (app.wsgi)"}.get(
+                    served_as, "by this server"
+                )
+                serve = "an ASGI server (uvicorn)" if mount.kind == ASGI else "a WSGI server"
+                raise DeclarationError(
+                    f"{mount.label} is {kind}, which cannot be served {how}: "
+                    f"serve the app with {serve}, or mount something that can be"
+                )
 
     def add_api_route(
         self,
@@ -570,9 +639,30 @@ class Application(_RouteDecorators):
     def url_path_for(self, name: str, /, **params: Any) -> str:
         """The path of the route called `name` (its handler's name unless `name=` was given).
 
-        Raises `NoMatchFound` when no route of that name takes exactly `params`.
+        Through mounts, as Starlette: `"name:route"` is the route `route` of the
+        app mounted as `name`, and `"name"` with a `path=` parameter a path under
+        that mount (`url_path_for("static", path="/app.css")`). Raises
+        `NoMatchFound` when no route of that name takes exactly `params`.
         """
-        return self.router.url_path_for(name, params)
+        try:
+            return self.router.url_path_for(name, params)
+        except NoMatchFound:
+            if not self.mounts:
+                raise
+        for mount in self.mounts:
+            if mount.name == name and set(params) == {"path"}:
+                return mount.path + "/" + str(params["path"]).lstrip("/")
+            if mount.name is not None and not name.startswith(mount.name + ":"):
+                continue
+            inner = name if mount.name is None else name[len(mount.name) + 1 :]
+            url_path_for = getattr(mount.app, "url_path_for", None)
+            if url_path_for is None:
+                continue
+            try:
+                return mount.path + url_path_for(inner, **params)  # type: ignore[no-any-return]
+            except NoMatchFound:
+                continue
+        raise NoMatchFound(name, params)
 
     def exception_handler(self, key: type[BaseException] | int) -> Callable[[F], F]:
         """Register `handler(request, exc) -> Response` for an exception class or status code.
@@ -688,16 +778,6 @@ class Application(_RouteDecorators):
         self.build_middleware_stack()
         return list(self._asgi_middleware)
 
-    @property
-    def needs_asgi(self) -> bool:
-        """Whether this app can only be served through its ASGI entry point (`app(scope, ...)`).
-
-        True when it has pure ASGI middleware (and, once mounting lands, an ASGI app
-        mounted). Servers that drive the core directly (the built-in server, the
-        TestClient) check this one predicate and take the ASGI path when it is true.
-        """
-        return bool(self.asgi_middleware)
-
     def _exchange_through_middleware(self, head: RequestHead) -> Exchange:
         stack = self._middleware_stack
         if stack is None:
@@ -709,13 +789,44 @@ class Application(_RouteDecorators):
         # The route is matched here, so that a handler taking no arguments gets the flow
         # without per-request context (`bare_flow`); `exchange_flow` takes the answer.
         matched = self.router.match(head.method, head.path)
-        if isinstance(matched, tuple) and matched[0].plan.trivial:
-            return Exchange(head, bare_flow(self, head, *matched), self)
-        if matched is None and self.redirect_slashes:
-            other = self.router.slash_redirect(head.path)
-            if other is not None:
-                return Exchange(head, redirect_flow(head, other), self)
+        if isinstance(matched, tuple):
+            if matched[0].plan.trivial:
+                return Exchange(head, bare_flow(self, head, *matched), self)
+        else:  # no route takes it: a mount may, or the other slash (mounts only cost here)
+            if self.mounts:
+                mounted = self._mounted_exchange(head)
+                if mounted is not None:
+                    return mounted
+            if matched is None and self.redirect_slashes:
+                other = self.router.slash_redirect(head.path)
+                if other is None and self.mounts:
+                    other = self._mount_slash_redirect(head.path)
+                if other is not None:
+                    return Exchange(head, redirect_flow(head, other), self)
         return Exchange(head, exchange_flow(self, head, matched), self)
+
+    def _mounted_exchange(self, head: RequestHead) -> Exchange | None:
+        """The exchange of the mount under which `head.path` lies (routes came first)."""
+        for mount in self.mounts:
+            rest = mount.rest_of(head.path)
+            if rest is None:
+                continue
+            if mount.kind != NATIVE:
+                # Foreign mounts are served by the adapters before the core is asked; reaching
+                # here means the driver cannot serve them (and should have refused at startup).
+                return Exchange(head, unservable_flow(head, mount.label), self)
+            child = mounted_head(head, mount.path, rest)
+            return mount.app.exchange(child)  # type: ignore[no-any-return]
+        return None
+
+    def _mount_slash_redirect(self, path: str) -> str | None:
+        """`/static` for a mount at `/static`: the path with a slash, which it takes."""
+        if path.endswith("/"):
+            return None
+        for mount in self.mounts:
+            if mount.path and mount.path == path:
+                return path + "/"
+        return None
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self) -> AsyncIterator[None]:
@@ -728,6 +839,10 @@ class Application(_RouteDecorators):
                     self.state.update(state)
             for hook in self.on_startup:
                 await _maybe_await(hook)
+            for mount in self.mounts:  # mounted apps start after this one, stop before it
+                lifespan = getattr(mount.app, "lifespan_context", None)
+                if mount.kind == NATIVE and lifespan is not None:
+                    await stack.enter_async_context(lifespan())
             try:
                 yield
             finally:
@@ -831,6 +946,15 @@ class _HTTPMiddlewareFunction:
 
     def __repr__(self) -> str:
         return f"<HTTP middleware {callable_name(self.fn)}>"
+
+
+def _share_registry(app: Application, registry: TaskRegistry) -> None:
+    """Count `app`'s tasks (and its own mounted apps') in the parent's `registry`: adapters
+    bound, lock and drain the tasks of the app they serve, mounted parts included."""
+    app.tasks = registry
+    for mount in app.mounts:
+        if isinstance(mount.app, Application):
+            _share_registry(mount.app, registry)
 
 
 def _layer_name(layer: Layer) -> str:

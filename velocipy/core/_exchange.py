@@ -976,6 +976,17 @@ def redirect_flow(head: RequestHead, path: str) -> Flow:
         pass  # not delivered: nothing to settle
 
 
+def unservable_flow(head: RequestHead, label: str) -> Flow:
+    """A 500 for a request under a mount the driver cannot serve (an ASGI app reached
+    without ASGI): servers refuse such an app at startup, so this is a driver's bug."""
+    error = LocalProtocolError(f"{label} cannot be served by this driver")
+    logger.error("Cannot serve %s %s", head.method, head.path, exc_info=error)
+    try:
+        yield _respond(_server_error(), head, (), error)
+    except Exception:
+        pass
+
+
 def _respond(
     response: Response, head: RequestHead, tasks: tuple[Task, ...], error: BaseException | None
 ) -> Respond:

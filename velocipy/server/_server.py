@@ -116,15 +116,18 @@ class Server:
     """
 
     def __init__(self, app: Application, config: ServerConfig | None = None) -> None:
-        asgi = app.asgi_middleware
-        if asgi:
-            # The server drives the core directly; pure ASGI middleware only runs around
-            # the ASGI entry point (`velocipy.adapters.asgi.asgi_entry`). Never skip it.
-            names = ", ".join(getattr(m, "__name__", repr(m)) for m, _, _ in asgi)
-            raise DeclarationError(
-                f"the app has ASGI middleware ({names}): serve it with an ASGI server "
-                "(uvicorn), or use VelociPy's own middleware"
-            )
+        if app.needs_asgi:
+            # The server drives the core directly; pure ASGI middleware and mounted ASGI
+            # apps only run behind the ASGI entry point (`velocipy.adapters.asgi.asgi_entry`).
+            # Never skip them: refuse, naming them.
+            asgi = app.asgi_middleware
+            if asgi:
+                names = ", ".join(getattr(m, "__name__", repr(m)) for m, _, _ in asgi)
+                raise DeclarationError(
+                    f"the app has ASGI middleware ({names}): serve it with an ASGI server "
+                    "(uvicorn), or use VelociPy's own middleware"
+                )
+        app.check_servable("core")  # a mounted ASGI or WSGI app: refused, naming the mount
         self.app = app
         self.config = config = config or ServerConfig()
         config.validate()

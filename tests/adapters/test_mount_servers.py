@@ -1,0 +1,70 @@
+"""Foreign mounts on real servers: an ASGI app under uvicorn, a WSGI app under gunicorn,
+and each refused, by name, where it cannot be served (never silently skipped)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conformance.drivers.gunicorn_sync import gunicorn_process
+from tests.conformance.drivers.uvicorn_h11 import uvicorn_process
+from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
+
+APP = "tests.adapters.mount_servers_app"
+
+
+def test_uvicorn_serves_asgi_mounts_with_starlettes_root_path() -> None:
+    with uvicorn_process(f"{APP}:asgi_parent", "h11") as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            where = client.get("/starlette/where").json()
+            assert where["path"] == "/starlette/where"
+            assert where["root_path"] == "/starlette"
+            assert where["url"] == f"{server.url}/starlette/where"
+            assert where["for"] == f"{server.url}/starlette/where"
+            raw = client.get("/raw/a/b").json()
+            assert raw == {"path": "/raw/a/b", "root_path": "/raw"}
+            assert client.get("/own").json() == {"own": "/own"}
+            assert client.get("/elsewhere").status_code == 404
+
+
+def test_gunicorn_serves_wsgi_mounts_with_script_name() -> None:
+    with gunicorn_process(f"{APP}:wsgi", "gthread") as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            legacy = client.get("/legacy/a/b").json()
+            assert legacy == {"script_name": "/legacy", "path_info": "/a/b"}
+            assert client.get("/own").json() == {"own": "/own"}
+
+
+def test_uvicorn_refuses_to_start_with_a_wsgi_mount_naming_it() -> None:
+    with pytest.raises(RuntimeError) as failure:
+        with uvicorn_process(f"{APP}:wsgi_parent", "h11", "--lifespan", "auto"):
+            pass
+    assert "mount '/legacy' ('legacy')" in str(failure.value)
+    assert "cannot be served over ASGI" in str(failure.value)
+
+
+def exit_logs(server: ServerProcess) -> str:
+    """The logs of a server that must stop by itself (it listened before it refused)."""
+    deadline = time.monotonic() + 30
+    while server.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.process.poll() is not None, "the server kept running"
+    return server.logs()
+
+
+def test_gunicorn_refuses_to_start_with_an_asgi_mount_naming_it() -> None:
+    with gunicorn_process(f"{APP}:asgi_parent_as_wsgi", "sync") as server:
+        logs = exit_logs(server)
+    assert "mount '/starlette'" in logs
+    assert "cannot be served over WSGI" in logs
+
+
+def test_the_built_in_server_refuses_a_wsgi_mount_naming_it() -> None:
+    port = free_port()
+    argv = [PYTHON, "-m", "velocipy", "run", f"{APP}:wsgi_parent", "--port", str(port)]
+    with run_server(argv, port=port) as server:
+        logs = exit_logs(server)
+    assert "mount '/legacy' ('legacy')" in logs
+    assert "cannot be served by this server" in logs

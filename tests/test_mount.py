@@ -1,0 +1,256 @@
+"""`app.mount`: VelociPy, ASGI and WSGI apps under a prefix, through the TestClient.
+
+The same behaviour on real servers is in tests/conformance/test_mounts.py (native
+mounts, every driver) and tests/adapters/test_mount_servers.py (ASGI and WSGI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import pytest
+
+from velocipy import Request, VelociPy
+from velocipy.core import DeclarationError, NoMatchFound
+from velocipy.testing import TestClient
+
+
+def make_sub(events: list[str] | None = None) -> VelociPy:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if events is not None:
+            events.append("sub up")
+        yield
+        if events is not None:
+            events.append("sub down")
+
+    sub = VelociPy(lifespan=lifespan)
+
+    @sub.get("/items/{item_id}")
+    def item(item_id: int, request: Request) -> dict[str, Any]:
+        return {
+            "item_id": item_id,
+            "path": request.path,
+            "root_path": request.head.root_path,
+            "url": request.url,
+            "other": request.url_for("item", item_id=7),
+        }
+
+    @sub.middleware("http")
+    async def tag(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-sub"] = "yes"
+        return response
+
+    @sub.exception_handler(KeyError)
+    def missing(request: Request, error: KeyError) -> Any:
+        from velocipy import JSONResponse
+
+        return JSONResponse({"sub": "handled"}, 409)
+
+    @sub.get("/boom")
+    def boom() -> None:
+        raise KeyError("x")
+
+    return sub
+
+
+async def asgi_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body = f"{scope['path']}|{scope['root_path']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi_echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()]
+
+
+def test_a_mounted_velocipy_app_keeps_its_routes_middleware_and_handlers() -> None:
+    events: list[str] = []
+    app = VelociPy()
+    app.mount("/api", make_sub(events), name="api")
+    with TestClient(app) as client:
+        assert events == ["sub up"]
+        response = client.get("/api/items/3")
+        assert response.status_code == 200
+        assert response.headers["x-sub"] == "yes"
+        assert response.json() == {
+            "item_id": 3,
+            "path": "/items/3",
+            "root_path": "/api",
+            "url": "http://testserver/api/items/3",
+            "other": "http://testserver/api/items/7",
+        }
+        assert client.get("/api/boom").json() == {"sub": "handled"}
+        assert client.get("/api/nothing").status_code == 404
+        assert client.get("/elsewhere").status_code == 404
+    assert events == ["sub up", "sub down"]
+
+
+def test_routes_come_before_mounts_and_the_bare_prefix_is_redirected() -> None:
+    app = VelociPy()
+
+    @app.get("/api/items/1")
+    def own() -> str:
+        return "parent"
+
+    app.mount("/api", make_sub())
+    client = TestClient(app)
+    assert client.get("/api/items/1").json() == "parent"
+    assert client.get("/api/items/2").json()["item_id"] == 2
+    redirect = client.get("/api", follow_redirects=False)
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "http://testserver/api/"
+
+
+def test_a_root_mount_takes_what_no_route_takes() -> None:
+    app = VelociPy()
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hi"
+
+    app.mount("/", make_sub())
+    client = TestClient(app)
+    assert client.get("/hello").json() == "hi"
+    assert client.get("/items/4").json()["root_path"] == ""
+
+
+def test_url_path_for_goes_through_mounts() -> None:
+    app = VelociPy()
+    app.mount("/api", make_sub(), name="api")
+    app.mount("/static", asgi_echo, name="static")
+    assert app.url_path_for("api:item", item_id=5) == "/api/items/5"
+    assert app.url_path_for("static", path="/css/a.css") == "/static/css/a.css"
+    with pytest.raises(NoMatchFound):
+        app.url_path_for("api:nothing")
+    unnamed = VelociPy()
+    unnamed.mount("/v1", make_sub())
+    assert unnamed.url_path_for("item", item_id=1) == "/v1/items/1"
+
+
+def test_an_asgi_mount_gets_starlettes_scope() -> None:
+    app = VelociPy()
+
+    @app.get("/own")
+    def own() -> str:
+        return "own"
+
+    app.mount("/asgi", asgi_echo)
+    assert app.needs_asgi
+    client = TestClient(app)
+    # `path` stays whole, the prefix goes onto `root_path` (Starlette's Mount).
+    assert client.get("/asgi/a/b").text == "/asgi/a/b|/asgi"
+    assert client.get("/own").json() == "own"
+    assert client.get("/other").status_code == 404
+
+
+def test_an_asgi_mount_in_a_mounted_app_is_reached() -> None:
+    sub = VelociPy()
+    sub.mount("/deep", asgi_echo)
+    app = VelociPy()
+    app.mount("/outer", sub)
+    assert app.needs_asgi
+    assert TestClient(app).get("/outer/deep/x").text == "/outer/deep/x|/outer/deep"
+
+
+def test_a_wsgi_mount_moves_its_prefix_to_script_name() -> None:
+    app = VelociPy()
+    app.mount("/legacy", wsgi_echo)
+    assert not app.needs_asgi
+    client = TestClient(app)
+    assert client.get("/legacy/a/b").text == "/legacy|/a/b"
+
+
+def test_mounts_a_serving_path_cannot_serve_are_refused_by_name() -> None:
+    app = VelociPy()
+    app.mount("/asgi", asgi_echo)
+    with pytest.raises(DeclarationError, match=r"mount '/asgi' .*asgi_echo.*cannot be served"):
+        app.wsgi  # noqa: B018
+    other = VelociPy()
+    other.mount("/legacy", wsgi_echo, name="legacy")
+    with pytest.raises(DeclarationError, match=r"mount '/legacy' \('legacy'\).*over ASGI"):
+        other.check_servable("asgi")
+
+
+def test_asgi_serving_reports_a_wsgi_mount_as_a_failed_startup() -> None:
+    import anyio
+
+    app = VelociPy()
+    app.mount("/legacy", wsgi_echo)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, {"type": "lifespan"}, receive, send)
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "mount '/legacy'" in sent[0]["message"]
+
+
+def test_mount_declarations_are_checked() -> None:
+    app = VelociPy()
+    with pytest.raises(DeclarationError, match="must start with '/'"):
+        app.mount("api", make_sub())
+    with pytest.raises(DeclarationError, match="path parameters"):
+        app.mount("/users/{user_id}", make_sub())
+    with pytest.raises(DeclarationError, match="not an application"):
+        app.mount("/x", 42)
+    with pytest.raises(DeclarationError, match="cannot tell"):
+        app.mount("/x", lambda: None)
+    with pytest.raises(DeclarationError, match="in itself"):
+        app.mount("/self", app)
+    app.mount("/api", make_sub())
+    with pytest.raises(DeclarationError, match="at that path already"):
+        app.mount("/api/", make_sub())
+
+
+def test_routes_lists_mounts_after_routes() -> None:
+    app = VelociPy(openapi_url=None)
+
+    @app.get("/a")
+    def a() -> None: ...
+
+    app.mount("/m", asgi_echo, name="m")
+    kinds = [type(route).__name__ for route in app.routes]
+    assert kinds == ["Route", "Mount"]
+    assert app.routes[-1].name == "m"  # type: ignore[union-attr]
+
+
+def test_a_mounted_apps_tasks_count_in_the_parents_registry() -> None:
+    from velocipy import BackgroundTasks
+
+    ran: list[str] = []
+    sub = VelociPy()
+
+    @sub.post("/work")
+    def work(tasks: BackgroundTasks) -> str:
+        tasks.add_task(ran.append, "task")
+        return "ok"
+
+    app = VelociPy()
+    app.mount("/sub", sub)
+    assert sub.tasks is app.tasks
+    client = TestClient(app)
+    assert client.post("/sub/work").json() == "ok"
+    assert ran == ["task"]
+    assert app.tasks.count("succeeded") == 1
+
+
+def test_the_built_in_server_refuses_foreign_mounts_by_name() -> None:
+    from velocipy.server._server import Server
+
+    app = VelociPy()
+    app.mount("/legacy", wsgi_echo, name="legacy")
+    with pytest.raises(DeclarationError, match=r"mount '/legacy' \('legacy'\).*by this server"):
+        Server(app)
+    asgi = VelociPy()
+    asgi.mount("/asgi", asgi_echo)
+    with pytest.raises(DeclarationError, match=r"mount '/asgi'"):
+        Server(asgi)
