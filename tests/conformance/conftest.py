@@ -34,3 +34,12 @@ def middleware_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     module = importlib.import_module(f"tests.conformance.drivers.{DRIVERS[request.param]}")
     with module.running("tests.conformance.middleware_app") as running_driver:
         yield running_driver
+
+
+@pytest.fixture(scope="session", params=list(DRIVERS))
+def mount_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """Each driver serving `tests/conformance/mount_app.py` (a VelociPy app and
+    `StaticFiles` mounted)."""
+    module = importlib.import_module(f"tests.conformance.drivers.{DRIVERS[request.param]}")
+    with module.running("tests.conformance.mount_app") as running_driver:
+        yield running_driver
