@@ -26,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.configs import BY_NAME, PY, SCENARIOS, Scenario
@@ -43,9 +44,15 @@ def request_bytes(scenario: Scenario) -> bytes:
     return head.encode() + b"\r\n" + scenario.body
 
 
-async def send_requests(port: int, scenario: Scenario, count: int) -> None:
-    """`count` requests over `CONNECTIONS` keep-alive connections, each answer read whole."""
-    request = request_bytes(scenario)
+async def send_requests(
+    port: int, scenario: Scenario, count: int, request: bytes | None = None
+) -> None:
+    """`count` requests over `CONNECTIONS` keep-alive connections, each answer read whole.
+
+    `request` replaces the scenario's own bytes (a request with more headers).
+    """
+    if request is None:
+        request = request_bytes(scenario)
 
     async def one_connection(requests: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -61,10 +68,21 @@ async def send_requests(port: int, scenario: Scenario, count: int) -> None:
     await asyncio.gather(*(one_connection(count // CONNECTIONS) for _ in range(CONNECTIONS)))
 
 
-def server_instructions(name: str, scenario: Scenario, requests: int) -> int:
-    """Instructions the server process of `name` executes while serving `requests`."""
+def server_instructions(
+    name: str,
+    scenario: Scenario,
+    requests: int,
+    *,
+    command: Callable[[int], list[str]] | None = None,
+    request: bytes | None = None,
+) -> int:
+    """Instructions the server process of `name` executes while serving `requests`.
+
+    `command(port)` starts a server that is not one of `bench.configs`' (then
+    `name` only labels it); `request` replaces the scenario's request bytes.
+    """
     port = free_port()
-    argv = BY_NAME[name].command(port)
+    argv = BY_NAME[name].command(port) if command is None else command(port)
     if argv[:2] != [PY, "-m"]:
         raise SystemExit(f"{name} is not started as `python -m ...`; cannot count it")
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder:
@@ -81,7 +99,7 @@ def server_instructions(name: str, scenario: Scenario, requests: int) -> int:
         try:
             if not server.wait_ready(300):
                 raise SystemExit(f"{name} did not start under valgrind: {server.problem}")
-            asyncio.run(send_requests(port, scenario, requests))
+            asyncio.run(send_requests(port, scenario, requests, request))
         finally:
             assert server.process is not None
             os.killpg(server.process.pid, signal.SIGINT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -169,3 +170,32 @@ def test_smoke_run_measures_every_part_and_writes_the_report(tmp_path: Path) -> 
     report = (tmp_path / "RESULTS.md").read_text()
     assert results["machine"]["cpu"] in report
     assert "| velocipy/uvicorn-h11 | bare-asgi/uvicorn-h11 |" in report
+
+
+@pytest.mark.server
+def test_middleware_cost_bench_apps_answer_and_the_report_reads_right() -> None:
+    from bench import middleware_cost
+
+    frameworks = "velocipy,fastapi" if importlib.util.find_spec("fastapi") else "velocipy"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.middleware_cost", "--smoke", "--frameworks", frameworks],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for kind in ("plain", "http", "cors"):
+        assert f"velocipy_{kind}: ok" in done.stdout
+    counts = {
+        "velocipy_plain": 100,
+        "velocipy_http": 110,
+        "velocipy_cors": 105,
+        "fastapi_plain": 200,
+        "fastapi_http": 260,
+        "fastapi_cors": 230,
+    }
+    lines = middleware_cost.report(counts)
+    assert "| cost of the http middleware | 10 | 60 |" in lines[-2]
+    assert "0.17 of FastAPI's (target < 0.33: met)" in lines[-2]
+    assert "0.17 of FastAPI's" in lines[-1] and "met" in lines[-1]
