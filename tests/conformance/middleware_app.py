@@ -162,6 +162,8 @@ async def slow_task(key: str, background_tasks: BackgroundTasks) -> dict[str, st
 async def boom_after(key: str, background_tasks: BackgroundTasks) -> dict[str, str]:
     EVENTS[key].append("handler")
     background_tasks.add_task(record, key, "success-task")
+    background_tasks.add_task(record, key, "error-task").with_options(run_on="error")
+    background_tasks.add_task(record, key, "always-task").with_options(run_on="always")
     return {"key": key}
 
 

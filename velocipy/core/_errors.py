@@ -164,7 +164,7 @@ class ContainedBaseException(Exception):
 
 
 class ResponseDiscarded(Exception):
-    """Thrown into an exchange whose response a middleware dropped (it failed afterwards).
+    """Thrown into an exchange whose response was dropped on the way out.
 
     Its tasks are then abandoned and logged with `reason`, never run.
     """
@@ -172,3 +172,12 @@ class ResponseDiscarded(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ResponseReplaced(ResponseDiscarded):
+    """Thrown into an exchange whose response a middleware replaced with an error response
+    (it failed after `call_next`) once that error response has been delivered.
+
+    The request failed after all: its tasks follow the error path, as if the handler had
+    raised (`run_on="error"` and `"always"` run, `"success"` ones are skipped).
+    """

@@ -63,6 +63,7 @@ from ._errors import (
     MalformedBody,
     RequestValidationError,
     ResponseDiscarded,
+    ResponseReplaced,
 )
 from ._events import (
     Call,
@@ -88,6 +89,7 @@ from ._tasks import (
     log_abandoned,
     release_tasks,
     run_tasks,
+    to_error_path,
     unwrap,
 )
 from ._uploads import FormData, UploadFile
@@ -473,6 +475,10 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 respond = yield from _publish_before_response(app, head, tasks, respond)
         try:
             yield respond
+        except ResponseReplaced:
+            # A middleware failed after this answer and its error response went out
+            # instead: the request failed, so the error path's tasks run (below).
+            tasks = to_error_path(ctx.tasks._tasks) if ctx.tasks is not None else ()
         except Exception as undelivered:
             reason = (
                 undelivered.reason
@@ -480,13 +486,13 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                 else "the response was not delivered"
             )
             log_abandoned(tasks, ctx.label, reason)
-        else:
-            if tasks:  # each has its route's label by now (release_tasks sets it)
-                del respond
-                if app.task_queue is None:
-                    yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
-                else:
-                    yield from _queued_tasks_after_response(app, ctx, tasks)
+            tasks = ()
+        if tasks:  # each has its route's label by now (release_tasks sets it)
+            del respond
+            if app.task_queue is None:
+                yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
+            else:
+                yield from _queued_tasks_after_response(app, ctx, tasks)
         if ctx.exits:
             yield from _cleanup(ctx)
         ctx.tasks = None  # every task is settled: nothing for the finally clause to do

@@ -514,6 +514,24 @@ def release_tasks(
     return tuple(chosen)
 
 
+def to_error_path(tasks: Sequence[Task]) -> tuple[Task, ...]:
+    """Re-decide released tasks for a request that failed after its handler returned.
+
+    A middleware that fails after `call_next` replaces the handler's answer with an
+    error response: the tasks chosen for success that only run on success are
+    skipped, and those skipped for wanting an error are pending again.
+    """
+    chosen: list[Task] = []
+    for task in tasks:
+        if task.state is _SKIPPED and task.run_on == "error":
+            task._move(_PENDING)
+        elif task.state is _PENDING and task.run_on == "success":
+            task._move(_SKIPPED)
+        if task.state is _PENDING:
+            chosen.append(task)
+    return tuple(chosen)
+
+
 def log_abandoned(
     tasks: Sequence[Task], route: str, reason: str, *, level: int = logging.WARNING
 ) -> None:

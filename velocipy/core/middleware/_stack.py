@@ -16,8 +16,11 @@ last added being the outermost, as in FastAPI. Two kinds:
 The inner exchanges started by `call_next` are resumed only after the outer
 response has been delivered: their background tasks (and generator
 dependencies' cleanup) come after the outermost response's last byte,
-whatever the middleware did. If the middleware fails, the client gets a 500
-and the inner tasks are abandoned and logged, never run.
+whatever the middleware did. If the middleware fails after `call_next`, the client
+gets a 500 and the inner exchange is told its response was replaced: the request
+failed, so its tasks follow the error path (`run_on="error"` / `"always"` run after
+the 500, `"success"` ones are skipped). If the 500 itself is not delivered, the
+inner tasks are abandoned and logged, as for any undelivered response.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._datastructures import State
-from .._errors import ClientDisconnected, ClientError, HTTPException, ResponseDiscarded
+from .._errors import ClientDisconnected, ClientError, HTTPException, ResponseReplaced
 from .._events import CallNext, Done, Effect, RequestHead, Respond, StatefulHead
 from .._exchange import Exchange, Phase, _respond, default_error_response
 from .._responses import JSONResponse, Response
@@ -143,7 +146,9 @@ def _call_next_flow(
                 )
                 response = JSONResponse({"detail": "Internal Server Error"}, 500)
                 error = raised
-            respond = _to_respond(response, head, (), error)
+            # The inner tasks still come with it: they follow the error path once the
+            # 500 is out, and drivers hand them to their task runners as usual.
+            respond = _to_respond(response, head, tuple(part.tasks), error)
         try:
             yield respond
         except Exception as undelivered:  # passed on, so the inner tasks say why
@@ -153,7 +158,7 @@ def _call_next_flow(
                 yield from _settle(part, None)
             else:
                 reason = f"middleware {layer.name} failed after the handler answered"
-                yield from _settle(part, ResponseDiscarded(reason))
+                yield from _settle(part, ResponseReplaced(reason))
     finally:
         for inner in part.started:  # only an exchange cut short leaves any open
             inner.close()
