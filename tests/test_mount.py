@@ -254,3 +254,28 @@ def test_the_built_in_server_refuses_foreign_mounts_by_name() -> None:
     asgi.mount("/asgi", asgi_echo)
     with pytest.raises(DeclarationError, match=r"mount '/asgi'"):
         Server(asgi)
+
+
+def test_a_mounted_apps_docs_point_under_its_mount() -> None:
+    sub = VelociPy(title="Admin")
+
+    @sub.get("/users")
+    def users() -> list[str]:
+        return []
+
+    app = VelociPy()
+    app.mount("/admin", sub)
+    client = TestClient(app)
+    schema = client.get("/admin/openapi.json").json()
+    assert schema["info"]["title"] == "Admin"
+    assert list(schema["paths"]) == ["/users"]
+    assert schema["servers"] == [{"url": "/admin"}]  # FastAPI's: "Try it out" goes under it
+    assert "/admin/openapi.json" in client.get("/admin/docs").text
+    assert "/admin/docs/assets/" in client.get("/admin/docs").text
+    assert "/admin/openapi.json" in client.get("/admin/redoc").text
+    # The parent's own pages are unchanged.
+    assert "servers" not in client.get("/openapi.json").json()
+    assert (
+        '"/openapi.json"' in client.get("/docs").text
+        or "'/openapi.json'" in client.get("/docs").text
+    )

@@ -108,6 +108,7 @@ class VelociPy(Application):
                 docs_cdn=docs_cdn,
                 title=title,
                 root_path=root_path,
+                root_path_in_servers=root_path_in_servers,
             ),
         )
 
