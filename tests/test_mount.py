@@ -279,3 +279,19 @@ def test_a_mounted_apps_docs_point_under_its_mount() -> None:
         '"/openapi.json"' in client.get("/docs").text
         or "'/openapi.json'" in client.get("/docs").text
     )
+
+
+def test_a_router_carries_its_mounts_under_its_prefixes() -> None:
+    from velocipy import APIRouter
+
+    inner = APIRouter(prefix="/v1")
+    inner.mount("/raw", asgi_echo, name="raw")
+    outer = APIRouter()
+    outer.include_router(inner, prefix="/api")
+    app = VelociPy()
+    app.include_router(outer, prefix="/svc")
+    assert [mount.path for mount in app.mounts] == ["/svc/api/v1/raw"]
+    assert TestClient(app).get("/svc/api/v1/raw/x").text == "/svc/api/v1/raw/x|/svc/api/v1/raw"
+    assert app.url_path_for("raw", path="a") == "/svc/api/v1/raw/a"
+    with pytest.raises(DeclarationError, match="must start with '/'"):
+        APIRouter().mount("nope", asgi_echo)

@@ -235,6 +235,14 @@ class APIRouter(_RouteDecorators):
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
         self.declared: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+        #: Mounts as declared: `(path with the prefix, app, name)`, made on `include_router`.
+        self.mounted: list[tuple[str, Any, str | None]] = []
+
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Mount `app` under `path` (after this router's prefix) wherever the router is
+        included; see `Application.mount`."""
+        new_mount(path, app, name)  # checked now, where the mistake is
+        self.mounted.append((self.prefix + path.rstrip("/"), app, name))
 
     def add_api_route(
         self,
@@ -283,6 +291,8 @@ class APIRouter(_RouteDecorators):
             include_in_schema,
         ):
             self.add_api_route(path, endpoint, **options)
+        for path, app, name in router.mounted:  # `_included` checked the router and prefix
+            self.mount(prefix + path, app, name)
 
 
 def _included(
@@ -635,6 +645,8 @@ class Application(_RouteDecorators):
             include_in_schema,
         ):
             self.add_api_route(path, endpoint, **options)
+        for path, app, name in router.mounted:  # `_included` checked the router and prefix
+            self.mount(prefix + path, app, name)
 
     def url_path_for(self, name: str, /, **params: Any) -> str:
         """The path of the route called `name` (its handler's name unless `name=` was given).
