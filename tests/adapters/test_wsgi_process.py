@@ -97,6 +97,60 @@ def test_watching_stop_signals_needs_the_main_thread() -> None:
     assert result == [False]
 
 
+@pytest.mark.usefixtures("sigterm_restored")
+def test_after_a_stop_signal_the_drain_happens_at_its_deadline_even_without_an_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 17, defect 8: a gthread worker waits for an idle keep-alive connection up
+    # to its graceful_timeout, when its master kills it; a drain left to the exit
+    # never ran, and the task cut off was not named.
+    monkeypatch.setattr(_wsgi_process, "LOOP", LoopThread(name="watchdog-loop"))
+    monkeypatch.setattr(_wsgi_process, "_state", _wsgi_process._ProcessState())
+    drains: list[tuple[float, float]] = []
+
+    def drain_all(deadline: float) -> bool:
+        drains.append((deadline, time.monotonic()))
+        return False
+
+    monkeypatch.setattr(_wsgi_process, "drain_all", drain_all)
+    worker = _fake_worker_class()()
+    worker.cfg = type("Cfg", (), {"graceful_timeout": 1.5, "timeout": 30})()  # drain: 0.5 s
+    signal.signal(signal.SIGTERM, worker.handle_exit)
+    _wsgi_process.find_server(worker)
+    time.sleep(0.2)
+    assert drains == []  # nothing before a stop
+    os.kill(os.getpid(), signal.SIGTERM)
+    stop = _wsgi_process._current().stop_time
+    assert stop is not None
+    until = time.monotonic() + 5
+    while not drains and time.monotonic() < until:
+        time.sleep(0.01)
+    assert len(drains) == 1
+    deadline, drained_at = drains[0]
+    assert deadline == stop + 0.5
+    assert drained_at >= deadline
+    _wsgi_process.shutdown()  # the exit comes later: drained already, not again
+    assert len(drains) == 1
+
+
+@pytest.mark.usefixtures("sigterm_restored")
+def test_an_exit_that_drains_in_time_leaves_the_watchdog_nothing_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_wsgi_process, "LOOP", LoopThread(name="watchdog-loop"))
+    monkeypatch.setattr(_wsgi_process, "_state", _wsgi_process._ProcessState())
+    drains: list[float] = []
+    monkeypatch.setattr(_wsgi_process, "drain_all", lambda deadline: drains.append(deadline))
+    worker = _fake_worker_class()()
+    worker.cfg = type("Cfg", (), {"graceful_timeout": 1.5, "timeout": 30})()
+    signal.signal(signal.SIGTERM, worker.handle_exit)
+    _wsgi_process.find_server(worker)
+    os.kill(os.getpid(), signal.SIGTERM)
+    _wsgi_process.shutdown()
+    time.sleep(1.0)  # past the deadline
+    assert len(drains) == 1
+
+
 def test_drain_budget_takes_the_tighter_deadline() -> None:
     worker = _fake_worker_class()()
     worker.cfg = type("Cfg", (), {"graceful_timeout": 60, "timeout": 20})()

@@ -319,6 +319,21 @@ def test_after_the_drain_late_work_runs_in_the_caller() -> None:
     assert EVENTS == ["late"]
 
 
+def test_after_the_drain_deadline_late_work_is_abandoned_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A request the server was still finishing when the drain gave up: run in its
+    # thread, its tasks would die unnamed when the process is killed.
+    runner = TaskRunner(LOOP, threads=1)
+    assert runner.drain(time.monotonic())
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        submit(runner, "late,a-late")
+    assert EVENTS == []
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert all("for GET /run/{names} abandoned: the server stopped first" in m for m in messages)
+
+
 def test_the_drain_deadline_counts_from_the_stop_when_known(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,6 +10,15 @@ The deadline: `drain_timeout` when an adapter set one; else, inside a gunicorn
 worker, what its `graceful_timeout` and `timeout` allow (see `_wsgi_gunicorn`),
 counted from the stop signal when it was seen; else `DEFAULT_DRAIN_TIMEOUT`,
 which fits gunicorn's default `graceful_timeout` of 30 s.
+
+The deadline is kept even when the worker's own exit comes too late for it. A
+gunicorn gthread worker waits for its open connections (an idle keep-alive one
+included) for up to `graceful_timeout` before it exits, which is the moment its
+master kills it: a drain started only at exit would never run, and the tasks it
+should name would die silently. So once a stop signal is seen, a watchdog thread
+(started with the worker, waiting on an event the signal handler sets) drains at
+the deadline if the exit has not done so by then: what is unfinished is named
+while the process still lives, and later work is abandoned by name too.
 """
 
 from __future__ import annotations
@@ -64,6 +73,12 @@ class _ProcessState:
         self.worker: Any | None = None
         self.looked_for_worker = False
         self.stop_time: float | None = None
+        #: Set by the stop signal's handler: wakes the watchdog (see `_drain_at_deadline`).
+        self.stopping = threading.Event()
+        #: Held while draining, so the exit and the watchdog drain once between them.
+        self.drain_lock = threading.Lock()
+        #: Set once the runners have been drained.
+        self.drained = threading.Event()
         self.shut_down = False
         #: Lifespans entered in this process, to leave after the drain.
         self.lifespans: list[contextlib.AbstractContextManager[Any]] = []
@@ -93,6 +108,7 @@ def note_stop(when: float) -> None:
     state = _current()
     if state.stop_time is None:
         state.stop_time = when
+        state.stopping.set()
 
 
 def find_server(worker: Any | None = None) -> None:
@@ -113,7 +129,20 @@ def find_server(worker: Any | None = None) -> None:
         if worker is None or state.worker is worker:
             return
         state.worker = worker
-    _wsgi_gunicorn.watch_stop_signals(worker, note_stop)
+    if _wsgi_gunicorn.watch_stop_signals(worker, note_stop):
+        # Started now, not from the signal handler: starting a thread takes locks the
+        # interrupted main thread may hold. Setting an event does not.
+        threading.Thread(
+            target=_drain_at_deadline, args=(state,), name="velocipy-drain", daemon=True
+        ).start()
+
+
+def _drain_at_deadline(state: _ProcessState) -> None:
+    """The watchdog: after a stop signal, drain at the deadline unless the exit did first."""
+    state.stopping.wait()
+    deadline = drain_deadline(time.monotonic())
+    if not state.drained.wait(max(0.0, deadline - time.monotonic())):
+        drain(deadline)
 
 
 def drain_deadline(now: float) -> float:
@@ -146,6 +175,19 @@ def _report_unfinished(apps: list[Application], deadline: float) -> None:
             app.tasks.log_every_name(logger)
 
 
+def drain(deadline: float) -> None:
+    """Drain every task runner until `deadline`, once per process (the exit or the watchdog)."""
+    state = _current()
+    with state.drain_lock:
+        if state.drained.is_set():
+            return
+        try:
+            _report_unfinished(list(state.apps), deadline)
+            drain_all(deadline)
+        finally:
+            state.drained.set()
+
+
 def has_lifespan(app: Application) -> bool:
     """Whether `app` has startup or shutdown code to run."""
     if app.lifespan is not None or app.on_startup or app.on_shutdown:
@@ -176,10 +218,8 @@ def shutdown() -> None:
             return
         state.shut_down = True
     deadline = drain_deadline(time.monotonic())
-    apps = list(state.apps)
     try:
-        _report_unfinished(apps, deadline)
-        drain_all(deadline)
+        drain(deadline)
         while state.lifespans:
             try:
                 state.lifespans.pop().__exit__(None, None, None)

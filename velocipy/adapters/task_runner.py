@@ -40,11 +40,14 @@ Limits and policy:
   together; 1,000 by default) comes first: once a submission leaves the app at
   it, the runner is `paused`, and the adapter makes each server thread wait in
   `wait_for_room` before it serves its next request, until tasks finish.
-- `drain(deadline)` (at process exit) stops taking new work, waits until every
-  queued and running exchange is done or `deadline` passes, then logs by name
-  every task it abandons: the tasks of exchanges never started, the task still
-  running (a thread cannot be interrupted; it dies with the process) and those
-  after it, which are marked abandoned so the exchange skips them.
+- `drain(deadline)` (at process exit, or at the deadline itself: see
+  `_wsgi_process`) stops taking new work, waits until every queued and running
+  exchange is done or `deadline` passes, then logs by name every task it
+  abandons: the tasks of exchanges never started, the task still running (a
+  thread cannot be interrupted; it dies with the process) and those after it,
+  which are marked abandoned so the exchange skips them. Work submitted after
+  the deadline (a request the server was still finishing) is abandoned by name
+  too; before it, it runs in the submitting thread.
 """
 
 from __future__ import annotations
@@ -233,6 +236,7 @@ class TaskRunner:
         self._limiter: anyio.CapacityLimiter | None = None
         self._pending = 0  # queued + running, threads and loop
         self._draining = False
+        self._deadline = float("inf")  # the drain's, once it has begun
         self._closed = False
         self._overflow = 0
         self._last_warning = -WARN_EVERY
@@ -264,8 +268,7 @@ class TaskRunner:
                 break
         else:
             if not self._submit_to_loop(job):
-                self._overflowed()
-                job.run(self._run_coroutine)
+                self._run_here(job)
             return
         with self._lock:
             if not self._draining and self._queued < self.queue_size:
@@ -275,7 +278,19 @@ class TaskRunner:
                 if self._queued > self._idle and len(self._workers) < self.threads:
                     self._add_workers()
                 return
-        self._overflowed()
+        self._run_here(job)
+
+    def _run_here(self, job: Job) -> None:
+        """No room for `job`, or the runner is draining: run it in the calling thread.
+
+        Past the drain's deadline its tasks are abandoned by name instead (the
+        process is about to be killed; run here they would die unnamed): the
+        exchange then only runs its dependencies' cleanup.
+        """
+        if not self._draining:
+            self._overflowed()
+        elif time.monotonic() >= self._deadline:
+            job.abandon()
         job.run(self._run_coroutine)
 
     def wait_for_room(self, registry: TaskRegistry) -> None:
@@ -467,14 +482,16 @@ class TaskRunner:
     def drain(self, deadline: float) -> bool:
         """Finish queued and running exchanges until `deadline` (`time.monotonic()`).
 
-        Afterwards the runner takes no more work (late submissions run in the
-        caller). Tasks not finished by the deadline are logged by name.
+        Afterwards the runner takes no more work: late submissions run in the
+        caller, or, past the deadline, are abandoned. Tasks not finished by the
+        deadline are logged by name.
 
         Returns:
             True if everything finished; False if some tasks were abandoned.
         """
         with self._state:
             self._draining = True
+            self._deadline = deadline
             # Every thread the backlog can use, now: finishing within the deadline
             # matters more at exit than sparing the GIL a few thread switches.
             self._grow()
