@@ -1,5 +1,6 @@
 """The `velocipy` command: `velocipy run MODULE:APP` serves an app (also `python -m velocipy`).
 
+MODULE:APP is a VelociPy app or any ASGI 3 app (Starlette, a bare function).
 The built-in HTTP/1.1 server is the default; `--server uvicorn` and `--server
 gunicorn` hand the app to those servers instead (imported only when asked
 for). Every mistake on the command line (a bad flag value, a module or
@@ -588,7 +589,15 @@ def _run_builtin(options: argparse.Namespace) -> int:
         ssl_context(config)  # a missing file or a wrong password: say so before serving
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot use the TLS certificate: {error}") from None
-    app = load_app(options.target)
+    app = load_app(options.target, require_velocipy=False)
+    from velocipy.core import Application
+    from velocipy.server._asgi_host import is_asgi_app
+
+    if not isinstance(app, Application) and not is_asgi_app(app):
+        raise UsageError(
+            f"{options.target} is neither a VelociPy application nor an ASGI app "
+            f"(it is {type(app).__name__})"
+        )
     sock = _listen(options)
     url = describe(sock, "https" if config.ssl_certfile else "http")
 

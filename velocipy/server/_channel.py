@@ -2,9 +2,10 @@
 
 `open_channel(sock, write_timeout)` wraps an accepted socket as what
 `HTTPConnection` reads requests from and writes responses to. Two kinds, with
-the same three coroutines and errors (`receive` raises `anyio.EndOfStream` once
+the same coroutines and errors (`receive` raises `anyio.EndOfStream` once
 the peer has finished sending; `receive` and `send` raise
-`anyio.BrokenResourceError` once the connection is lost):
+`anyio.BrokenResourceError` once the connection is lost; `wait_closed`, used
+for an ASGI app's `http.disconnect`, returns once the peer is gone):
 
 - `TransportChannel`, on asyncio (plain or uvloop): an `asyncio.Protocol` of our
   own on the socket's transport. anyio's socket stream pauses the transport's
@@ -55,6 +56,10 @@ class Channel(Protocol):
 
     async def aclose(self) -> None:
         """Close the connection at once; never raises."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Return once the peer has closed or reset the connection (no bytes are consumed)."""
         ...
 
 
@@ -118,6 +123,11 @@ class StreamChannel:
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self._stream)
 
+    async def wait_closed(self) -> None:
+        # A stream cannot be watched without reading from it: here (trio) a peer that
+        # left is only noticed when a write to it fails.
+        await anyio.sleep_forever()
+
 
 class TransportChannel(asyncio.Protocol):
     """Our own asyncio protocol on the socket's transport; see the module docstring."""
@@ -136,6 +146,7 @@ class TransportChannel(asyncio.Protocol):
         "_drain_waiter",
         "_writing_paused",
         "_tls",
+        "_close_waiter",
     )
 
     def __init__(
@@ -154,6 +165,7 @@ class TransportChannel(asyncio.Protocol):
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
+        self._close_waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -174,6 +186,7 @@ class TransportChannel(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
+        self._wake_close_waiter()
         # Keep the transport open: the response may still be written (TLS has no half-close).
         return not self._tls
 
@@ -182,6 +195,7 @@ class TransportChannel(asyncio.Protocol):
         if exc is not None:
             self._error = exc
         self._wake_reader()
+        self._wake_close_waiter()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -197,6 +211,11 @@ class TransportChannel(asyncio.Protocol):
 
     def _wake_reader(self) -> None:
         waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_close_waiter(self) -> None:
+        waiter = self._close_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -255,6 +274,15 @@ class TransportChannel(asyncio.Protocol):
     def _write_timed_out(self) -> None:
         # Drop what is buffered and the connection; connection_lost wakes the writer.
         self._transport.abort()
+
+    async def wait_closed(self) -> None:
+        # The peer's end of input counts: as under uvicorn, a client that shut its
+        # sending side is taken to be gone (`http.disconnect` for an ASGI app).
+        while not (self._lost or self._eof):
+            waiter = self._close_waiter
+            if waiter is None or waiter.done():
+                waiter = self._close_waiter = self._loop.create_future()
+            await waiter
 
     async def aclose(self) -> None:
         transport = self._transport

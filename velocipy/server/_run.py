@@ -18,8 +18,6 @@ from typing import Any
 
 import anyio
 
-from velocipy.core import Application
-
 from ._config import LOOPS, ServerConfig
 from ._server import Server
 
@@ -48,7 +46,7 @@ def backend_for(loop: str) -> tuple[str, dict[str, Any]]:
 
 
 def run_server(
-    app: Application,
+    app: Any,
     config: ServerConfig,
     sock: socket.socket,
     *,
@@ -56,7 +54,7 @@ def run_server(
     ready: Callable[[], None] | None = None,
     parent: int | None = None,
 ) -> int:
-    """Serve `app` on `sock` until SIGINT/SIGTERM; return the exit code (0 on a clean stop).
+    """Serve `app` (VelociPy or ASGI) on `sock` until SIGINT/SIGTERM; return the exit code.
 
     `parent`: in a worker process, its master's pid (see `Server.serve`).
     """

@@ -26,7 +26,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -37,6 +37,7 @@ from velocipy.adapters._gc import startup_objects_frozen
 from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 from velocipy.core._tasks import TaskState
 
+from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
 from ._channel import open_channel
 from ._config import ServerConfig
 from ._connection import IDLE
@@ -111,26 +112,27 @@ class Server:
     """The built-in HTTP/1.1 server for one application.
 
     Args:
-        app: The VelociPy application to serve.
+        app: The application to serve: a VelociPy app, or any ASGI 3 app.
         config: Limits and timeouts (see `ServerConfig`).
     """
 
-    def __init__(self, app: Application, config: ServerConfig | None = None) -> None:
-        if app.needs_asgi:
-            # The server drives the core directly; pure ASGI middleware and mounted ASGI
-            # apps only run behind the ASGI entry point (`velocipy.adapters.asgi.asgi_entry`).
-            # Never skip them: refuse, naming them.
-            asgi = app.asgi_middleware
-            if asgi:
-                names = ", ".join(getattr(m, "__name__", repr(m)) for m, _, _ in asgi)
-                raise DeclarationError(
-                    f"the app has ASGI middleware ({names}): serve it with an ASGI server "
-                    "(uvicorn), or use VelociPy's own middleware"
-                )
-        app.check_servable("core")  # a mounted ASGI or WSGI app: refused, naming the mount
-        self.app = app
+    def __init__(self, app: Any, config: ServerConfig | None = None) -> None:
         self.config = config = config or ServerConfig()
         config.validate()
+        #: The app the connections ask for exchanges: a bare VelociPy app itself (the
+        #: direct path to the core), or anything else behind an `ASGIHost`: a plain
+        #: ASGI app, or a VelociPy app that needs its ASGI entry (`app.needs_asgi`).
+        self.app: Application = app
+        self.asgi: ASGIHost | None = None
+        if needs_host(app):
+            if not is_asgi_app(app):
+                raise DeclarationError(f"{app!r} is neither a VelociPy app nor an ASGI app")
+            if isinstance(app, Application):
+                app.check_servable("asgi")  # a mounted WSGI app cannot be: refused, named
+            self.asgi = ASGIHost(app, self)
+            self.app = cast(Application, self.asgi)
+        else:
+            app.check_servable("core")  # a mounted WSGI app: refused, naming the mount
         self.max_body_size = config.max_body_size
         self.server_header = config.server_header.encode("latin-1")
         self.access_log = config.access_log
@@ -152,7 +154,11 @@ class Server:
         #: Requests still to serve before stopping (`limit_max_requests`); None: no limit.
         self.requests_left = config.limit_max_requests
         #: The class serving one socket: h11's or httptools' (see `protocols`).
-        self.connection_class = connection_class(config.http)
+        self.connection_class = (
+            connection_class(config.http)
+            if self.asgi is None
+            else asgi_connection_class(config.http)
+        )
         #: Connections open right now.
         self.connections: set[Connection] = set()
         #: True once a stop has begun: no new requests are read.
@@ -162,10 +168,11 @@ class Server:
         #: True while the app's tasks in flight are at `max_tasks_in_flight`: no
         #: connection is accepted and no request read until some finish.
         self.paused = False
-        self._task_counts = app.tasks
+        tasks = self.app.tasks
+        self._task_counts = tasks
         # Read per flow, so kept at hand: the bound, and the registry's counts by state.
-        self._max_in_flight = app.tasks.max_in_flight
-        self._counts = app.tasks.counts
+        self._max_in_flight = tasks.max_in_flight
+        self._counts = tasks.counts
         self._room: anyio.Event | None = None
         self.exit_code = EXIT_OK
         self._stop: anyio.Event | None = None

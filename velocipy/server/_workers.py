@@ -21,8 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from types import FrameType
-
-from velocipy.core import Application
+from typing import Any
 
 from ._config import ServerConfig
 from ._run import run_server
@@ -37,7 +36,7 @@ MAX_QUICK_DEATHS = 5
 
 
 def run_workers(
-    app: Application,
+    app: Any,
     config: ServerConfig,
     sock: socket.socket,
     *,
@@ -107,7 +106,7 @@ def run_workers(
 
 
 def _spawn(
-    app: Application,
+    app: Any,
     config: ServerConfig,
     sock: socket.socket,
     loop: str,

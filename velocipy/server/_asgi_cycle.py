@@ -1,0 +1,395 @@
+"""One request to an ASGI application on the built-in server: its `receive`, `send` and response.
+
+Theory of operation. The connection serves every request the same way: it
+asks the server's app for an exchange, drives it to a `Respond`, writes that
+response with its parser's framing (h11 or httptools), then resumes the
+exchange. For an ASGI app the exchange is an `ASGICycle`, so everything the
+connection does (limits, timeouts, the minimum body rate, 100-continue, keep-alive,
+draining an unread body, Date/Server headers, the access log, graceful stops) holds
+for ASGI apps without a second copy of it. Two tasks share the cycle:
+
+- the *app task* runs `app(scope, receive, send)`. The server starts it as one of
+  its background flows, so it may run on after the response (Starlette's
+  background tasks do) while the connection serves its next request, and a
+  graceful stop waits for it like for any background task;
+- the *connection task* drives the cycle: `start()` is a call that waits until the
+  app has sent `http.response.start` (or failed, or returned); the response's
+  body is an async iterator of what the app sends with `more_body`.
+
+Only the connection task reads the socket. When the app calls `receive()` it
+asks, and the connection task reads the next piece of the body (through the
+connection's own body reader) wherever it is waiting: before the response or
+between two body chunks. So the body is read only as fast as the app consumes it
+(flow control: the channel stops reading the socket past its high-water mark),
+and once the response is complete nothing of this request reads any more.
+
+As uvicorn: `receive()` gives `http.disconnect` once the response is complete,
+or once the client is gone; waiting after the whole body was received, it
+returns when the peer closes the connection. `send()` after a disconnect is
+ignored; a message out of order raises `RuntimeError`. An app that fails or
+returns before `http.response.start` gets a 500 (connection closed); after it,
+the connection is closed mid-response. The last body message returns only once
+the response has been handed to the kernel, so whatever the app does after it
+(background work) starts after the client has its response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from velocipy.core import (
+    BodyTooLarge,
+    Call,
+    ClientDisconnected,
+    ClientError,
+    Done,
+    RequestHead,
+    Respond,
+    StreamBody,
+)
+
+from ._wire import reason
+
+if TYPE_CHECKING:
+    from ._asgi_host import ASGIHost
+
+logger = logging.getLogger("velocipy.server")
+
+Message = MutableMapping[str, Any]
+
+#: Bytes the app may have sent and the connection not yet written before `send` waits.
+WRITE_HIGH_WATER = 64 * 1024
+
+#: Most bytes asked of the body reader at once (it returns what has arrived, up to this).
+READ_SIZE = 64 * 1024
+
+_DONE = Done()
+_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+_CLOSE = (b"connection", b"close")
+
+#: The cycle's phases, as the connection sees them.
+WAITING, RESPONDING, OVER = 0, 1, 2
+
+
+class ASGIHead(RequestHead):
+    """A request head that also carries its connection and raw path, for the ASGI scope."""
+
+    __slots__ = ("connection", "raw_path")
+    connection: Any
+    raw_path: bytes
+
+    @classmethod
+    def of(cls, head: RequestHead, connection: Any, raw_path: bytes) -> ASGIHead:
+        made = cls(
+            head.method,
+            head.path,
+            head.query_string,
+            head.headers,
+            head.http_version,
+            head.scheme,
+            head.client,
+            head.server,
+            head.root_path,
+        )
+        made.connection = connection
+        made.raw_path = raw_path
+        return made
+
+
+class ASGICycle:
+    """One request and its response between an ASGI app and a connection (see the docstring).
+
+    To the connection it is an exchange (`start`, `send`, `throw`, `head`); to the app
+    it is `receive` and `send` (as `app_send`).
+    """
+
+    __slots__ = (
+        "host",
+        "head",
+        "connection",
+        "phase",
+        "status",
+        "headers",
+        "chunks",
+        "queued",
+        "final",
+        "complete",
+        "disconnected",
+        "app_done",
+        "wanted",
+        "piece",
+        "request_complete",
+        "has_body",
+        "received",
+        "read_error",
+        "is_head",
+        "_connection_waiter",
+        "_app_waiter",
+    )
+
+    def __init__(self, host: ASGIHost, head: ASGIHead) -> None:
+        self.host = host
+        self.head = head
+        self.connection = head.connection
+        self.phase = WAITING
+        #: The response's status and headers, once the app sent `http.response.start`.
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        #: Body bytes the app sent that the connection has not written yet.
+        self.chunks: deque[bytes] = deque()
+        self.queued = 0
+        #: The app sent its last body message (`more_body` false).
+        self.final = False
+        #: The connection has written the whole response.
+        self.complete = False
+        #: The client is gone (or the response could not be written): the app is told so.
+        self.disconnected = False
+        self.app_done = False
+        #: The app waits in `receive()` for the next piece of the body.
+        self.wanted = False
+        self.piece: tuple[bytes, bool] | None = None
+        #: The app has had its last `http.request` message.
+        self.request_complete = False
+        self.has_body = _has_body(head.headers)
+        self.received = 0
+        #: Why the body could not be read (too large, too slow, malformed), if so.
+        self.read_error: ClientError | None = None
+        self.is_head = head.method == "HEAD"
+        self._connection_waiter: anyio.Event | None = None
+        self._app_waiter: anyio.Event | None = None
+
+    # -- the exchange, as the connection drives it ------------------------------------------
+
+    def start(self) -> Call:
+        """The first effect: wait (on the connection's task) until the response can begin."""
+        return Call(self._until_response, (), {}, True, "handler")
+
+    def send(self, value: Any) -> Respond | Done:
+        """Resume: after the wait, the response to send; after the response, the end."""
+        if self.phase == WAITING:
+            self.phase = RESPONDING
+            return self._respond()
+        self.phase = OVER
+        self.complete = True
+        self._wake_app()
+        return _DONE
+
+    def throw(self, error: BaseException) -> Done:
+        """The wait failed (client gone, server stopping), or the response was not delivered."""
+        self.disconnected = True
+        self._wake_app()
+        if self.phase == WAITING:
+            self.phase = OVER
+            raise error
+        self.phase = OVER
+        return _DONE
+
+    def close(self) -> None:
+        """Nothing to release: the app task is the server's to finish or cancel."""
+
+    async def _until_response(self) -> None:
+        self.host.start_app(self)
+        while self.status is None and not self.app_done and self.read_error is None:
+            if self.wanted:
+                await self._read()
+            else:
+                await self._wait_for_app()
+
+    def _respond(self) -> Respond:
+        connection = self.connection
+        status = self.status
+        if status is None:
+            # Nothing to send of the app's: it failed or returned first (logged by the
+            # app task), or the body could not be read. From here the app is told the
+            # client is gone, and whatever it sends is dropped.
+            self.disconnected = True
+            self._wake_app()
+            error = self.read_error
+            connection.close_after = True
+            if error is not None:
+                return Respond(error.status_code, [_PLAIN, _CLOSE], reason(error.status_code))
+            return Respond(500, [_PLAIN, _CLOSE], b"Internal Server Error")
+        headers = self.headers
+        for name, value in headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                connection.close_after = True  # the app's word: both parsers honour it
+        if self.final:
+            # The whole body is here already (the usual case): one write, head and body.
+            chunks = self.chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self.queued = 0
+            return Respond(status, headers, body)
+        return Respond(status, headers, b"", StreamBody(self._body(), True))
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        """The response body as the app sends it; serves the app's reads meanwhile."""
+        chunks = self.chunks
+        while True:
+            if chunks:
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(_take(chunks))
+                self.queued = 0
+                self._wake_app()  # if it waits for room to send more
+                yield data
+            elif self.final:
+                return
+            elif self.app_done or self.disconnected:
+                # The app failed or returned mid-response: the client cannot be given a
+                # complete response, so the connection is closed (as uvicorn does).
+                raise anyio.BrokenResourceError("the ASGI app did not complete its response")
+            elif self.wanted:
+                await self._read()
+                if self.read_error is not None:
+                    raise anyio.BrokenResourceError("the request body could not be read")
+            else:
+                await self._wait_for_app()
+
+    async def _read(self) -> None:
+        """Read the next piece of the body for the app (on the connection's task)."""
+        connection = self.connection
+        limit = self.host.max_body_size
+        try:
+            piece = await connection.read_body(limit, READ_SIZE)
+            if type(piece) is bytes:  # a body-less request: the reader says so at once
+                piece = (piece, False)
+            self.received += len(piece[0])
+            if self.received > limit:
+                connection.close_after = True
+                raise BodyTooLarge(limit)
+        except ClientError as error:
+            self.read_error = error
+            self.disconnected = True
+        except ClientDisconnected:
+            self.disconnected = True
+            raise
+        else:
+            self.piece = piece
+        finally:
+            self.wanted = False
+            self._wake_app()
+
+    # -- the app's side ---------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """ASGI `receive`: the next `http.request` piece, or `http.disconnect`."""
+        if self.complete or self.disconnected:
+            return {"type": "http.disconnect"}
+        if self.request_complete:
+            await self._until_disconnect()
+            return {"type": "http.disconnect"}
+        if not self.has_body:
+            self.request_complete = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.wanted = True
+        self._wake_connection()
+        while self.wanted and not self.disconnected and not self.complete:
+            await self._wait_for_connection()
+        piece = self.piece
+        if piece is None:
+            return {"type": "http.disconnect"}
+        self.piece = None
+        data, more = piece
+        if not more:
+            self.request_complete = True
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    async def app_send(self, message: Message) -> None:
+        """ASGI `send`: `http.response.start`, then `http.response.body` messages."""
+        kind = message["type"]
+        if self.disconnected:
+            return  # as uvicorn: a client that left gets nothing, the app is not stopped
+        if self.status is None:
+            if kind != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got {kind!r}."
+                )
+            status = message["status"]
+            if type(status) is not int or not 100 <= status <= 999:
+                raise RuntimeError(f"Invalid ASGI response status {status!r}.")
+            headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+            self.headers = headers
+            self.status = status
+            self._wake_connection()
+            return
+        if self.final:
+            raise RuntimeError(
+                f"Unexpected ASGI message {kind!r} sent, after response already completed."
+            )
+        if kind != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
+        body = message.get("body", b"")
+        if body and not self.is_head:  # HEAD: the app's body is dropped, its headers kept
+            self.chunks.append(bytes(body))
+            self.queued += len(body)
+        if not message.get("more_body", False):
+            self.final = True
+            self._wake_connection()
+            while not self.complete and not self.disconnected:
+                await self._wait_for_connection()
+            return
+        self._wake_connection()
+        while self.queued > WRITE_HIGH_WATER and not self.disconnected:
+            await self._wait_for_connection()
+
+    async def _until_disconnect(self) -> None:
+        """Wait (in `receive`) until the response is complete or the client has gone."""
+        channel = self.connection.channel
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                await channel.wait_closed()
+                self.disconnected = True
+                self._wake_app()
+
+            group.start_soon(watch)
+            while not self.complete and not self.disconnected:
+                await self._wait_for_connection()
+            group.cancel_scope.cancel()
+
+    def app_finished(self) -> None:
+        """The app task is over (returned, failed or cancelled)."""
+        self.app_done = True
+        self._wake_connection()
+
+    # -- waking each other ------------------------------------------------------------------
+
+    async def _wait_for_app(self) -> None:
+        waiter = self._connection_waiter = anyio.Event()
+        await waiter.wait()
+
+    async def _wait_for_connection(self) -> None:
+        waiter = self._app_waiter
+        if waiter is None:
+            waiter = self._app_waiter = anyio.Event()
+        await waiter.wait()
+
+    def _wake_connection(self) -> None:
+        waiter = self._connection_waiter
+        if waiter is not None:
+            self._connection_waiter = None
+            waiter.set()
+
+    def _wake_app(self) -> None:
+        waiter = self._app_waiter
+        if waiter is not None:
+            self._app_waiter = None
+            waiter.set()
+
+
+def _has_body(headers: Any) -> bool:
+    """Whether the request announces a body (its framing was checked with the head)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _take(chunks: deque[bytes]) -> list[bytes]:
+    taken = list(chunks)
+    chunks.clear()
+    return taken

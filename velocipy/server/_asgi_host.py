@@ -1,0 +1,295 @@
+"""Any ASGI 3 application on the built-in server: `velocipy run module:asgi_app`.
+
+`ASGIHost` stands where the server expects a VelociPy app: it gives the server
+the lifespan (ASGI's `lifespan` protocol), the background-task counts it drains
+at a stop, and, per request, an `ASGICycle` as the exchange (see
+`_asgi_cycle`). It serves a plain ASGI app (Starlette, a bare function) and a
+VelociPy app that needs its ASGI entry point (`app.needs_asgi`: pure ASGI
+middleware such as OpenTelemetry's or Sentry's); a bare VelociPy app is never
+wrapped, it keeps the direct path to the core.
+
+The connections are the usual ones (h11 or httptools) with one difference,
+made by subclassing: their request head also carries the connection and the
+raw path, which the cycle needs for the scope and for reading the body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
+
+import anyio
+import anyio.abc
+
+from velocipy.core import Application, Call, Done, Exchange, RequestHead
+from velocipy.core._registry import TaskRegistry
+
+from ._asgi_cycle import ASGICycle, ASGIHead
+
+if TYPE_CHECKING:
+    import h11
+
+    from ._server import Server
+    from .protocols import ConnectionClass
+
+logger = logging.getLogger("velocipy.server")
+
+Message = MutableMapping[str, Any]
+
+#: `max_body_size=None` on the server: no limit of its own for an ASGI app's body.
+NO_LIMIT = 1 << 62
+
+_DONE = Done()
+
+
+class StartupFailed(RuntimeError):
+    """The app answered `lifespan.startup` with `lifespan.startup.failed`."""
+
+
+class ShutdownFailed(RuntimeError):
+    """The app answered `lifespan.shutdown` with `lifespan.shutdown.failed`."""
+
+
+def is_asgi_app(app: Any) -> bool:
+    """Whether `app` can be called as an ASGI 3 application: `app(scope, receive, send)`."""
+    return callable(app) and not isinstance(app, type)
+
+
+def needs_host(app: Any) -> bool:
+    """Whether the server must serve `app` through ASGI (anything but a bare VelociPy app)."""
+    return not isinstance(app, Application) or app.needs_asgi
+
+
+class ASGIHost:
+    """An ASGI application as the server's app (see the module docstring).
+
+    Args:
+        app: The ASGI 3 callable: a plain ASGI app, or a VelociPy app (its own
+            `__call__` is its ASGI entry, inside its pure ASGI middleware).
+        server: The server it runs in (to start each app call as a background flow).
+    """
+
+    def __init__(self, app: Any, server: Server) -> None:
+        self.app = app
+        self.server = server
+        #: What the server drains at a stop: a VelociPy app's own tasks, or none.
+        self.tasks = app.tasks if isinstance(app, Application) else TaskRegistry()
+        #: The lifespan's state: filled by the app at startup, copied into every request.
+        self.state: dict[str, Any] = {}
+        size = server.config.max_body_size
+        self.max_body_size = NO_LIMIT if size is None else size
+
+    def exchange(self, head: RequestHead) -> Exchange:
+        """The exchange the connection drives for one request: an `ASGICycle`.
+
+        It has everything of `Exchange` the connection and the drivers use (`start`,
+        `send`, `throw`, `close`, `head`), so the connection serves both alike.
+        """
+        return cast(Exchange, ASGICycle(self, cast(ASGIHead, head)))
+
+    def start_app(self, cycle: ASGICycle) -> None:
+        """Run `app(scope, receive, send)` for `cycle` as one of the server's background flows."""
+        run = Call(self._call_app, (cycle,), {}, True, "asgi")
+        self.server.start_flow(cast(Exchange, _AppCall(cycle.head)), run)
+
+    async def _call_app(self, cycle: ASGICycle) -> None:
+        head = cycle.head
+        root = head.root_path
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": head.http_version,
+            "server": head.server,
+            "client": head.client,
+            "scheme": head.scheme,
+            "method": head.method,
+            # The full path, root included, as the ASGI spec asks (and uvicorn does).
+            "root_path": root,
+            "path": root + head.path if root else head.path,
+            "raw_path": root.encode("latin-1") + head.raw_path if root else head.raw_path,
+            "query_string": head.query_string,
+            "headers": head.headers,
+            "state": self.state.copy(),
+        }
+        try:
+            result = await self.app(scope, cycle.receive, cycle.app_send)
+        except BaseException as error:
+            if isinstance(error, anyio.get_cancelled_exc_class()):
+                raise  # the server stopping: it logs what it cancels
+            logger.error("Exception in ASGI application", exc_info=error)
+        else:
+            if result is not None:
+                logger.error("ASGI callable should return None, but returned %r.", result)
+            elif cycle.status is None and not cycle.disconnected:
+                logger.error("ASGI callable returned without starting response.")
+            elif not cycle.final and not cycle.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+        finally:
+            cycle.app_finished()
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self) -> AsyncIterator[None]:
+        """ASGI's `lifespan` protocol around serving (see `Lifespan`).
+
+        A failure is raised once the lifespan's task group is left, so the server
+        sees the app's own message rather than a group of exceptions.
+        """
+        lifespan = Lifespan(self.app, self.state)
+        async with anyio.create_task_group() as group:
+            group.start_soon(lifespan.run)
+            failure: RuntimeError | None = await lifespan.startup()
+            if failure is None:
+                try:
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        failure = await lifespan.shutdown()
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+
+class _AppCall:
+    """The exchange the server's flow drives for an app call: one call, then done."""
+
+    __slots__ = ("head",)
+    app = None
+
+    def __init__(self, head: RequestHead) -> None:
+        self.head = head
+
+    def send(self, value: Any) -> Done:
+        return _DONE
+
+    def throw(self, error: BaseException) -> Done:
+        raise error
+
+
+class Lifespan:
+    """The server's side of ASGI's `lifespan` protocol, as uvicorn's `--lifespan auto`.
+
+    `run` calls the app with the `lifespan` scope. `startup` sends
+    `lifespan.startup` and waits for the answer: `lifespan.startup.failed` gives
+    `StartupFailed` (the server then exits without serving); an app that raises
+    before answering does not support the protocol, and is served without it
+    (as is one that returns without a word). `shutdown` does the same for
+    `lifespan.shutdown`.
+    """
+
+    def __init__(self, app: Any, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+        self._to_app, self._app_inbox = anyio.create_memory_object_stream[Message](2)
+        self._from_app, self._replies = anyio.create_memory_object_stream[Message](2)
+        self.answered = False
+        self.ended = False
+
+    async def run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._app_inbox.receive, self._app_send)
+        except BaseException as error:
+            if isinstance(error, anyio.get_cancelled_exc_class()):
+                raise
+            if not self.answered:
+                logger.info("ASGI 'lifespan' protocol appears unsupported.")
+            else:
+                logger.error("Exception in 'lifespan' protocol", exc_info=error)
+        finally:
+            self.ended = True
+            self._from_app.close()
+
+    async def _app_send(self, message: Message) -> None:
+        self.answered = True
+        await self._from_app.send(message)
+
+    async def _ask(self, kind: str) -> Message | None:
+        if self.ended:
+            return None
+        await self._to_app.send({"type": kind})
+        try:
+            return await self._replies.receive()
+        except anyio.EndOfStream:
+            return None  # the app's lifespan ended (or never supported the protocol)
+
+    async def startup(self) -> StartupFailed | None:
+        """Send `lifespan.startup`; return the failure, if the app reports one."""
+        logger.info("Waiting for application startup.")
+        reply = await self._ask("lifespan.startup")
+        if reply is not None:
+            kind = reply.get("type")
+            if kind == "lifespan.startup.failed":
+                return StartupFailed(reply.get("message", "") or "lifespan.startup.failed")
+            if kind != "lifespan.startup.complete":
+                return StartupFailed(f"unexpected lifespan message {kind!r}")
+        logger.info("Application startup complete.")
+        return None
+
+    async def shutdown(self) -> ShutdownFailed | None:
+        """Send `lifespan.shutdown`; return the failure, if the app reports one."""
+        logger.info("Waiting for application shutdown.")
+        reply = await self._ask("lifespan.shutdown")
+        if reply is not None:
+            kind = reply.get("type")
+            if kind == "lifespan.shutdown.failed":
+                return ShutdownFailed(reply.get("message", "") or "lifespan.shutdown.failed")
+            if kind != "lifespan.shutdown.complete":
+                return ShutdownFailed(f"unexpected lifespan message {kind!r}")
+        logger.info("Application shutdown complete.")
+        return None
+
+
+# -- the connections: the usual ones, whose heads carry what the scope needs -----------------
+
+
+def _raw_path(target: bytes, head: RequestHead) -> bytes:
+    if target[:1] == b"/":
+        at = target.find(b"?")
+        return target if at < 0 else target[:at]
+    # An absolute-form target (`GET http://host/path`): its path, encoded again.
+    return quote(head.path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+
+
+_classes: dict[str, ConnectionClass] = {}
+
+
+def asgi_connection_class(http: str) -> ConnectionClass:
+    """The connection class serving ASGI apps with the parser `http` (see `protocols`)."""
+    from .protocols import resolve_http
+
+    parser = resolve_http(http)
+    made = _classes.get(parser)
+    if made is not None:
+        return made
+    if parser == "httptools":
+        from .protocols.httptools import HttptoolsConnection
+
+        class ASGIHttptoolsConnection(HttptoolsConnection):
+            __slots__ = ()
+
+            def _request_head(self, method: str, version: bytes) -> RequestHead:
+                head = super()._request_head(method, version)
+                return ASGIHead.of(head, self, _raw_path(self.url, head))
+
+        made = _classes[parser] = ASGIHttptoolsConnection
+    else:
+        from ._connection import HTTPConnection
+
+        class ASGIHTTPConnection(HTTPConnection):
+            __slots__ = ()
+
+            def _request_head(
+                self, event: h11.Request, headers: list[tuple[bytes, bytes]]
+            ) -> RequestHead:
+                head = super()._request_head(event, headers)
+                return ASGIHead.of(head, self, _raw_path(bytes(event.target), head))
+
+        made = _classes[parser] = ASGIHTTPConnection
+    return made
