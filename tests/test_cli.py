@@ -39,7 +39,10 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
     [
         (["run", "no_such_module_xyz:app"], ["no_such_module_xyz"]),
         (["run", "tests.conformance.app:nope"], ["has no attribute 'nope'"]),
-        (["run", "tests.conformance.app:EVENTS"], ["neither a VelociPy application nor an ASGI app"]),
+        (
+            ["run", "tests.conformance.app:EVENTS"],
+            ["neither a VelociPy application nor an ASGI app"],
+        ),
         (["run", "tests.conformance.app"], ["MODULE:APP"]),
         (["run", "tests.conformance.app:app", "--port", "http"], ["--port", "http"]),
         (["run", "tests.conformance.app:app", "--port", "70000"], ["65535"]),
