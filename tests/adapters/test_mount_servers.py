@@ -1,5 +1,5 @@
-"""Foreign mounts on real servers: an ASGI app under uvicorn, a WSGI app under gunicorn,
-and each refused, by name, where it cannot be served (never silently skipped)."""
+"""Foreign mounts on real servers: an ASGI app under uvicorn and the built-in server, a WSGI
+app under gunicorn, and each refused, by name, where it cannot be served (never skipped)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.asgi_spec.conftest import serving
 from tests.conformance.drivers.gunicorn_sync import gunicorn_process
 from tests.conformance.drivers.uvicorn_h11 import uvicorn_process
 from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
@@ -15,8 +16,10 @@ from tests.support.servers import PYTHON, ServerProcess, free_port, run_server
 APP = "tests.adapters.mount_servers_app"
 
 
-def test_uvicorn_serves_asgi_mounts_with_starlettes_root_path() -> None:
-    with uvicorn_process(f"{APP}:asgi_parent", "h11") as server:
+@pytest.mark.parametrize("name", ["uvicorn-h11", "velocipy-h11", "velocipy-httptools"])
+def test_asgi_mounts_are_served_with_starlettes_root_path(name: str) -> None:
+    # The built-in server serves such an app through its ASGI entry (`app.needs_asgi`).
+    with serving(name, f"{APP}:asgi_parent") as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             where = client.get("/starlette/where").json()
             assert where["path"] == "/starlette/where"
