@@ -294,3 +294,32 @@ def test_a_router_carries_its_mounts_under_its_prefixes() -> None:
     assert app.url_path_for("raw", path="a") == "/svc/api/v1/raw/a"
     with pytest.raises(DeclarationError, match="must start with '/'"):
         APIRouter().mount("nope", asgi_echo)
+
+
+def test_a_mounted_app_with_asgi_middleware_is_served_through_its_asgi_entry() -> None:
+    class Stamp:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            async def stamped(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message["headers"], (b"x-stamp", b"1")]
+                await send(message)
+
+            await self.app(scope, receive, stamped)
+
+    events: list[str] = []
+    sub = make_sub(events)
+    app = VelociPy()
+    app.mount("/api", sub)
+    sub.add_middleware(Stamp)  # added after mounting: still found, never skipped
+    assert app.needs_asgi
+    with TestClient(app) as client:
+        response = client.get("/api/items/2")
+        assert response.headers["x-stamp"] == "1"
+        assert response.json()["path"] == "/items/2"
+        assert response.json()["root_path"] == "/api"
+    assert events == ["sub up", "sub down"]  # its lifespan still runs with the parent's
+    with pytest.raises(DeclarationError, match="a VelociPy app with ASGI middleware"):
+        app.check_servable("wsgi")

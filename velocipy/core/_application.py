@@ -21,7 +21,7 @@ from ._datastructures import State
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
 from ._exchange import Exchange, bare_flow, exchange_flow, redirect_flow, unservable_flow
-from ._mounts import ASGI, NATIVE, Mount, find_mount, mounted_head, new_mount
+from ._mounts import ASGI, NATIVE, WSGI, Mount, find_mount, mounted_head, new_mount
 from ._params import Depends
 from ._plans import ParamPlan, Plan, Source, build_plan, finish_route_plans
 from ._registry import Lock, TaskRegistry
@@ -474,7 +474,7 @@ class Application(_RouteDecorators):
         for other in self.mounts:
             if other.path == mount.path:
                 raise DeclarationError(f"{mount.label}: {other.label} is at that path already")
-        if mount.kind == NATIVE and isinstance(app, Application):
+        if mount.declared == NATIVE and isinstance(app, Application):
             if app is self:
                 raise DeclarationError(f"{mount.label}: an app cannot be mounted in itself")
             _share_registry(app, self.tasks)
@@ -485,7 +485,7 @@ class Application(_RouteDecorators):
         found: list[Mount] = []
         for mount in self.mounts:
             if mount.kind != NATIVE:
-                found.append(mount)
+                found.append(mount)  # a VelociPy app with ASGI middleware included
             elif isinstance(mount.app, Application):
                 found.extend(mount.app.foreign_mounts())
         return found
@@ -513,7 +513,9 @@ class Application(_RouteDecorators):
         or `"core"` for drivers that serve only VelociPy apps)."""
         for mount in self.foreign_mounts():
             if mount.kind != served_as:
-                kind = "an ASGI app" if mount.kind == ASGI else "a WSGI app"
+                kind = {ASGI: "an ASGI app", WSGI: "a WSGI app"}.get(
+                    mount.declared, "a VelociPy app with ASGI middleware"
+                )
                 how = {"asgi": "over ASGI", "wsgi": "over WSGI (app.wsgi)"}.get(
                     served_as, "by this server"
                 )
@@ -784,6 +786,11 @@ class Application(_RouteDecorators):
             self.__dict__.pop("exchange", None)
         return stack
 
+    def has_asgi_middleware(self) -> bool:
+        """Whether pure ASGI middleware was added (read without composing the stack, so
+        that more middleware may still be added)."""
+        return any(not _is_core_middleware(entry[0]) for entry in self.user_middleware)
+
     @property
     def asgi_middleware(self) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
         """The pure ASGI middleware, outermost first, as `(class, args, options)`."""
@@ -853,7 +860,7 @@ class Application(_RouteDecorators):
                 await _maybe_await(hook)
             for mount in self.mounts:  # mounted apps start after this one, stop before it
                 lifespan = getattr(mount.app, "lifespan_context", None)
-                if mount.kind == NATIVE and lifespan is not None:
+                if mount.declared == NATIVE and lifespan is not None:
                     await stack.enter_async_context(lifespan())
             try:
                 yield
@@ -967,6 +974,13 @@ def _share_registry(app: Application, registry: TaskRegistry) -> None:
     for mount in app.mounts:
         if isinstance(mount.app, Application):
             _share_registry(mount.app, registry)
+
+
+def _is_core_middleware(middleware: Any) -> bool:
+    """Whether `add_middleware` was given middleware the core runs (not pure ASGI)."""
+    return isinstance(middleware, _HTTPMiddlewareFunction) or (
+        isinstance(middleware, type) and issubclass(middleware, (Transform, BaseHTTPMiddleware))
+    )
 
 
 def _layer_name(layer: Layer) -> str:

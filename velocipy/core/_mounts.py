@@ -6,11 +6,12 @@ for a prefix `/static`: `/static/x` goes to the mounted app as `/x` with
 `/static` added to its `root_path`; `/static` itself is redirected to
 `/static/` when `redirect_slashes` is on.
 
-Three kinds of target, told apart once, at declaration:
+Three kinds of target, told apart at declaration:
 
 - *native*: anything with `exchange(head) -> Exchange` (a VelociPy app,
   `StaticFiles`): served by the core on every driver, inside the parent's
-  VelociPy middleware;
+  VelociPy middleware (a VelociPy app with pure ASGI middleware is served as
+  an ASGI app instead: its middleware exists only around its ASGI entry);
 - *asgi*: an ASGI 3 application (an `async` callable), served by the ASGI
   adapter when the parent is served over ASGI;
 - *wsgi*: a PEP 3333 application (a plain callable of two arguments), served by
@@ -40,8 +41,16 @@ class Mount:
     path: str
     app: Any
     name: str | None
-    #: `NATIVE`, `ASGI` or `WSGI`: who can serve it.
-    kind: str
+    #: `NATIVE`, `ASGI` or `WSGI`: what the mounted object is.
+    declared: str
+
+    @property
+    def kind(self) -> str:
+        """Who serves it: `declared`, except that a VelociPy app with pure ASGI middleware
+        is served through its ASGI entry (`ASGI`), the only place its middleware runs."""
+        if self.declared == NATIVE and has_asgi_middleware(self.app):
+            return ASGI
+        return self.declared
 
     @property
     def label(self) -> str:
@@ -57,6 +66,12 @@ class Mount:
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
             return path[len(prefix) :]
         return None
+
+
+def has_asgi_middleware(app: Any) -> bool:
+    """Whether `app` (a VelociPy app) has pure ASGI middleware, without building its stack."""
+    check = getattr(app, "has_asgi_middleware", None)
+    return bool(check is not None and check())
 
 
 def describe(app: Any) -> str:
