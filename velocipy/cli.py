@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -28,6 +29,7 @@ from velocipy.server import _config as defaults
 PROG = "velocipy"
 SERVERS = ("velocipy", "uvicorn", "gunicorn")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+RELOAD_DELAY = 0.25  # uvicorn's default
 EXIT_USAGE = 2
 
 
@@ -98,7 +100,7 @@ def port_number(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `velocipy` argument parser (one sub-command: `run`)."""
+    """The `velocipy` argument parser: `run`, and `dev` (the same with reload and debug logs)."""
     parser = _Parser(prog=PROG, description="Serve a VelociPy application.")
     parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -109,11 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a VelociPy application (see docs/server.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_serve_arguments(run, dev=False)
+    dev = commands.add_parser(
+        "dev",
+        help="serve MODULE:APP for development: reload on changes, debug logs",
+        description="Serve a VelociPy application while you work on it: restarted on "
+        "every change, debug logs (see docs/server.md, Development).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_serve_arguments(dev, dev=True)
+    return parser
+
+
+def _add_serve_arguments(run: argparse.ArgumentParser, *, dev: bool) -> None:
+    """The flags of `run` and `dev`; `dev` only changes the defaults of reload and log level."""
     run.add_argument("target", metavar="MODULE:APP", help="the app, e.g. examples.app:app")
     run.add_argument("--version", action="version", version=version_line())
     run.add_argument("--host", default=defaults.DEFAULT_HOST, help="interface to bind")
     run.add_argument("--port", type=port_number, default=defaults.DEFAULT_PORT, help="TCP port")
-    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="logging level")
+    run.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="debug" if dev else "info", help="logging level"
+    )
     run.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
@@ -308,7 +326,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.DEFAULT_TASK_THREADS,
         help="threads for sync background tasks (separate from handler threads)",
     )
-    return parser
+    reload = run.add_argument_group("reloading on changes (built-in server; needs watchfiles)")
+    reload.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=dev,
+        help="restart the app in a fresh process when a watched file changes",
+    )
+    reload.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to watch instead of the current one (repeatable)",
+    )
+    reload.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="files that restart the app, besides *.py (repeatable)",
+    )
+    reload.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="files or directories that do not, besides .* .py[cod] .sw.* ~* (repeatable)",
+    )
+    reload.add_argument(
+        "--reload-delay",
+        type=seconds,
+        default=RELOAD_DELAY,
+        help="seconds between two checks for changes",
+    )
 
 
 def load_app(target: str, *, require_velocipy: bool = True) -> Any:
@@ -437,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = build_parser().parse_args(argv)
         except SystemExit as done:  # --version and --help print, then exit 0
             return int(done.code or 0)
-        return _run(options)
+        return _run(options, list(sys.argv[1:] if argv is None else argv))
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -464,13 +518,29 @@ BUILTIN_ONLY: dict[str, object] = {
     "date_header": True,
     "limit_max_requests": None,
     "http": "auto",
+    "reload": False,
+}
+
+#: Flags that only mean something with `--reload`, and their defaults.
+RELOAD_ONLY: dict[str, object] = {
+    "reload_dirs": [],
+    "reload_includes": [],
+    "reload_excludes": [],
+    "reload_delay": RELOAD_DELAY,
 }
 
 
-def _run(options: argparse.Namespace) -> int:
+def _run(options: argparse.Namespace, argv: list[str]) -> int:
     if options.env_file is not None:
         load_env_file(options.env_file)
     configure_logging(options.log_level, options.log_config)
+    if options.command == "dev" and options.server != "velocipy":
+        raise UsageError("velocipy dev serves with the built-in server: drop --server")
+    if not options.reload:
+        for name, default in RELOAD_ONLY.items():
+            if getattr(options, name) != default:
+                flag = "--" + name.replace("_", "-").removesuffix("s")
+                raise UsageError(f"{flag} needs --reload")
     if options.server != "velocipy":
         for name, default in BUILTIN_ONLY.items():
             if getattr(options, name) != default:
@@ -484,7 +554,7 @@ def _run(options: argparse.Namespace) -> int:
     if options.server == "gunicorn":
         load_app(options.target, require_velocipy=False)
         return _run_gunicorn(options)
-    return _run_builtin(options)
+    return _run_builtin(options, argv)
 
 
 def _runner(module: str, function: str, server: str) -> Any:
@@ -528,12 +598,15 @@ def _run_gunicorn(options: argparse.Namespace) -> int:
     )
 
 
-def _run_builtin(options: argparse.Namespace) -> int:
+def _run_builtin(options: argparse.Namespace, argv: list[str]) -> int:
     from velocipy.server import LoopUnavailable, ServerConfig, backend_for, describe, run_server
+    from velocipy.server._reload import WatchedChild
     from velocipy.server._tls import ssl_context
 
     if options.workers > 1 and not hasattr(os, "fork"):
         raise UsageError("--workers > 1 needs fork(), which this platform does not have")
+    if options.reload and options.workers > 1:
+        raise UsageError("--reload cannot be used with --workers: the app reloads in one process")
     try:
         backend_for(options.loop)
     except LoopUnavailable as error:
@@ -589,23 +662,47 @@ def _run_builtin(options: argparse.Namespace) -> int:
         ssl_context(config)  # a missing file or a wrong password: say so before serving
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot use the TLS certificate: {error}") from None
-    app = load_app(options.target, require_velocipy=False)
-    from velocipy.core import Application
-    from velocipy.server._asgi_host import is_asgi_app
+    # Under --reload this process only watches; the app runs in a child started with
+    # the same command line, which finds the watcher's socket in its environment.
+    watched = WatchedChild.from_environment()
+    if options.reload and watched is None:
+        return _run_reloader(options, argv)
+    if watched is not None:
+        from velocipy.server import socket_from_fd
 
-    if not isinstance(app, Application) and not is_asgi_app(app):
-        raise UsageError(
-            f"{options.target} is neither a VelociPy application nor an ASGI app "
-            f"(it is {type(app).__name__})"
-        )
-    sock = _listen(options)
+        watched.ignore_interrupts()
+        try:
+            app = _load_served_app(options.target)
+        except UsageError:
+            raise
+        except Exception as error:  # the watcher waits for a fix: show the error, briefly
+            print(watched.import_error(error, options.target), file=sys.stderr, flush=True)
+            return 1
+        sock = socket_from_fd(watched.fd, options.backlog)
+    else:
+        app = _load_served_app(options.target)
+        sock = _listen(options)
     url = describe(sock, "https" if config.ssl_certfile else "http")
 
     workers = f", {options.workers} workers" if options.workers > 1 else ""
 
     def ready() -> None:
+        if options.command == "dev":
+            print(dev_banner(options.target, url, app), flush=True)
+            return
         line = f"VelociPy serving {options.target} on {url}{workers} (press CTRL+C to stop)"
         print(line, flush=True)
+
+    if watched is not None:
+        return run_server(
+            app,
+            config,
+            sock,
+            loop=options.loop,
+            ready=ready,
+            parent=watched.watcher,
+            stop_signals=(signal.SIGTERM,),
+        )
 
     if options.workers > 1:
         from velocipy.server import run_workers
@@ -614,6 +711,60 @@ def _run_builtin(options: argparse.Namespace) -> int:
             app, config, sock, workers=options.workers, loop=options.loop, ready=ready
         )
     return run_server(app, config, sock, loop=options.loop, ready=ready)
+
+
+def _load_served_app(target: str) -> Any:
+    """The app the built-in server serves: a VelociPy application or any ASGI app."""
+    app = load_app(target, require_velocipy=False)
+    from velocipy.core import Application
+    from velocipy.server._asgi_host import is_asgi_app
+
+    if not isinstance(app, Application) and not is_asgi_app(app):
+        raise UsageError(
+            f"{target} is neither a VelociPy application nor an ASGI app "
+            f"(it is {type(app).__name__})"
+        )
+    return app
+
+
+def _run_reloader(options: argparse.Namespace, argv: list[str]) -> int:
+    """Watch files and run the app in a fresh child process, restarted on every change."""
+    import importlib.util
+
+    if importlib.util.find_spec("watchfiles") is None:
+        raise UsageError("--reload needs watchfiles: pip install 'velocipy[standard]'")
+    if os.name != "posix":
+        raise UsageError("--reload is only available on POSIX systems")
+    from velocipy.server._reload import Reloader, app_starter
+    from velocipy.server._reload_paths import ReloadPaths
+
+    try:
+        paths = ReloadPaths.resolve(
+            options.reload_dirs, options.reload_includes, options.reload_excludes
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    sock = _listen(options)  # bound once, here: no connection is refused during a reload
+    try:
+        reloader = Reloader(
+            app_starter(argv, sock),
+            paths,
+            delay=options.reload_delay,
+            graceful_timeout=options.graceful_timeout,
+        )
+        return reloader.run()
+    finally:
+        sock.close()
+
+
+def dev_banner(target: str, url: str, app: Any) -> str:
+    """What `velocipy dev` prints once the app serves: where, and where its docs are."""
+    lines = [f"VelociPy dev server: {target}", f"  Serving at:  {url}"]
+    docs_url = getattr(app, "docs_url", None)
+    if docs_url and getattr(app, "openapi_url", None):
+        lines.append(f"  API docs:    {url}{docs_url}")
+    lines.append("  Reloading on changes; press CTRL+C to stop.")
+    return "\n".join(lines)
 
 
 def _header(text: str) -> tuple[str, str]:

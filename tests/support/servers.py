@@ -79,15 +79,26 @@ def run_server(
     port: int,
     env: dict[str, str] | None = None,
     startup_timeout: float = 20.0,
+    cwd: Path | None = None,
+    own_process_group: bool = False,
 ) -> Iterator[ServerProcess]:
-    """Start `argv` (which must listen on 127.0.0.1:`port`), yield it, stop it afterwards."""
+    """Start `argv` (which must listen on 127.0.0.1:`port`), yield it, stop it afterwards.
+
+    `cwd` defaults to the repository; `own_process_group` starts it as the leader of a
+    new process group, so a test can signal the group as a terminal's Ctrl+C does.
+    """
     log_file = tempfile.NamedTemporaryFile(prefix="velocipy-server-", suffix=".log", delete=False)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
     )
     process = subprocess.Popen(
-        list(argv), stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
+        list(argv),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd or ROOT,
+        start_new_session=own_process_group,
     )
     server = ServerProcess(process, port, Path(log_file.name))
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 
 from ._config import LOOPS, ServerConfig
-from ._server import Server
+from ._server import STOP_SIGNALS, Server
 
 logger = logging.getLogger("velocipy.server")
 
@@ -53,16 +54,20 @@ def run_server(
     loop: str = "auto",
     ready: Callable[[], None] | None = None,
     parent: int | None = None,
+    stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
 ) -> int:
     """Serve `app` (VelociPy or ASGI) on `sock` until SIGINT/SIGTERM; return the exit code.
 
-    `parent`: in a worker process, its master's pid (see `Server.serve`).
+    `parent`: in a worker process, its master's pid; `stop_signals`: the signals that
+    stop it (see `Server.serve`).
     """
     backend, options = backend_for(loop)
     server = Server(app, config)
 
     async def main() -> int:
-        return await server.serve(sock, handle_signals=True, ready=ready, parent=parent)
+        return await server.serve(
+            sock, handle_signals=True, ready=ready, parent=parent, stop_signals=stop_signals
+        )
 
     code: int = anyio.run(main, backend=backend, backend_options=options)
     logger.info("Stopped")

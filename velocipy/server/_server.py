@@ -304,6 +304,7 @@ class Server:
         handle_signals: bool = False,
         parent: int | None = None,
         ready: Callable[[], None] | None = None,
+        stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
     ) -> int:
         """Serve on the listening socket `sock` until stopped; return the exit code.
 
@@ -313,6 +314,8 @@ class Server:
             parent: The pid of a master process this server is a worker of: if
                 that process goes away, stop gracefully rather than serve on alone.
             ready: Called once the app has started and connections are accepted.
+            stop_signals: The signals `handle_signals` stops on (under `--reload`,
+                SIGTERM only: Ctrl+C is the watcher's).
         """
         config = self.config
         self._stop = anyio.Event()
@@ -327,7 +330,7 @@ class Server:
             self._asyncio_loop = None
         async with anyio.create_task_group() as outer:
             if handle_signals:
-                outer.start_soon(self._watch_signals)
+                outer.start_soon(self._watch_signals, stop_signals)
             if parent is not None:
                 outer.start_soon(self._watch_parent, parent)
             try:
@@ -480,8 +483,8 @@ class Server:
         logger.warning("The master process %d is gone: stopping", parent)
         self.request_stop()
 
-    async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+    async def _watch_signals(self, stop_signals: tuple[signal.Signals, ...]) -> None:
+        with anyio.open_signal_receiver(*stop_signals) as signals:
             if hasattr(signal, "pthread_sigmask"):
                 # A worker process starts with them blocked (see _workers): now that
                 # they have a handler, let them in, and any that came meanwhile.
