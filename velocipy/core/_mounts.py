@@ -24,12 +24,13 @@ without mounts, nor for a request a route takes.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import DeclarationError
-from ._events import RequestHead, StatefulHead
+from ._events import RequestHead
 
 NATIVE, ASGI, WSGI = "velocipy", "asgi", "wsgi"
 
@@ -149,17 +150,12 @@ def find_mount(app: Any, method: str, path: str) -> tuple[Mount, str, str] | Non
 
 
 def mounted_head(head: RequestHead, prefix: str, rest: str) -> RequestHead:
-    """The head a mounted app sees: the path under the mount, the prefix added to `root_path`."""
-    child = RequestHead(
-        head.method,
-        rest,
-        head.query_string,
-        head.headers,
-        head.http_version,
-        head.scheme,
-        head.client,
-        head.server,
-        head.root_path + prefix,
-    )
-    state = getattr(head, "state", None)
-    return StatefulHead.of(child, state) if state is not None else child
+    """The head a mounted app sees: the path under the mount, the prefix added to `root_path`.
+
+    A copy of the same class, so a `StatefulHead` keeps its `state` (shared, not copied):
+    what the parent's middleware set on `request.state` is what the mounted app reads.
+    """
+    child = copy.copy(head)
+    child.path = rest
+    child.root_path = head.root_path + prefix
+    return child
