@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from velocipy.tasks import request_id, traceparent
+from velocipy.tasks import current_task_id, request_id, traceparent
 
 RUNS: list[dict[str, Any]] = []
 
@@ -55,6 +55,10 @@ def _record(name: str, **fields: Any) -> None:
 
 def record(label: str, n: int = 0) -> None:
     _record("record", label=label, n=n)
+
+
+def record_id(label: str) -> None:
+    _record("record_id", label=label, id=current_task_id.get())
 
 
 def welcome(signup: Signup, ident: uuid.UUID, *, credit: decimal.Decimal) -> None:

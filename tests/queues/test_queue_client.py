@@ -176,9 +176,8 @@ def test_inline_tasks_stay_in_process_and_run_before_the_cleanup() -> None:
     @app.post("/mixed")
     def mixed(tasks: BackgroundTasks, _: None = Depends(session)) -> str:
         local = object()
-        tasks.add_task(lambda: events.append(f"inline {local is not None}")).with_options(
-            backend="inline"
-        )
+        # A closure cannot travel; `inline` keeps it here, in the order added.
+        tasks.inline.add_task(lambda: events.append(f"inline {local is not None}"))
         tasks.add_task(jobs.record, "queued")
         return "ok"
 
@@ -219,24 +218,79 @@ _in_main.__module__ = "__main__"
     ],
     ids=["lambda", "closure", "bound-method", "main", "object-argument", "int-key"],
 )
-def test_a_task_that_cannot_travel_is_an_error_in_the_handler(
+def test_a_task_that_cannot_travel_is_an_error_at_add_task_in_the_handler(
     func: Any, args: tuple[Any, ...], complaint: str
 ) -> None:
     app = VelociPy(task_backend=RecordingBackend())
+    caught: list[TaskNotPortable] = []
+    after: list[str] = []
 
     @app.post("/bad")
     def bad(tasks: BackgroundTasks) -> str:
-        tasks.add_task(func, *args)
+        try:
+            tasks.add_task(func, *args)
+        except TaskNotPortable as problem:  # raised by add_task itself, here
+            caught.append(problem)
+            raise
+        after.append("handler went on")  # pragma: no cover - must not be reached
         return "ok"
 
     client = TestClient(app)
     with pytest.raises(TaskNotPortable) as raised:
         client.post("/bad")
+    assert caught == [raised.value] and after == []
     message = str(raised.value)
     assert message.startswith("POST /bad: background task ") and complaint in message
-    assert "backend='inline'" in message
+    assert "background_tasks.inline.add_task" in message
     response = TestClient(app, raise_server_exceptions=False).post("/bad")
     assert response.status_code == 500 and response.envelopes == []
+    assert app.tasks.pending == 0
+
+
+def test_a_backend_refuses_an_async_task_at_add_task() -> None:
+    class SyncOnly(RecordingBackend):
+        supports_async_task = False
+
+    app = VelociPy(task_backend=SyncOnly())
+
+    @app.post("/async")
+    def with_async(tasks: BackgroundTasks) -> str:
+        with pytest.raises(ValueError, match="cannot run async tasks"):
+            tasks.add_task(jobs.async_record, "x")
+        return "refused"
+
+    assert TestClient(app).post("/async").json() == "refused"
+    assert app.tasks.pending == 0
+
+
+def test_work_that_cannot_travel_runs_in_process_through_inline() -> None:
+    app = VelociPy(task_backend=RecordingBackend())
+    ran: list[str] = []
+
+    @app.post("/mixed")
+    def mixed(tasks: BackgroundTasks) -> str:
+        tasks.add_task(jobs.record, "first")
+        tasks.inline.add_task(lambda: ran.append("closure"))
+        return "ok"
+
+    response = TestClient(app).post("/mixed")
+    assert ran == ["closure"] and [e["args"] for e in response.envelopes] == [["first"]]
+
+
+def test_the_handle_id_is_the_envelope_id_and_the_task_sees_it_on_the_worker() -> None:
+    app = VelociPy(task_backend=RecordingBackend())
+    handles: list[Any] = []
+
+    @app.post("/ids")
+    def ids(tasks: BackgroundTasks) -> str:
+        handles.append(tasks.add_task(jobs.record_id, "one"))
+        handles.append(tasks.add_task(jobs.record_id, "two"))
+        return "ok"
+
+    response = TestClient(app).post("/ids")
+    assert [e["id"] for e in response.envelopes] == [h.id for h in handles]
+    assert all(isinstance(h.id, str) and str(uuid.UUID(h.id)) == h.id for h in handles)
+    assert [run["id"] for run in jobs.RUNS] == [h.id for h in handles]
 
 
 def test_an_import_error_on_the_worker_is_logged_and_the_rest_run(

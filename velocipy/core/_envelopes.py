@@ -38,6 +38,11 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "velocipy.traceparent", default=None
 )
+#: On a worker, the envelope id of the task being run (the handle's `id` in the web
+#: process, and the engine's message id): a key for making a task idempotent.
+current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "velocipy.current_task_id", default=None
+)
 #: The context variables carried to the worker by default.
 CARRIED_CONTEXT: tuple[contextvars.ContextVar[Any], ...] = (request_id, traceparent)
 

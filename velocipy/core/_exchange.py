@@ -78,7 +78,7 @@ from ._events import (
 )
 from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
-from ._queue import QueuedTasks, check_queued, publish_flow, queued_part
+from ._queue import QueuedTasks, publish_flow, queued_part
 from ._request import Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
@@ -400,7 +400,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         ctx.tasks = (
                             BackgroundTasks(app.tasks)
                             if queue is None
-                            else QueuedTasks(app.tasks, queue)
+                            else QueuedTasks(app.tasks, queue, route.label)
                         )
                     kwargs = yield from _solve(plan, ctx, values)
                     if route.hidden:  # route-wide dependencies: run, not passed on
@@ -417,7 +417,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         ctx.tasks = (
                             BackgroundTasks(app.tasks)
                             if queue is None
-                            else QueuedTasks(app.tasks, queue)
+                            else QueuedTasks(app.tasks, queue, route.label)
                         )
                     for param in plan.special:  # Request, BackgroundTasks and Response
                         source = param.source
@@ -437,9 +437,6 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     route=route.label,
                     method=head.method,
                 )
-                if tasks and app.task_queue is not None:
-                    # A task that cannot travel fails the handler, not the worker.
-                    check_queued(tasks, app.task_queue)
             status = route.json_status  # `_result_to_respond`'s fast path, inlined
             if status is not None and not isinstance(result, Response):
                 body = encode_json(result)

@@ -2,15 +2,16 @@
 
 With a queue backend (`VelociPy(task_backend=CeleryBackend(...))`) a handler's
 `BackgroundTasks` is a `QueuedTasks`: `add_task` has the same signature and
-returns a `QueuedTask`, which also checks, there and then, that the task can
-travel (importable by name, JSON arguments). What it finds is raised when the
-handler returns, naming the route and the task, unless the task was kept in
-process with `.with_options(backend="inline")`.
+returns a `QueuedTask`, after checking, there and then, that the task can
+travel (importable by name, JSON arguments, options the backend can honour):
+a task that cannot is an error raised by `add_task` itself, in the handler,
+naming the route and the task. `background_tasks.inline.add_task` keeps work
+that cannot travel in this process.
 
-After that, the exchange (`_exchange.py`) calls the steps below: `check_queued`
-while the handler's errors still become its response, `publish_flow` to hand
-the request's batch to the backend as one `Call` effect with the backend's
-deadline, and `publish_failed` for the configured policy. Order, logging and
+After the handler, the exchange (`_exchange.py`) calls the steps below:
+`queued_part` picks the tasks that go to the queue, `publish_flow` hands the
+request's batch to the backend as one `Call` effect bounded by the backend's
+deadline, and applies the configured policy if it fails. Order, logging and
 hooks of tasks that do run here stay in `run_tasks` (`_tasks.py`), written once.
 """
 
@@ -32,7 +33,7 @@ from ._envelopes import (
 )
 from ._errors import TaskTimedOut
 from ._events import Call
-from ._tasks import BackgroundTasks, Task, TaskState, _call_hooks, log_abandoned
+from ._tasks import BackgroundTasks, Task, TaskState, _call_hooks, callable_name
 
 if TYPE_CHECKING:
     from ._registry import TaskRegistry
@@ -45,8 +46,10 @@ _PENDING = TaskState.PENDING
 class QueuedTask(Task):
     """A task handle whose work a queue backend publishes (unless kept `inline`).
 
-    `queue_id` is the id of its envelope and of the engine's message: use it to
-    make a task idempotent, since a durable queue delivers at least once.
+    Its `id` is the id of its envelope and of the engine's message (`queue_id` is
+    the same value): use it to make a task idempotent, since a durable queue
+    delivers at least once. Built only for a task that can travel: `QueuedTasks`
+    checks that first, in the handler.
     """
 
     __slots__ = (
@@ -54,7 +57,6 @@ class QueuedTask(Task):
         "path",
         "payload",
         "carried",
-        "problem",
         "inline",
         "queue",
         "priority",
@@ -69,27 +71,22 @@ class QueuedTask(Task):
         kwargs: dict[str, Any],
         *,
         backend: TaskBackend,
+        path: str,
+        payload: tuple[list[Any], dict[str, Any]],
+        carried: dict[str, Any],
         registry: TaskRegistry | None = None,
         context: contextvars.Context | None = None,
     ) -> None:
         super().__init__(func, args, kwargs, registry=registry, context=context)
-        self.queue_id = new_envelope_id()
+        self.id = self.queue_id = new_envelope_id()
         self._backend = backend
         self.inline = False
         self.queue: str | None = None
         self.priority: int | None = None
         self.delay: float | None = None
-        self.path = ""
-        self.payload: tuple[list[Any], dict[str, Any]] = ([], {})
-        self.carried: dict[str, Any] = {}
-        #: Why this task cannot travel, found at `add_task`; raised when the handler returns.
-        self.problem: TaskNotPortable | None = None
-        try:
-            self.path = task_path(func)
-            self.payload = (to_json(list(args), "argument"), to_json(kwargs, "keyword argument"))
-            self.carried = carried_context(backend.context_vars)
-        except TaskNotPortable as problem:
-            self.problem = problem
+        self.path = path
+        self.payload = payload
+        self.carried = carried
 
     def _set_queue_options(
         self, backend: str | None, queue: str | None, priority: int | None, delay: float | None
@@ -132,48 +129,87 @@ class QueuedTask(Task):
         )
 
 
+#: Argument types that are JSON as they are: most calls pass only these, and skip
+#: `to_json`'s walk (and the error paths it formats as it goes).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 class QueuedTasks(BackgroundTasks):
     """`BackgroundTasks` for an app whose task backend is a queue."""
 
-    __slots__ = ("_backend",)
+    __slots__ = ("_backend", "_route")
 
-    def __init__(self, registry: TaskRegistry | None, backend: TaskBackend) -> None:
+    def __init__(self, registry: TaskRegistry | None, backend: TaskBackend, route: str) -> None:
         super().__init__(registry)
         self._backend = backend
+        self._route = route
 
     def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
         """Schedule `func(*args, **kwargs)`: published to the queue after the response.
 
-        Checks here that `func` is importable by name and the arguments are JSON;
-        a problem is raised when the handler returns (not after the response),
-        unless the task is kept in process with `.with_options(backend="inline")`.
+        Raises `TaskNotPortable` here, in the handler, naming the route and the
+        task, if a worker could not import `func` by name or an argument is not
+        JSON; and `ValueError` for what the backend cannot run. Work that cannot
+        travel can still run in this process: `background_tasks.inline.add_task`.
         """
         if not callable(func):
             raise TypeError(f"add_task() needs a callable, got {func!r}")
+        backend = self._backend
+        try:
+            path = task_path(func)
+            plain = _PLAIN
+            positional = (
+                list(args)
+                if all(type(value) in plain for value in args)
+                else to_json(list(args), "argument")
+            )
+            named = (
+                kwargs
+                if all(type(value) in plain for value in kwargs.values())
+                else to_json(kwargs, "keyword argument")
+            )
+            carried = carried_context(backend.context_vars)
+        except TaskNotPortable as problem:
+            raise TaskNotPortable(
+                f"{self._route}: background task {callable_name(func)} cannot go to "
+                f"{type(backend).__name__}: {problem}. Keep it in this process with "
+                "background_tasks.inline.add_task(...)"
+            ) from None
         task = QueuedTask(
             func,
             args,
             kwargs,
-            backend=self._backend,
+            backend=backend,
+            path=path,
+            payload=(positional, named),
+            carried=carried,
             registry=self._registry,
             context=contextvars.copy_context(),
         )
+        try:
+            backend.validate_task(task)
+        except ValueError:
+            task._move(TaskState.SKIPPED)  # never runs: take it out of the pending count
+            raise
         self._tasks.append(task)
         return task
 
+    @property
+    def inline(self) -> BackgroundTasks:
+        """Add tasks that run in this process, after the response (before the cleanup and
+        the publish), whatever they are: the queue's rules do not apply to them."""
+        return _InlineTasks(self)
 
-def check_queued(tasks: Sequence[Task], backend: TaskBackend) -> None:
-    """Raise, in the handler's stead, for the first task that cannot be published."""
-    for task in tasks:
-        if not isinstance(task, QueuedTask) or task.inline:
-            continue
-        if task.problem is not None:
-            raise TaskNotPortable(
-                f"{task.route}: background task {task.name} cannot go to "
-                f"{type(backend).__name__}: {task.problem}. Keep it in this process with "
-                ".with_options(backend='inline')"
-            ) from task.problem
-        backend.validate_task(task)
+
+class _InlineTasks(BackgroundTasks):
+    """The in-process view of a `QueuedTasks`: plain tasks, appended to the same list so
+    that the request's order is kept."""
+
+    __slots__ = ()
+
+    def __init__(self, queued: QueuedTasks) -> None:
+        super().__init__(queued._registry)
+        self._tasks = queued._tasks
 
 
 def queued_part(tasks: Sequence[Task]) -> list[QueuedTask]:
@@ -196,13 +232,7 @@ def publish_flow(
     On failure the batch is logged; unless the policy is `"inline"` (the caller
     then runs the tasks here), each task is marked failed and passed to `hooks`.
     """
-    movable = [task for task in tasks if task.problem is None]
-    if len(movable) != len(tasks):  # only run_on="error" tasks get here with a problem
-        for task in tasks:
-            if task.problem is not None:
-                log_abandoned([task], route, str(task.problem), level=logging.ERROR)
-    if not movable:
-        return True
+    movable = tasks
     envelopes = [task.envelope() for task in movable]
     if backend.supports_async_publish:
         call = Call(backend.apublish, (envelopes,), {}, True, "task", backend.deadline)

@@ -98,7 +98,7 @@ class TaskRegistry:
         #: Tasks per state. Task handles update these under `lock` as they move.
         self.counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         #: The running tasks by id, in the order they started.
-        self.running_by_id: dict[int, Task] = {}
+        self.running_by_id: dict[int | str, Task] = {}
 
     @property
     def lock(self) -> Lock:

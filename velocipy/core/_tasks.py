@@ -155,7 +155,8 @@ class Task:
         registry: TaskRegistry | None = None,
         context: contextvars.Context | None = None,
     ) -> None:
-        self.id: int = next(_ids)
+        #: A number in process; a queued task's is its envelope id (a UUID string).
+        self.id: int | str = next(_ids)
         self.func = func
         self.args = args
         self.kwargs: dict[str, Any] = kwargs if kwargs is not None else {}
@@ -461,6 +462,13 @@ class BackgroundTasks:
         )
         self._tasks.append(task)
         return task
+
+    @property
+    def inline(self) -> BackgroundTasks:
+        """Tasks added through this run in this process even when the app's tasks go to a
+        queue (for work that cannot travel: a closure, a request-scoped object). In
+        process every task runs here already, so this is the container itself."""
+        return self
 
     @property
     def tasks(self) -> tuple[Task, ...]:

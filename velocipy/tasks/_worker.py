@@ -23,7 +23,13 @@ import anyio
 
 from velocipy.adapters._drive import await_coroutine, drive_sync
 from velocipy.core import Exchange, RequestHead, Task
-from velocipy.core._envelopes import CARRIED_CONTEXT, Envelope, rebuild_arguments, restored_context
+from velocipy.core._envelopes import (
+    CARRIED_CONTEXT,
+    Envelope,
+    current_task_id,
+    rebuild_arguments,
+    restored_context,
+)
 from velocipy.core._tasks import is_async_callable, run_tasks
 
 logger = logging.getLogger("velocipy")
@@ -60,13 +66,10 @@ def task_from_envelope(
         args, kwargs = rebuild_arguments(func, envelope.args, envelope.kwargs)
     except Exception as error:
         func, args, kwargs = _fails_with(error, envelope.task), (), {}
-    task = Task(
-        func,
-        args,
-        kwargs,
-        name=envelope.name,
-        context=restored_context(envelope.context, variables),
-    )
+    context = restored_context(envelope.context, variables)
+    context.run(current_task_id.set, envelope.id)
+    task = Task(func, args, kwargs, name=envelope.name, context=context)
+    task.id = envelope.id  # logs on the worker carry the id the web process handed out
     task.timeout = envelope.timeout
     task.route = envelope.route
     task.method = envelope.method
