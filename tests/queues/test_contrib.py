@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
+import redis
+from celery import Celery
 from dramatiq.brokers.stub import StubBroker
 
 from tests.queues import jobs
@@ -15,32 +19,69 @@ from velocipy.tasks import Envelope
 from velocipy.testing import TestClient
 
 
-class FakeCelery:
-    """Records `send_task` calls the way `Celery.send_task` takes them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def send_task(self, name: str, **options: Any) -> None:
-        self.sent.append((name, options))
-
-
 def envelope(i: int, **options: Any) -> Envelope:
     return Envelope(id=f"id-{i}", task="tests.queues.jobs:record", name="record", **options)
 
 
-def test_celery_gets_one_message_per_run_of_equal_options_under_the_first_id() -> None:
-    celery = FakeCelery()
-    backend = CeleryBackend(celery, queue="web")  # type: ignore[arg-type]
-    backend.publish(
-        [envelope(1, queue="web"), envelope(2, queue="web"), envelope(3, queue="mail", delay=5.0)]
-    )
-    (name, first), (_, second) = celery.sent
-    assert name == TASK_NAME
-    assert first["task_id"] == "id-1" and first["queue"] == "web"
-    assert [e["id"] for e in first["args"][0]] == ["id-1", "id-2"]
-    assert second["task_id"] == "id-3" and second["countdown"] == 5.0
-    assert first["retry"] is True and first["retry_policy"]["max_retries"] == 2
+def test_the_redis_fast_path_writes_the_message_celery_send_task_writes(
+    redis_url: str, run_id: str
+) -> None:
+    celery_app = Celery("velocipy-tests-web", broker=redis_url)
+    backend = CeleryBackend(celery_app, queue=run_id)
+    client = redis.Redis.from_url(redis_url)
+    mail, theirs_queue = f"{run_id}-mail", f"{run_id}-celery"
+    try:
+        backend.publish(
+            [
+                envelope(1, queue=run_id),
+                envelope(2, queue=run_id),
+                envelope(3, queue=mail, delay=5.0, priority=6),
+            ]
+        )
+        assert backend._redis  # the template path, not send_task
+        [ours] = [json.loads(m) for m in client.lrange(run_id, 0, -1)]
+        priority_keys = [k for k in client.keys(f"{mail}*")]
+        [delayed] = [json.loads(m) for m in client.lrange(priority_keys[0], 0, -1)]
+        # What Celery itself writes for the same batch, to compare field by field.
+        batch = [envelope(1, queue=run_id).to_dict(), envelope(2, queue=run_id).to_dict()]
+        celery_app.send_task(TASK_NAME, args=[batch], task_id="id-1", queue=theirs_queue)
+        [theirs] = [json.loads(m) for m in client.lrange(theirs_queue, 0, -1)]
+    finally:
+        backend.close()
+        client.delete(run_id, theirs_queue, *client.keys(f"{mail}*"))
+    assert ours.keys() == theirs.keys()
+    assert ours["headers"].keys() == theirs["headers"].keys()
+    assert ours["properties"].keys() == theirs["properties"].keys()
+    differ = {"origin", "argsrepr", "ignore_result"}  # display text; None and False alike
+    assert {k: v for k, v in ours["headers"].items() if k not in differ} == {
+        k: v for k, v in theirs["headers"].items() if k not in differ
+    }
+    assert ours["headers"]["id"] == "id-1" and ours["properties"]["correlation_id"] == "id-1"
+    # Celery base64-encodes the body; kombu reads UTF-8 JSON alike (body_encoding).
+    assert json.loads(ours["body"]) == json.loads(base64.b64decode(theirs["body"]))
+    assert ours["properties"]["body_encoding"] == "utf-8"
+    same = {"delivery_mode", "priority", "correlation_id"}
+    assert {k: ours["properties"][k] for k in same} == {k: theirs["properties"][k] for k in same}
+    assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": run_id}
+    # The delayed, prioritised run went out as its own message, under its first id.
+    assert delayed["headers"]["id"] == "id-3" and delayed["headers"]["eta"]
+    assert delayed["properties"]["priority"] == 6
+    assert [e["id"] for e in json.loads(delayed["body"])[0][0]] == ["id-3"]
+
+
+def test_celery_on_another_broker_publishes_through_send_task() -> None:
+    celery_app = Celery("velocipy-tests-memory", broker="memory://")
+    backend = CeleryBackend(celery_app, queue="web")
+    try:
+        backend.publish([envelope(1, queue="web"), envelope(2, queue="web")])
+        assert not backend._redis
+        with celery_app.connection_for_read() as connection:
+            message = connection.SimpleQueue("web").get(timeout=5)
+    finally:
+        backend.close()
+    assert message.headers["task"] == TASK_NAME and message.headers["id"] == "id-1"
+    args, _, _ = message.decode()
+    assert [e["id"] for e in args[0]] == ["id-1", "id-2"]
 
 
 def test_dramatiq_enqueues_under_the_first_id_and_refuses_a_priority() -> None:

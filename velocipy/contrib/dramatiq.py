@@ -12,7 +12,9 @@ Worker (a module that imports the task functions' modules, not the web app)::
     # dramatiq that_module --queues web
 
 Each request's batch is one Dramatiq message (one per run of tasks sharing
-queue and delay), whose id is the first task's `queue_id`. Dramatiq acks a
+queue and delay), whose id is the first task's envelope id, enqueued by one
+publishing thread per process (a `BatchPublisher`) so that the event loop never
+waits on the broker. Dramatiq acks a
 message only after the actor returns, so a worker killed mid-batch leaves it
 to be delivered again (at least once). Dramatiq is LGPL-3.0 licensed.
 Needs `pip install 'velocipy[dramatiq]'`.
@@ -21,14 +23,13 @@ Needs `pip install 'velocipy[dramatiq]'`.
 from __future__ import annotations
 
 import contextvars
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import dramatiq
 
-from velocipy.core._backends import TaskBackend
-from velocipy.core._envelopes import Envelope, engine_batches
+from velocipy.core._envelopes import engine_batches
+from velocipy.tasks._publisher import BatchingBackend, Pending
 from velocipy.tasks._worker import error_hooks, run_batch
 
 #: The name of the generic actor every batch is sent to.
@@ -40,11 +41,12 @@ DEFAULT_QUEUE = "default"
 _ACTOR_TIME_LIMIT_MS = 24 * 3600 * 1000
 
 
-class DramatiqBackend(TaskBackend):
+class DramatiqBackend(BatchingBackend):
     """Publish each request's tasks to a Dramatiq broker.
 
     Args:
-        broker: The Dramatiq broker (e.g. `RedisBroker`) that receives the batches.
+        broker: The Dramatiq broker (`RedisBroker`, `RabbitmqBroker`) that receives
+            the batches.
         queue: The queue for tasks that name none (default: `"default"`).
         retries: Publishing attempts after the first, on connection errors, all
             within the backend's `deadline`.
@@ -54,6 +56,11 @@ class DramatiqBackend(TaskBackend):
     supports_defer = True
     # Dramatiq orders work by the actor's priority, not the message's.
     supports_priority = False
+    # Dramatiq 2 renamed ConnectionError; both names are the same class where both exist.
+    retryable = (
+        getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError,
+        OSError,
+    )
 
     def __init__(
         self,
@@ -63,32 +70,29 @@ class DramatiqBackend(TaskBackend):
         retries: int = 2,
         **options: Any,
     ) -> None:
-        super().__init__(queue=queue or DEFAULT_QUEUE, **options)
+        super().__init__(queue=queue or DEFAULT_QUEUE, retries=retries, **options)
         self.broker = broker
-        self.retries = retries
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
-        for batch in engine_batches(envelopes):
-            first = batch[0]
-            message: dramatiq.Message[Any] = dramatiq.Message(
-                queue_name=first.queue or DEFAULT_QUEUE,
-                actor_name=ACTOR_NAME,
-                args=([envelope.to_dict() for envelope in batch],),
-                kwargs={},
-                options={},
-                message_id=first.id,
-            )
-            delay = int(first.delay * 1000) if first.delay else None
-            for attempt in range(self.retries + 1):
-                try:
-                    self.broker.enqueue(message, delay=delay)
-                    break
-                except dramatiq.errors.ConnectionError:
-                    if attempt == self.retries:
-                        raise
-                    time.sleep(0.2 * (attempt + 1))
+    def send_batches(self, pendings: Sequence[Pending]) -> None:
+        """Runs on the publishing thread: one `enqueue` per message, through Dramatiq's
+        own client (its Redis broker enqueues with a script, RabbitMQ with a confirm)."""
+        for pending in pendings:
+            for batch in engine_batches(pending.envelopes):
+                first = batch[0]
+                message: dramatiq.Message[Any] = dramatiq.Message(
+                    queue_name=first.queue or DEFAULT_QUEUE,
+                    actor_name=ACTOR_NAME,
+                    args=([envelope.to_dict() for envelope in batch],),
+                    kwargs={},
+                    options={},
+                    message_id=first.id,
+                )
+                delay = int(first.delay * 1000) if first.delay else None
+                self.broker.enqueue(message, delay=delay)
+            pending.sent = True
 
     def close(self) -> None:
+        super().close()
         self.broker.close()
 
 

@@ -65,6 +65,9 @@ class TaskBackend:
     supports_get_result: ClassVar[bool] = False
     #: Whether `apublish` is native (awaited on the loop) rather than derived from `publish`.
     supports_async_publish: ClassVar[bool] = False
+    #: Whether `publish`/`apublish` end their own wait at `deadline` (raising
+    #: `TaskTimedOut`); otherwise the drivers bound the call with a timer of their own.
+    bounds_deadline: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -232,16 +232,21 @@ def publish_flow(
     On failure the batch is logged; unless the policy is `"inline"` (the caller
     then runs the tasks here), each task is marked failed and passed to `hooks`.
     """
-    movable = tasks
-    envelopes = [task.envelope() for task in movable]
-    if backend.supports_async_publish:
+    envelopes = [task.envelope() for task in tasks]
+    if backend.bounds_deadline:
+        # The backend ends its own wait: no driver timer, and (async) no worker thread.
+        if backend.supports_async_publish:
+            call = Call(backend.apublish, (envelopes,), {}, True, "publish")
+        else:
+            call = Call(backend.publish, (envelopes,), {}, False, "publish")
+    elif backend.supports_async_publish:
         call = Call(backend.apublish, (envelopes,), {}, True, "task", backend.deadline)
     else:
         call = Call(backend.publish, (envelopes,), {}, False, "task", backend.deadline)
     try:
         yield call
     except Exception as failure:
-        names = ", ".join(task.name for task in movable)
+        names = ", ".join(task.name for task in tasks)
         timed_out = isinstance(failure, TaskTimedOut)
         reason = f"no answer within {backend.deadline}s" if timed_out else repr(failure)
         if backend.on_failure == "inline":
@@ -263,12 +268,12 @@ def publish_flow(
             reason,
             exc_info=None if timed_out else failure,
         )
-        for task in movable:
+        for task in tasks:
             task.error = failure
             task._move(TaskState.FAILED)
-        for task in movable:
+        for task in tasks:
             yield from _call_hooks(hooks, task, failure, route)
         return False
-    for task in movable:
+    for task in tasks:
         task._move(TaskState.PUBLISHED)
     return True

@@ -1,0 +1,285 @@
+"""One publishing thread per backend and process: many requests' batches, one round trip.
+
+Publishing each request's batch by itself costs a hop to a worker thread and a
+round trip to the broker per request. A `BatchPublisher` instead keeps one
+thread that takes every batch waiting when it is free and hands them to the
+backend's `send` together, so under load one round trip (a Redis pipeline)
+carries the batches of many requests, and the event loop only queues a batch
+and awaits a future: it never waits on the broker.
+
+What each caller keeps:
+
+- its own deadline: the wait ends with `TaskTimedOut` when the backend's
+  `deadline` passes, whatever the thread is doing (a broker that stopped
+  answering holds the thread, never a request);
+- its outcome: the thread reports each batch's success or failure to the
+  caller that queued it, after the round trip that carried it;
+- its order: a batch's messages stay together and in order within one `send`.
+
+A batch whose caller gave up before the thread took it is dropped, so a request
+that answered 503 at its deadline leaves nothing behind; one already being sent
+when the deadline passed may still reach the broker (at least once: the docs say
+so). The thread starts on first use and again after a fork, so a server that
+forks its workers after importing the app gets one thread per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from velocipy.core._backends import TaskBackend
+from velocipy.core._envelopes import Envelope
+from velocipy.core._errors import TaskTimedOut
+
+logger = logging.getLogger("velocipy")
+
+#: Batches one `send` may carry at most; the rest wait for the next round trip.
+MAX_BATCHES = 512
+
+
+class Pending:
+    """One caller's batch on its way: its envelopes, how to wake the caller, the outcome."""
+
+    __slots__ = ("envelopes", "loop", "future", "event", "error", "abandoned", "sent")
+
+    def __init__(self, envelopes: Sequence[Envelope]) -> None:
+        self.envelopes = envelopes
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+        self.event: threading.Event | None = None
+        #: Why it failed, set by the thread before it wakes the caller.
+        self.error: BaseException | None = None
+        #: Set by the caller that stopped waiting (deadline, cancellation): not sent
+        #: if the thread has not taken it yet.
+        self.abandoned = False
+        #: Set by a `send` that sends batches one by one, for each it sent: a retry
+        #: after a later one failed leaves it out.
+        self.sent = False
+
+
+Send = Callable[[Sequence[Pending]], None]
+
+_STOP = object()
+
+
+class BatchPublisher:
+    """Queue batches from any thread or event loop; one thread sends them.
+
+    Args:
+        send: Sends every batch of the list in one go, or raises (all of them
+            failed). It may set `pending.error` on some to fail only those.
+        retryable: Errors of `send` worth another attempt (connection errors).
+        retries: Attempts after the first, `backoff` seconds apart, growing.
+        name: The thread's name.
+    """
+
+    def __init__(
+        self,
+        send: Send,
+        *,
+        retryable: tuple[type[BaseException], ...] = (),
+        retries: int = 2,
+        backoff: float = 0.1,
+        name: str = "velocipy-publisher",
+    ) -> None:
+        self._send = send
+        self._retryable = retryable
+        self._retries = retries
+        self._backoff = backoff
+        self._name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    # -- the callers' side --------------------------------------------------------------------
+
+    async def apublish(self, envelopes: Sequence[Envelope], deadline: float) -> None:
+        """Queue `envelopes` and wait on this event loop until they are sent; raise
+        `TaskTimedOut` after `deadline` seconds, or what sending them raised."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): wait in a thread instead
+            await anyio.to_thread.run_sync(
+                self.publish, envelopes, deadline, abandon_on_cancel=True
+            )
+            return
+        pending = Pending(envelopes)
+        pending.loop = loop
+        future = pending.future = loop.create_future()
+        self._submit(pending)
+        timer = loop.call_later(deadline, _expire, pending, deadline)
+        try:
+            await future
+        except BaseException:
+            pending.abandoned = True  # the deadline passed, or the request was cancelled
+            raise
+        finally:
+            timer.cancel()
+
+    def publish(self, envelopes: Sequence[Envelope], deadline: float) -> None:
+        """Queue `envelopes` and block this thread until they are sent (see `apublish`)."""
+        pending = Pending(envelopes)
+        event = pending.event = threading.Event()
+        self._submit(pending)
+        if not event.wait(deadline):
+            pending.abandoned = True
+            raise TaskTimedOut(deadline)
+        if pending.error is not None:
+            raise pending.error
+
+    def close(self) -> None:
+        """Send what is queued, then stop the thread (within a few seconds)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            self._queue.put(_STOP)
+            thread.join(5)
+
+    def _submit(self, pending: Pending) -> None:
+        if self._pid != os.getpid():  # first use, or a forked child: start our own thread
+            self._start()
+        self._queue.put(pending)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.SimpleQueue()  # a parent's leftovers are the parent's
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+
+    # -- the thread's side --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        source = self._queue
+        while True:
+            first = source.get()
+            stop = first is _STOP
+            taken: list[Pending] = [] if stop else [first]
+            # Everything that queued up during the last round trip goes in this one.
+            while not stop and len(taken) < MAX_BATCHES:
+                try:
+                    item = source.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                else:
+                    taken.append(item)
+            if taken:
+                self._flush(taken)
+            if stop:
+                return
+
+    def _flush(self, taken: list[Pending]) -> None:
+        live = [pending for pending in taken if not pending.abandoned]
+        attempt = 0
+        while live:
+            try:
+                self._send(live)
+            except self._retryable as error:
+                if attempt >= self._retries:
+                    _fail(live, error)
+                    break
+                attempt += 1
+                time.sleep(self._backoff * attempt)
+                live = [p for p in live if not (p.abandoned or p.sent)]
+            except BaseException as error:  # reported to each caller, never lost here
+                _fail(live, error)
+                break
+            else:
+                break
+        _wake(taken)
+
+
+def _fail(pendings: Sequence[Pending], error: BaseException) -> None:
+    for pending in pendings:
+        if pending.error is None:
+            pending.error = error
+
+
+def _wake(pendings: Sequence[Pending]) -> None:
+    """Tell each caller its outcome: one wake-up per event loop, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+    for pending in pendings:
+        if pending.loop is not None:
+            group = by_loop.get(pending.loop)
+            if group is None:
+                by_loop[pending.loop] = [pending]
+            else:
+                group.append(pending)
+        elif pending.event is not None:
+            pending.event.set()
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, group)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle(pendings: Sequence[Pending]) -> None:
+    """On the callers' loop: resolve their futures."""
+    for pending in pendings:
+        future = pending.future
+        if future is None or future.done():
+            continue
+        if pending.error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(pending.error)
+
+
+def _expire(pending: Pending, deadline: float) -> None:
+    """On the caller's loop, at its deadline: stop waiting."""
+    pending.abandoned = True
+    future = pending.future
+    if future is not None and not future.done():
+        future.set_exception(TaskTimedOut(deadline))
+
+
+class BatchingBackend(TaskBackend):
+    """A `TaskBackend` whose batches go through one `BatchPublisher` thread.
+
+    Subclasses implement `send_batches(pendings)`: send every pending batch's
+    envelopes (in order within each) in as few round trips as the engine allows,
+    or raise; `retryable` names the errors worth another attempt. Publishing is
+    awaited on the event loop and bounded by `deadline` here, so the drivers add
+    neither a worker-thread hop nor a timer of their own.
+    """
+
+    supports_async_publish = True
+    bounds_deadline = True
+    #: Errors of `send_batches` that another attempt may cure.
+    retryable: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, *, retries: int = 2, **options: Any) -> None:
+        super().__init__(**options)
+        self.retries = retries
+        self.publisher = BatchPublisher(
+            self.send_batches,
+            retryable=self.retryable,
+            retries=retries,
+            name=f"velocipy-{type(self).__name__}",
+        )
+
+    def send_batches(self, pendings: Sequence[Pending]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not send batches")
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        self.publisher.publish(envelopes, self.deadline)
+
+    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
+        await self.publisher.apublish(envelopes, self.deadline)
+
+    def close(self) -> None:
+        self.publisher.close()
