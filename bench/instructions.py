@@ -75,11 +75,13 @@ def server_instructions(
     *,
     command: Callable[[int], list[str]] | None = None,
     request: bytes | None = None,
+    env: dict[str, str] | None = None,
 ) -> int:
     """Instructions the server process of `name` executes while serving `requests`.
 
     `command(port)` starts a server that is not one of `bench.configs`' (then
-    `name` only labels it); `request` replaces the scenario's request bytes.
+    `name` only labels it); `request` replaces the scenario's request bytes; `env`
+    is added to the server's environment.
     """
     port = free_port()
     argv = BY_NAME[name].command(port) if command is None else command(port)
@@ -94,7 +96,7 @@ def server_instructions(
             port,
         )  # fmt: skip
         # Hash randomisation changes dict layouts, and with them the count, run to run.
-        server.env = {"PYTHONHASHSEED": "0"}
+        server.env = {**(env or {}), "PYTHONHASHSEED": "0"}
         server.start()
         try:
             if not server.wait_ready(300):

@@ -12,6 +12,13 @@ and prints requests/s (median, min-max) and the ratios the issue asks for.
 No worker runs: what is measured is the web process, publish included. The
 queue is emptied after every measurement, in a Redis database (`BENCH_REDIS_URL`,
 default `redis://127.0.0.1:6379/12`) and under a queue name of this run's own.
+
+`python -m bench.task_queues --instructions` counts instead, under callgrind
+(`bench.instructions`), the instructions the web process executes per request in
+each configuration, its publishing thread included: the figure that the load of a
+shared machine does not move. Under valgrind the server runs ~50 times slower
+while Redis does not, so fewer requests share a round trip than at full speed:
+the count is, if anything, pessimistic for the batching publisher.
 """
 
 from __future__ import annotations
@@ -24,24 +31,25 @@ import uuid
 import redis
 
 from bench.configs import SCENARIOS, uvicorn
+from bench.instructions import LONG, SHORT, server_instructions
 from bench.loadgen import run_load, wrk_available
 from bench.servers import Server, free_port, start_all, stop_all
 
 SIGNUP = next(scenario for scenario in SCENARIOS if scenario.name == "signup")
 
-APPS = (
+APPS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("VelociPy, task in process", "velocipy_app:app", {}),
     ("VelociPy, task published to Celery (Redis)", "velocipy_queue_app:app", {}),
     ("FastAPI, Celery .delay() in the handler", "fastapi_celery_app:app", {}),
-    # VelociPy's own share of publishing: a backend that sends the batch nowhere.
+    # VelociPy's own share of publishing: the publishing thread, sending nowhere.
     (
-        "VelociPy, queue backend that sends nowhere",
+        "VelociPy, publishing thread that sends nowhere",
         "velocipy_queue_app:app",
         {"BENCH_QUEUE_BACKEND": "null"},
     ),
-    # ... and the same with an async publish (no worker-thread hop): the hop's share.
+    # ... and an async backend that takes the batch on the loop: no thread at all.
     (
-        "VelociPy, async queue backend that sends nowhere",
+        "VelociPy, async backend on the loop that sends nowhere",
         "velocipy_queue_app:app",
         {"BENCH_QUEUE_BACKEND": "null-async"},
     ),
@@ -54,11 +62,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per request instead"
+    )
     options = parser.parse_args()
 
     queue = f"velocipy-bench-{uuid.uuid4().hex[:8]}"
     env = {"BENCH_REDIS_URL": options.redis, "BENCH_QUEUE": queue}
     broker = redis.Redis.from_url(options.redis)
+    if options.instructions:
+        try:
+            count_instructions(env)
+        finally:
+            broker.delete(queue)
+        return
     tool = "wrk" if wrk_available() else "python"
     servers = [
         Server(title, list(uvicorn(target, "httptools")), 0, env={**env, **extra})
@@ -99,9 +116,30 @@ def main() -> None:
     added = (1 / queued - 1 / in_process) / (1 / in_process)
     print(f"cost per request added by publishing, vs in process: {added:+.0%} (target <= +25%)")
     ours = (1 / nowhere - 1 / in_process) / (1 / in_process)
-    print(f"  of which VelociPy's own part (a backend that sends nowhere): {ours:+.0%}")
+    print(f"  of which VelociPy's own part (the thread, sending nowhere): {ours:+.0%}")
     hopless = (1 / nowhere_async - 1 / in_process) / (1 / in_process)
-    print(f"  the same without the worker-thread hop (async publish): {hopless:+.0%}")
+    print(f"  an async backend on the loop, sending nowhere: {hopless:+.0%}")
+
+
+def count_instructions(env: dict[str, str]) -> None:
+    """Print instructions per request of each configuration, and the added cost."""
+    counts: dict[str, int] = {}
+    for title, target, extra in APPS:
+
+        def command(port: int, target: str = target) -> list[str]:
+            return [part.format(port=port) for part in uvicorn(target, "httptools")]
+
+        runs = [
+            server_instructions(title, SIGNUP, requests, command=command, env={**env, **extra})
+            for requests in (SHORT, LONG)
+        ]
+        counts[title] = (runs[1] - runs[0]) // (LONG - SHORT)
+        print(f"| {title} | {counts[title]:,} |", flush=True)
+    in_process, queued, fastapi, nowhere, nowhere_async = (counts[title] for title, _, _ in APPS)
+    print(f"\nadded by publishing to Celery, vs in process: {queued / in_process - 1:+.1%}")
+    print(f"  VelociPy's own part (the thread, sending nowhere): {nowhere / in_process - 1:+.1%}")
+    print(f"  an async backend on the loop, sending nowhere: {nowhere_async / in_process - 1:+.1%}")
+    print(f"FastAPI + .delay() / VelociPy + Celery: {fastapi / queued:.2f}x the instructions")
 
 
 if __name__ == "__main__":

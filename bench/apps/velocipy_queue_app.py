@@ -2,9 +2,10 @@
 
 The handler is `velocipy_app`'s, word for word; only `task_backend=` differs.
 `BENCH_REDIS_URL` and `BENCH_QUEUE` say where the batches go. With
-`BENCH_QUEUE_BACKEND=null` the backend takes each batch and sends it nowhere: what
-is left is VelociPy's own part of publishing (envelopes, the worker-thread hop,
-the deadline), without Celery's client.
+`BENCH_QUEUE_BACKEND=null` the batches go through the publishing thread, which
+sends them nowhere: what is left is VelociPy's own part of publishing (envelopes,
+the hand-over to the thread and back, the deadline), without the broker's client;
+with `null-async`, an async backend takes them on the event loop (no thread).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from bench.apps._common import record_signup_async
 from velocipy import BackgroundTasks, VelociPy
 from velocipy.contrib.celery import CeleryBackend
 from velocipy.tasks import Envelope, TaskBackend
+from velocipy.tasks._publisher import BatchingBackend, Pending
 
 
-class NullBackend(TaskBackend):
-    """Takes every batch, sends it nowhere."""
+class NullBackend(BatchingBackend):
+    """Batches go through the publishing thread, which sends them nowhere."""
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
+    def send_batches(self, pendings: Sequence[Pending]) -> None:
         return None
 
 
-class NullAsyncBackend(NullBackend):
-    """The same, published on the event loop: no worker-thread hop."""
+class NullAsyncBackend(TaskBackend):
+    """Takes every batch on the event loop, sends it nowhere: no thread at all."""
 
     supports_async_publish = True
 
