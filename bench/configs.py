@@ -102,6 +102,16 @@ OWN_SERVER_HTTPTOOLS = (
     "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP, "--http", "httptools",
     "--no-access-log", "--log-level", "warning",
 )  # fmt: skip
+#: The built-in server hosting the bare ASGI app (issue 14: any ASGI app on `velocipy run`):
+#: beside uvicorn with the same app, the cost of the server's ASGI path.
+OWN_SERVER_BARE_ASGI = (
+    PY, "-m", "velocipy", "run", "bench.apps.bare_asgi:app",
+    "--host", "127.0.0.1", "--port", "{port}", "--loop", UVICORN_LOOP, "--http", "h11",
+    "--no-access-log", "--log-level", "warning",
+)  # fmt: skip
+OWN_SERVER_BARE_ASGI_HTTPTOOLS = tuple(
+    "httptools" if part == "h11" else part for part in OWN_SERVER_BARE_ASGI
+)
 #: granian (a Rust server, ASGI mode) serving the bare ASGI app: a further reference row.
 GRANIAN = (
     PY, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}",
@@ -130,6 +140,10 @@ CONFIGS = (
     Config("velocipy/own-server-httptools", "VelociPy", "own server httptools",
            OWN_SERVER_HTTPTOOLS, BASE_ASGI_HTTPTOOLS, True),
     Config("bare-asgi/granian", "bare ASGI", "granian", GRANIAN, BASE_ASGI_HTTPTOOLS),
+    Config("bare-asgi/own-server", "bare ASGI", "own server", OWN_SERVER_BARE_ASGI,
+           BASE_ASGI_H11),
+    Config("bare-asgi/own-server-httptools", "bare ASGI", "own server httptools",
+           OWN_SERVER_BARE_ASGI_HTTPTOOLS, BASE_ASGI_HTTPTOOLS),
     Config("velocipy/uvicorn-httptools", "VelociPy", _HTTPTOOLS,
            uvicorn("velocipy_app:app", "httptools"), BASE_ASGI_HTTPTOOLS, True),
     Config("velocipy/uvicorn-h11", "VelociPy", _H11,

@@ -219,30 +219,24 @@ class Lifespan:
         except anyio.EndOfStream:
             return None  # the app's lifespan ended (or never supported the protocol)
 
-    async def startup(self) -> StartupFailed | None:
-        """Send `lifespan.startup`; return the failure, if the app reports one."""
-        logger.info("Waiting for application startup.")
-        reply = await self._ask("lifespan.startup")
-        if reply is not None:
-            kind = reply.get("type")
-            if kind == "lifespan.startup.failed":
-                return StartupFailed(reply.get("message", "") or "lifespan.startup.failed")
-            if kind != "lifespan.startup.complete":
-                return StartupFailed(f"unexpected lifespan message {kind!r}")
-        logger.info("Application startup complete.")
-        return None
+    async def startup(self) -> RuntimeError | None:
+        """Send `lifespan.startup`; return the failure (`StartupFailed`) if the app reports one."""
+        return await self._phase("startup", StartupFailed)
 
-    async def shutdown(self) -> ShutdownFailed | None:
-        """Send `lifespan.shutdown`; return the failure, if the app reports one."""
-        logger.info("Waiting for application shutdown.")
-        reply = await self._ask("lifespan.shutdown")
+    async def shutdown(self) -> RuntimeError | None:
+        """Send `lifespan.shutdown`; return the failure (`ShutdownFailed`) if it reports one."""
+        return await self._phase("shutdown", ShutdownFailed)
+
+    async def _phase(self, phase: str, failed: type[RuntimeError]) -> RuntimeError | None:
+        logger.info("Waiting for application %s.", phase)
+        reply = await self._ask(f"lifespan.{phase}")
         if reply is not None:
             kind = reply.get("type")
-            if kind == "lifespan.shutdown.failed":
-                return ShutdownFailed(reply.get("message", "") or "lifespan.shutdown.failed")
-            if kind != "lifespan.shutdown.complete":
-                return ShutdownFailed(f"unexpected lifespan message {kind!r}")
-        logger.info("Application shutdown complete.")
+            if kind == f"lifespan.{phase}.failed":
+                return failed(reply.get("message", "") or kind)
+            if kind != f"lifespan.{phase}.complete":
+                return failed(f"unexpected lifespan message {kind!r}")
+        logger.info("Application %s complete.", phase)
         return None
 
 
