@@ -39,3 +39,17 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """`tests/asgi_spec/app.py` on each server."""
     with serving(request.param, "tests.asgi_spec.app:app") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Files of a test CA and of a certificate for 127.0.0.1 it signed (`trustme`)."""
+    trustme = pytest.importorskip("trustme")
+    folder = tmp_path_factory.mktemp("tls")
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    authority.cert_pem.write_to_path(str(paths["ca"]))
+    issued.private_key_and_cert_chain_pem.write_to_path(str(paths["cert"]))
+    issued.private_key_pem.write_to_path(str(paths["key"]))
+    return {name: str(path) for name, path in paths.items()}

@@ -1,8 +1,9 @@
 """The built-in server's own features hold for a plain ASGI app: lifespan outcomes, body
-limit, root path, proxy headers, worker recycling with the app's work drained."""
+limit, root path, proxy headers, TLS, worker recycling with the app's work drained."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 
 import httpx
@@ -69,3 +70,30 @@ def test_a_retiring_worker_drains_the_apps_work_after_its_response(http: str) ->
             assert client.get("/length").status_code == 200  # the limit: a graceful stop
         assert server.process.wait(15) == 0
         assert "background work done" in server.logs()
+
+
+def test_an_asgi_app_is_served_over_tls(certificate: dict[str, str]) -> None:
+    tls = ("--ssl-certfile", certificate["cert"], "--ssl-keyfile", certificate["key"])
+    with serving("velocipy-httptools", "tests.asgi_spec.app:app", *tls) as server:
+        verify = ssl.create_default_context(cafile=certificate["ca"])
+        base = f"https://127.0.0.1:{server.port}"
+        with httpx.Client(base_url=base, verify=verify, timeout=10) as client:
+            assert client.get("/scope").json()["scheme"] == "https"
+            assert client.post("/echo", content=b"z" * 70_000).json()["size"] == 70_000
+            assert client.get("/stream").text == "one,two,three"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_works_on_every_loop_for_a_velocipy_app_too(
+    certificate: dict[str, str], loop: str
+) -> None:
+    # uvloop hands back its own SSL protocol from connect_accepted_socket: the server
+    # once took it for the connection's channel and dropped every TLS connection.
+    pytest.importorskip(loop)
+    tls = ("--ssl-certfile", certificate["cert"], "--ssl-keyfile", certificate["key"])
+    target = "tests.conformance.app:app"
+    with serving("velocipy-h11", target, "--loop", loop, *tls) as server:
+        verify = ssl.create_default_context(cafile=certificate["ca"])
+        base = f"https://127.0.0.1:{server.port}"
+        with httpx.Client(base_url=base, verify=verify, timeout=10) as client:
+            assert client.get("/hello").status_code == 200

@@ -87,16 +87,14 @@ async def open_channel(
                     await anyio.aclose_forcefully(stream)
                     raise ConnectionError("TLS handshake failed") from error
         return StreamChannel(stream, write_timeout)
+    # The channel is made here, not taken from what `connect_accepted_socket` returns:
+    # with TLS, uvloop returns its own SSL protocol there, not ours.
+    channel = TransportChannel(loop, write_timeout, tls=tls is not None)
     if tls is None:
-        _, channel = await loop.connect_accepted_socket(
-            lambda: TransportChannel(loop, write_timeout), sock
-        )
+        await loop.connect_accepted_socket(lambda: channel, sock)
     else:
-        _, channel = await loop.connect_accepted_socket(
-            lambda: TransportChannel(loop, write_timeout, tls=True),
-            sock,
-            ssl=tls,
-            ssl_handshake_timeout=handshake_timeout,
+        await loop.connect_accepted_socket(
+            lambda: channel, sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
         )
     return channel
 
