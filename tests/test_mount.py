@@ -323,3 +323,29 @@ def test_a_mounted_app_with_asgi_middleware_is_served_through_its_asgi_entry() -
     assert events == ["sub up", "sub down"]  # its lifespan still runs with the parent's
     with pytest.raises(DeclarationError, match="a VelociPy app with ASGI middleware"):
         app.check_servable("wsgi")
+
+
+def test_the_async_transport_serves_asgi_and_wsgi_mounts() -> None:
+    import anyio
+    import httpx
+
+    from velocipy.testing import AsyncCoreTransport
+
+    app = VelociPy()
+    app.mount("/legacy", wsgi_echo)
+    app.mount("/api", make_sub())
+    asgi_app = VelociPy()
+    asgi_app.mount("/raw", asgi_echo)
+
+    async def main() -> list[str]:
+        texts = []
+        for target, path in ((app, "/legacy/a"), (app, "/api/items/1"), (asgi_app, "/raw/b")):
+            transport = AsyncCoreTransport(target)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                texts.append((await c.get(path)).text)
+        return texts
+
+    legacy, api, raw = anyio.run(main)
+    assert legacy == "/legacy|/a"
+    assert '"root_path":"/api"' in api.replace(" ", "")
+    assert raw == "/raw/b|/raw"

@@ -530,6 +530,28 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
                 client=self.client,
             )
             return await asgi.handle_async_request(request)
+        if self.app.mounts:
+            found = self.app.find_mount(request.method, request.url.path)
+            if found is not None and found[0].kind == "wsgi":
+                # WSGI is blocking: `app.wsgi` hands it to the mounted app, in a thread.
+                body = await request.aread()
+                again = httpx.Request(
+                    request.method, request.url, headers=request.headers, content=body
+                )
+                wsgi = httpx.WSGITransport(
+                    app=self.app.wsgi,  # type: ignore[attr-defined]
+                    raise_app_exceptions=self.raise_server_exceptions,
+                    script_name=self.root_path,
+                )
+                answer = await anyio.to_thread.run_sync(wsgi.handle_request, again)
+                content = await anyio.to_thread.run_sync(answer.read)
+                return TestResponse(
+                    answer.status_code,
+                    headers=answer.headers.raw,
+                    content=content,
+                    tasks=(),
+                    pending=None,
+                )
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
 
         pieces = request.stream.__aiter__()  # type: ignore[union-attr]
