@@ -77,7 +77,7 @@ def drive_sync(
             call: Call = effect  # type: ignore[assignment]
             try:
                 if call.purpose == "task":
-                    if call.timeout is None and _uncapped(exchange):
+                    if call.timeout is None and call.started is None:
                         # No slot to take, no deadline to watch: run it right here.
                         result = call.fn(*call.args, **call.kwargs)
                         if call.is_async:
@@ -177,7 +177,7 @@ async def drive_async(
             call: Call = effect  # type: ignore[assignment]
             try:
                 if call.purpose == "task":
-                    if call.timeout is None and _uncapped(exchange):
+                    if call.timeout is None and call.started is None:
                         # No slot to take, no deadline to watch: no extra coroutine either.
                         if call.is_async:
                             result = await call.fn(*call.args, **call.kwargs)
@@ -288,7 +288,9 @@ async def _call_middleware_async(
 #
 # `app.max_running_tasks` caps tasks running at once across the whole app: a task
 # waits for a slot before it starts (the policy is "wait"; the pending limit in
-# the core is where tasks are refused). Async drivers share an anyio semaphore
+# the core is where tasks are refused). The core marks the calls that must wait:
+# under a cap, a task's `Call` has `started` set, so an uncapped app's tasks are
+# told apart without a look at the app. Async drivers share an anyio semaphore
 # per app and event loop; sync drivers a thread semaphore per app.
 
 _async_slots: weakref.WeakKeyDictionary[Any, dict[object, anyio.Semaphore]] = (
@@ -298,11 +300,6 @@ _thread_slots: weakref.WeakKeyDictionary[Any, threading.BoundedSemaphore] = (
     weakref.WeakKeyDictionary()
 )
 _slots_lock = threading.Lock()
-
-
-def _uncapped(exchange: Exchange) -> bool:
-    """Whether the exchange's app sets no running-task cap (tasks then need no slot)."""
-    return getattr(exchange.app, "max_running_tasks", None) is None
 
 
 def _thread_slot(exchange: Exchange) -> threading.BoundedSemaphore | None:

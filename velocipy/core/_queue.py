@@ -43,6 +43,10 @@ logger = logging.getLogger("velocipy")
 _PENDING = TaskState.PENDING
 
 
+def _took_slot() -> None:
+    """A publish counts no task as running: it only waits for a slot like one."""
+
+
 class QueuedTask(Task):
     """A task handle whose work a queue backend publishes (unless kept `inline`).
 
@@ -239,10 +243,14 @@ def publish_flow(
             call = Call(backend.apublish, (envelopes,), {}, True, "publish")
         else:
             call = Call(backend.publish, (envelopes,), {}, False, "publish")
-    elif backend.supports_async_publish:
-        call = Call(backend.apublish, (envelopes,), {}, True, "task", backend.deadline)
     else:
-        call = Call(backend.publish, (envelopes,), {}, False, "task", backend.deadline)
+        if backend.supports_async_publish:
+            call = Call(backend.apublish, (envelopes,), {}, True, "task", backend.deadline)
+        else:
+            call = Call(backend.publish, (envelopes,), {}, False, "task", backend.deadline)
+        registry = tasks[0]._registry if tasks else None
+        if registry is not None and registry.running_cap is not None:
+            call.started = _took_slot  # under the app's running cap, it waits for a slot too
     try:
         yield call
     except Exception as failure:

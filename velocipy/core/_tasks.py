@@ -290,42 +290,18 @@ class Task:
 
         With `_succeed`, the two state changes every task makes: they run per task,
         so they skip `_move`'s tests of which transition this is, and without a lock
-        (no threads move tasks) update the counts straight away.
+        (no threads move tasks) update the counts straight away. The effect is built
+        here too: a call less per task.
 
         Under the app's running cap the task stays pending: the driver calls the
-        effect's `started` once it has a slot.
+        effect's `started` once it has a slot (and only an effect with `started`
+        waits for one).
         """
-        registry = self._registry
-        if registry is not None and registry.running_cap is not None:
-            call = self._effect()
-            call.started = self._began
-            return call
-        previous = self.state
-        self.state = _RUNNING
-        if registry is not None:
-            self.started_at = registry.now()
-            if registry._lock is None:
-                counts = registry.counts
-                counts[previous] -= 1
-                counts[_RUNNING] += 1
-                registry.running_by_id[self.id] = self
-            else:
-                self._recount(registry, previous, _RUNNING)
-        return self._effect()
-
-    def _began(self) -> None:
-        """The driver got the task a running slot: it runs now (unless a drain gave up
-        on it meanwhile, which has logged it abandoned)."""
-        if self.state is _PENDING:
-            self._move(_RUNNING)
-
-    def _effect(self) -> Call:
-        """The effect that runs the task, in its captured context, with its timeout."""
         context = self.context
         if context is None:
-            return Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
-        if self.is_async:
-            return Call(
+            call = Call(self.func, self.args, self.kwargs, self.is_async, "task", self.timeout)
+        elif self.is_async:
+            call = Call(
                 run_in_context,
                 (context, self.func, self.args, self.kwargs),
                 {},
@@ -333,7 +309,34 @@ class Task:
                 "task",
                 self.timeout,
             )
-        return Call(context.run, (self.func, *self.args), self.kwargs, False, "task", self.timeout)
+        else:
+            call = Call(
+                context.run, (self.func, *self.args), self.kwargs, False, "task", self.timeout
+            )
+        registry = self._registry
+        if registry is None:
+            self.state = _RUNNING
+            return call
+        if registry.running_cap is not None:
+            call.started = self._began
+            return call
+        previous = self.state
+        self.state = _RUNNING
+        self.started_at = registry.now()
+        if registry._lock is None:
+            counts = registry.counts
+            counts[previous] -= 1
+            counts[_RUNNING] += 1
+            registry.running_by_id[self.id] = self
+        else:
+            self._recount(registry, previous, _RUNNING)
+        return call
+
+    def _began(self) -> None:
+        """The driver got the task a running slot: it runs now (unless a drain gave up
+        on it meanwhile, which has logged it abandoned)."""
+        if self.state is _PENDING:
+            self._move(_RUNNING)
 
     def _succeed(self) -> None:
         """Move to succeeded (`_move(SUCCEEDED)`, specialised): normally from running, but a
