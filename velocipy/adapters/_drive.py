@@ -108,6 +108,10 @@ def drive_sync(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(body)
+        elif kind is Respond or kind is Done:
+            # Before the rare effects: every drive ends here, most of them after a
+            # single call.
+            return effect  # type: ignore[return-value]
         elif kind is ReadChunk:
             try:
                 piece = read_body(effect.limit, effect.size)  # type: ignore[union-attr]
@@ -208,6 +212,8 @@ async def drive_async(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(body)
+        elif kind is Respond or kind is Done:  # before the rare effects, as in `drive_sync`
+            return effect  # type: ignore[return-value]
         elif kind is ReadChunk or kind is OpenSpool:
             try:
                 if kind is ReadChunk:
