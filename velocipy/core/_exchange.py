@@ -96,6 +96,7 @@ from ._uploads import FormData, UploadFile
 
 if TYPE_CHECKING:
     from ._application import Application
+    from ._backends import TaskBackend
     from ._routing import Route
 
 logger = logging.getLogger("velocipy")
@@ -365,6 +366,9 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
     # Every UploadFile the form reader makes: closed after the tasks, on every path. A
     # local, not a context slot: the requests that read no form pay the least for it.
     uploads: list[UploadFile] | None = None
+    # The app's queue backend, read once where the tasks are made: every later use is
+    # behind a task, so this None stands only where there are none.
+    queue: TaskBackend | None = None
     try:
         try:
             if matched is _MISSING:
@@ -419,13 +423,13 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                             if queue is None
                             else QueuedTasks(app.tasks, queue, route.label)
                         )
-                    for param in plan.special:  # Request, BackgroundTasks and Response
+                    for param in plan.special:  # BackgroundTasks, Request and Response
                         source = param.source
                         kwargs[param.name] = (
-                            ctx.request()
-                            if source is _REQUEST
-                            else ctx.tasks
+                            ctx.tasks
                             if source is _TASKS
+                            else ctx.request()
+                            if source is _REQUEST
                             else ctx.sub_response()
                         )
                 result = yield Call(route.endpoint, (), kwargs, plan.is_async, "handler")
@@ -468,7 +472,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             # scans less.
             matched = result = kwargs = values = None
             ctx.shed()
-            if app.task_queue is not None and app.task_queue.before_response:
+            if queue is not None and queue.before_response:
                 respond = yield from _publish_before_response(app, head, tasks, respond)
         try:
             yield respond
@@ -486,7 +490,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             tasks = ()
         if tasks:  # each has its route's label by now (release_tasks sets it)
             del respond
-            if app.task_queue is None:
+            if queue is None:
                 yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
             else:
                 yield from _queued_tasks_after_response(app, ctx, tasks)
