@@ -17,8 +17,8 @@ import pathlib
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NoReturn
 
 import pydantic
 
@@ -125,6 +125,69 @@ def crash(key: str, background_tasks: BackgroundTasks) -> None:
 async def http_error(key: str, background_tasks: BackgroundTasks) -> None:
     background_tasks.add_task(record, key, "never")
     raise HTTPException(409, "conflict on purpose")
+
+
+class CustomBaseError(BaseException):
+    """A `BaseException` subclass of the app's own, as some libraries define."""
+
+
+#: What `/base-exception/...` raises before the response, by the name the tests use.
+BASE_EXCEPTIONS: dict[str, Callable[[str], BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "CustomBaseError": CustomBaseError,
+}
+
+
+def raise_base(kind: str, where: str, key: str) -> NoReturn:
+    """Raise `kind` with a message that names `where` it came from and the test's `key`."""
+    raise BASE_EXCEPTIONS[kind](f"{where} {key}")
+
+
+def watched(key: str) -> Iterator[None]:
+    """A `yield` dependency that records what its cleanup saw."""
+    try:
+        yield
+    except BaseException as error:
+        EVENTS[key].append(f"cleanup saw {type(error).__name__}")
+        raise
+
+
+def fails(key: str, kind: str) -> None:
+    raise_base(kind, "dependency", key)
+
+
+async def fails_async(key: str, kind: str) -> None:
+    await asyncio.sleep(0)
+    raise_base(kind, "dependency-async", key)
+
+
+@app.post("/base-exception/handler/{key}", dependencies=[Depends(watched)])
+def base_exception_handler(key: str, kind: str, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(record, key, "never")
+    raise_base(kind, "handler", key)
+
+
+@app.post("/base-exception/handler-async/{key}", dependencies=[Depends(watched)])
+async def base_exception_handler_async(
+    key: str, kind: str, background_tasks: BackgroundTasks
+) -> None:
+    background_tasks.add_task(record, key, "never")
+    await asyncio.sleep(0)
+    raise_base(kind, "handler-async", key)
+
+
+@app.post("/base-exception/dependency/{key}", dependencies=[Depends(watched), Depends(fails)])
+def base_exception_dependency(key: str, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(record, key, "never")
+
+
+@app.post(
+    "/base-exception/dependency-async/{key}",
+    dependencies=[Depends(watched), Depends(fails_async)],
+)
+async def base_exception_dependency_async(key: str, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(record, key, "never")
 
 
 def pagination(limit: Annotated[int, Query(alias="size")] = 10) -> dict[str, int]:

@@ -7,6 +7,7 @@ they did in `EVENTS`, read back through `GET /_events/{key}` on every driver.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -50,6 +51,8 @@ def inner(request: Request, call_next: Callable[[Request], Response]) -> Respons
     """Sync middleware: extends the trail, wraps a stream, tags the response."""
     if request.path == "/mw/inner-short":
         return PlainTextResponse("inner answered", 203)
+    if request.path.startswith("/mw/interrupt-before/"):
+        raise KeyboardInterrupt(f"sync middleware {key_of(request)}")
     request.state.trail.append("inner")
     response = call_next(request)
     if request.path == "/mw/stream-upper":
@@ -72,6 +75,8 @@ async def outer(request: Request, call_next: Any) -> Response:
         return JSONResponse({"short": True}, status_code=202, headers={"x-short": "yes"})
     if path.startswith("/mw/boom-before"):
         raise RuntimeError("middleware failed before call_next on purpose")
+    if path.startswith("/mw/exit-before/"):
+        sys.exit(f"async middleware {key_of(request)}")
     request.state.trail = ["outer"]
     response = await call_next(request)
     if path.startswith("/mw/tasks/") or path.startswith("/mw/slow-task/"):

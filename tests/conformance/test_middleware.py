@@ -127,6 +127,27 @@ def test_a_middleware_that_fails_before_call_next_gives_500(middleware_driver: D
     assert wait_for_events(middleware_driver, key, 1, timeout=0.3) == []
 
 
+@pytest.mark.parametrize(
+    ("path", "kind", "layer"),
+    [
+        ("exit-before", "SystemExit", "outer"),  # async middleware calling sys.exit()
+        ("interrupt-before", "KeyboardInterrupt", "inner"),  # sync, KeyboardInterrupt
+    ],
+)
+def test_a_middleware_raising_a_base_exception_gives_500_and_the_server_goes_on(
+    middleware_driver: Driver, path: str, kind: str, layer: str
+) -> None:
+    key = new_key()
+    response = middleware_driver.request("GET", f"/mw/{path}/{key}")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal Server Error"}
+    logs = wait_for_log(middleware_driver, f"middleware {key}")
+    assert f"Exception in middleware tests.conformance.middleware_app.{layer}" in logs
+    style = "async" if layer == "outer" else "sync"
+    assert f"{kind}: {style} middleware {key}" in logs, logs  # the real type, last line
+    assert middleware_driver.request("GET", "/hello").status_code == 200
+
+
 def test_a_handler_crash_reaches_the_middleware_as_a_500(middleware_driver: Driver) -> None:
     key = new_key()
     response = middleware_driver.request("GET", f"/mw/handler-crash/{key}")

@@ -2,14 +2,18 @@
 
 asyncio re-raises `SystemExit` and `KeyboardInterrupt` out of the event loop when
 a task ends with one, which stops the loop's thread: every later async call of
-the process would fail. When user code raises them (a task calling `sys.exit()`),
-only its own call should fail. `guarded` awaits a coroutine and turns those two
-into a `Carried` exception, an ordinary one that asyncio hands to whoever waits;
-`unwrap_carried` (in the waiting thread) raises the original again.
+the process would fail. An anyio blocking portal (the TestClient's) lets every
+`BaseException` that is not an `Exception` through, which stops the portal.
+When user code raises one (a handler or a task calling `sys.exit()`), only its
+own call should fail. `guarded` awaits a coroutine and turns such an exception
+into a `Carried` one, an ordinary exception that the loop hands to whoever
+waits; `unwrap_carried` (in the waiting thread) raises the original again. The
+loop's own cancellation (at exit) passes as itself: the waiting side must see it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -17,7 +21,7 @@ T = TypeVar("T")
 
 
 class Carried(Exception):
-    """A coroutine's `SystemExit` or `KeyboardInterrupt`, on its way to the waiting thread."""
+    """A coroutine's `BaseException`, on its way to the waiting thread."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(error)
@@ -25,10 +29,12 @@ class Carried(Exception):
 
 
 async def guarded(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Await `coroutine`; its `SystemExit` or `KeyboardInterrupt` comes out as `Carried`."""
+    """Await `coroutine`; a `BaseException` other than a cancellation comes out as `Carried`."""
     try:
         return await coroutine
-    except (SystemExit, KeyboardInterrupt) as error:
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as error:
         raise Carried(error) from None
 
 

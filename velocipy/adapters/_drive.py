@@ -66,10 +66,10 @@ def drive_sync(
 ) -> Respond | Done:
     """Perform effects in this thread until `Respond` or `Done`, and return it.
 
-    A `BaseException` from a call after the response is that call's failure (see
-    `AFTER_RESPONSE`), except the `CancelledError` of an async call whose event
-    loop stopped under it: that is thrown in (the core logs what it interrupts)
-    and goes up.
+    A `BaseException` from user code is that call's failure (see "Contained" below),
+    except the `CancelledError` of an async call whose event loop stopped under
+    it: after the response that is thrown in (the core logs what it interrupts);
+    either way it goes up.
     """
     while True:
         kind = type(effect)
@@ -91,7 +91,7 @@ def drive_sync(
             except Exception as error:
                 effect = exchange.throw(error)
             except BaseException as error:
-                if call.purpose in AFTER_RESPONSE and type(error) is not asyncio.CancelledError:
+                if type(error) is not asyncio.CancelledError:
                     effect = exchange.throw(ContainedBaseException(error))
                 else:
                     # The loop running an async call was stopped (process exit) and
@@ -131,6 +131,10 @@ def drive_sync(
                 result = _call_middleware_sync(effect, read_body, run_coroutine)  # type: ignore[arg-type]
             except Exception as error:
                 effect = exchange.throw(error)
+            except BaseException as error:
+                if type(error) is asyncio.CancelledError:
+                    raise
+                effect = exchange.throw(ContainedBaseException(error))
             else:
                 effect = exchange.send(result)
         else:
@@ -139,11 +143,17 @@ def drive_sync(
 
 _OPEN_SPOOL = Call(open_spool, (), {}, False, "spool")
 
-#: The calls made after the response (tasks, their error hooks, dependency cleanup) whose
-#: `BaseException` (SystemExit, KeyboardInterrupt, a class of the user's own) is a
-#: failure of that call, thrown in as `ContainedBaseException`: the server goes on.
-#: Only the driver's own cancellation interrupts the flow. (Before the response, such
-#: an exception still goes up to the server, as under Starlette.)
+# Contained: a `BaseException` (SystemExit, KeyboardInterrupt, a class of the user's
+# own) raised by any call of user code (a handler, a dependency, an exception handler,
+# a middleware, a task, its error hook, a cleanup) is a failure of that call, thrown
+# into the exchange as `ContainedBaseException`: before the response the client gets
+# a 500, after it the next task runs, and the server goes on either way (as uvicorn
+# answers 500 to an ASGI app that raised one). Only the driver's own cancellation
+# interrupts a flow; a real Ctrl-C or SIGTERM reaches the servers as a signal, which
+# they handle themselves, not as an exception inside user code.
+
+#: The calls made after the response: a cancellation (shutdown) of one of them is
+#: thrown into the exchange before it goes up, so the core logs what it cut off.
 AFTER_RESPONSE = frozenset({"task", "task_error_hook", "cleanup"})
 
 
@@ -172,8 +182,7 @@ async def drive_async(
 
     A cancellation (shutdown) is thrown into the exchange first, so the core can
     log which tasks it interrupts and abandons, then propagates. Any other
-    `BaseException` from a call after the response is that call's failure
-    (see `AFTER_RESPONSE`).
+    `BaseException` from user code is that call's failure (see "Contained" below).
     """
     while True:
         kind = type(effect)
@@ -198,7 +207,7 @@ async def drive_async(
             except Exception as error:
                 effect = exchange.throw(error)
             except BaseException as error:
-                if call.purpose in AFTER_RESPONSE and not _cancelled(error):
+                if not _cancelled(error):
                     effect = exchange.throw(ContainedBaseException(error))
                 else:
                     exchange.throw(error)
@@ -232,9 +241,12 @@ async def drive_async(
                 result = await _call_middleware_async(effect, read_body, run_sync)  # type: ignore[arg-type]
             except Exception as error:
                 effect = exchange.throw(error)
-            except BaseException as interruption:
-                exchange.throw(interruption)
-                raise
+            except BaseException as error:
+                if not _cancelled(error):
+                    effect = exchange.throw(ContainedBaseException(error))
+                else:
+                    exchange.throw(error)
+                    raise
             else:
                 effect = exchange.send(result)
         else:
@@ -419,19 +431,17 @@ async def await_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
 def call_now(call: Call) -> Any:
     """Perform a sync `Call` right here (what worker threads run).
 
-    A `BaseException` of a call after the response leaves the thread already
-    wrapped as `ContainedBaseException`: asyncio hands a worker's exception to
-    the awaiting task by throwing it in, and a `GeneratorExit` thrown into a
-    coroutine closes it instead of raising where it waits.
+    A `BaseException` of user code leaves the thread already wrapped as
+    `ContainedBaseException`: asyncio hands a worker's exception to the awaiting
+    task by throwing it in, and a `GeneratorExit` thrown into a coroutine closes
+    it instead of raising where it waits.
     """
     try:
         return call.fn(*call.args, **call.kwargs)
     except Exception:
         raise
     except BaseException as error:
-        if call.purpose in AFTER_RESPONSE:
-            raise ContainedBaseException(error) from error
-        raise
+        raise ContainedBaseException(error) from error
 
 
 def iterate_sync(stream: StreamBody, run_coroutine: RunCoroutine) -> Iterator[bytes]:

@@ -57,6 +57,7 @@ from ._datastructures import Headers, QueryParams, parse_cookie_header
 from ._errors import (
     ClientDisconnected,
     ClientError,
+    ContainedBaseException,
     HTTPException,
     InvalidJSON,
     LocalProtocolError,
@@ -855,7 +856,9 @@ def _unwind(ctx: _Context, error: Exception) -> Generator[Effect, Any, Exception
         generator, is_async = ctx.exits.pop()
         finish = finish_generator_async if is_async else finish_generator
         try:
-            yield Call(finish, (generator, error), {}, is_async, "cleanup")
+            # The exception user code raised, as it raised it: a `yield` dependency's
+            # `except SystemExit:` must see a handler's `sys.exit()`.
+            yield Call(finish, (generator, unwrap(error)), {}, is_async, "cleanup")
         except Exception as replaced:
             error = replaced
     return error
@@ -938,7 +941,11 @@ def _to_response(result: Any, route: Route, sub_response: Response | None) -> Re
 def _error_response(
     ctx: _Context, error: Exception
 ) -> Generator[Effect, Any, tuple[Response, BaseException | None]]:
-    handler = ctx.app.exception_handler_for(error)
+    # A `BaseException` (contained by the driver) reaches no handler, as in FastAPI,
+    # where handlers only ever see an `Exception`.
+    handler = (
+        None if type(error) is ContainedBaseException else ctx.app.exception_handler_for(error)
+    )
     if handler is not None:
         func, is_async = handler
         try:
@@ -963,8 +970,9 @@ def default_error_response(error: Exception, label: str) -> tuple[Response, Base
         return JSONResponse({"detail": error.errors()}, 422), None
     if isinstance(error, ClientError):
         return JSONResponse({"detail": error.detail}, error.status_code), None
-    logger.error("Exception in handler for %s", label, exc_info=error)
-    return _server_error(), error
+    raised = unwrap(error)  # a contained `BaseException`: the real one, type and traceback
+    logger.error("Exception in handler for %s", label, exc_info=raised)
+    return _server_error(), raised
 
 
 def _server_error() -> Response:

@@ -36,6 +36,7 @@ from .._events import CallNext, Done, Effect, RequestHead, Respond, StatefulHead
 from .._exchange import Exchange, Phase, _respond, default_error_response
 from .._responses import JSONResponse, Response
 from .._status import allows_body
+from .._tasks import unwrap
 from ._next import MiddlewareRequest, NextPart, NextResponse
 from ._transform import Transform
 
@@ -142,10 +143,10 @@ def _call_next_flow(
                     layer.name,
                     head.method,
                     head.path,
-                    exc_info=raised,
+                    exc_info=unwrap(raised),  # a contained `sys.exit()`: the real one
                 )
                 response = JSONResponse({"detail": "Internal Server Error"}, 500)
-                error = raised
+                error = unwrap(raised)
             # The inner tasks still come with it: they follow the error path once the
             # 500 is out, and drivers hand them to their task runners as usual.
             respond = _to_respond(response, head, tuple(part.tasks), error)
