@@ -134,6 +134,23 @@ def test_cors_leaves_plain_options_requests_and_other_origins_alone() -> None:
     assert no_origin.headers["vary"] == "Origin"
 
 
+def test_cors_merges_with_headers_the_app_set_itself() -> None:
+    app = VelociPy()
+
+    @app.get("/own")
+    def own() -> Response:
+        headers = {"vary": "Accept-Encoding", "access-control-allow-origin": "https://stale"}
+        return Response(b"x", headers=headers, media_type="text/plain")
+
+    app.add_middleware(CORSMiddleware, allow_origins=["https://ui.example"])
+    client = TestClient(app)
+    answer = client.get("/own", headers={"origin": "https://ui.example"})
+    assert answer.headers["vary"] == "Accept-Encoding, Origin"
+    assert answer.headers.get_list("access-control-allow-origin") == ["https://ui.example"]
+    other = client.get("/own", headers={"origin": "https://evil.example"})
+    assert other.headers.get_list("access-control-allow-origin") == ["https://stale"]
+
+
 def test_cors_refuses_string_options() -> None:
     with pytest.raises(TypeError, match="list of strings"):
         CORSMiddleware(allow_origins="https://ui.example")  # type: ignore[arg-type]

@@ -25,6 +25,9 @@ _PREFLIGHT_VARY = (
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
     "Access-Control-Request-Private-Network"
 )
+_ACAO = b"access-control-allow-origin"
+_ALLOW_ORIGIN_ANY = (_ACAO, b"*")
+_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 class CORSMiddleware(Transform):
@@ -78,6 +81,16 @@ class CORSMiddleware(Transform):
         if expose_headers:
             simple.append(("access-control-expose-headers", ", ".join(expose_headers)))
         self.simple_headers = tuple(simple)
+        # The same, as raw pairs without `access-control-allow-origin` (decided per request),
+        # for the fast path of `response`; and every name that path may add.
+        self._simple_raw = tuple(
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in simple
+            if name != "access-control-allow-origin"
+        )
+        self._added = frozenset(
+            {b"vary", b"access-control-allow-origin"} | {name for name, _ in self._simple_raw}
+        )
 
         preflight: dict[str, str] = {"vary": _PREFLIGHT_VARY}
         if not self.explicit_origin:
@@ -133,6 +146,28 @@ class CORSMiddleware(Transform):
         return PlainTextResponse("OK", 200, answer)
 
     def response(self, head: RequestHead, respond: Respond) -> Respond:
+        raw = respond.headers
+        for name, _ in raw:
+            if name in self._added:  # the app set one of ours already: merge with care
+                return self._merge(head, respond)
+        # Fast path, run by nearly every response: none of our headers is there yet, so
+        # they are appended as raw pairs, with no lookups or re-encoding.
+        origin: bytes | None = None
+        for name, value in head.headers:
+            if name == b"origin":
+                origin = value
+                break
+        if origin is not None:
+            raw.extend(self._simple_raw)
+            if self.allow_all_origins:
+                raw.append(_ALLOW_ORIGIN_ANY if not self.allow_credentials else (_ACAO, origin))
+            elif self.is_allowed_origin(origin.decode("latin-1")):
+                raw.append((_ACAO, origin))
+        raw.append(_VARY_ORIGIN)
+        return respond
+
+    def _merge(self, head: RequestHead, respond: Respond) -> Respond:
+        """`response` when the app's response already has a `Vary` or a CORS header."""
         origin = None
         for name, value in head.headers:
             if name == b"origin":
