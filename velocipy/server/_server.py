@@ -44,6 +44,7 @@ from ._connection import IDLE
 from ._proxy import TrustedProxies
 from ._tls import ssl_context
 from .protocols import Connection, connection_class
+from .protocols._heads import ResponseTail
 
 logger = logging.getLogger("velocipy.server")
 _PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
@@ -144,6 +145,9 @@ class Server:
         ]
         if self.server_header and not any(n == b"server" for n, _ in self.default_headers):
             self.default_headers.insert(0, (b"server", self.server_header))
+        #: The same, pre-encoded with the Date line for the httptools connection; None when
+        #: one of them frames the body or is invalid (the general path then handles them).
+        self.response_tail = _response_tail(self.default_headers, self.date_header)
         #: The TLS context (None: plain HTTP); building it reads the certificate files.
         self.tls = ssl_context(config)
         self.scheme = "https" if self.tls is not None else "http"
@@ -513,6 +517,18 @@ class Server:
                     # retired on its own (`limit_max_requests`) just as its master forwarded
                     # a SIGTERM then died by that signal, and the master exited with 1.
                     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _response_tail(headers: list[tuple[bytes, bytes]], date: bool) -> ResponseTail | None:
+    if any(name in _FRAMING_NAMES for name, _ in headers):
+        return None
+    try:
+        return ResponseTail(headers, date)
+    except ValueError:
+        return None
+
+
+_FRAMING_NAMES = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 def _address(get: Callable[[], Any]) -> tuple[str, int] | None:

@@ -24,7 +24,6 @@ response header names must be tokens and values may not hold CR, LF or NUL
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -71,22 +70,16 @@ from .._hardening import (
     check_target,
 )
 from .._proxy import forwarded
-from .._wire import date_header, error_response, reason
+from .._wire import error_response
+from ._heads import CHUNKED, LENGTH, NO_BODY, response_head
 
 if TYPE_CHECKING:
     from .._server import Server
 
 _monotonic = time.monotonic
 
-#: How a response body is delimited on the wire.
-NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
-
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
-#: A response header name must be a token (RFC 9110 §5.1) ...
-_BAD_NAME = re.compile(rb"[^-!#$%&'*+.^_`|~0-9a-zA-Z]")
-#: ... and a value may not break the head (CR, LF) or hold NUL.
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
@@ -403,19 +396,13 @@ class HttptoolsConnection:
         close = self.close_after or server.shutting_down or version != b"1.1" or not self.keep_alive
         if not close and not self.message_done:
             close = not self._can_drain()
-        headers = respond.headers
-        if server.date_header:
-            headers.append((b"date", date_header()))
-        if server.default_headers:
-            headers += server.default_headers
         status = respond.status
         delivered = False
         started = False
         try:
-            framing, declared = _framing(status, headers, method == "HEAD", version)
-            if framing == UNTIL_CLOSE:
-                close = True
-            head_bytes = _encode_head(status, headers, close)
+            head_bytes, framing, declared, close = response_head(
+                status, respond.headers, method == "HEAD", version, close, server
+            )
             started = True
             if respond.stream is None:
                 body = respond.body
@@ -647,52 +634,3 @@ def _new_parser(connection: HttptoolsConnection) -> HttpRequestParser:
     parser = HttpRequestParser(connection)
     parser.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
     return parser
-
-
-def _framing(
-    status: int, headers: list[tuple[bytes, bytes]], is_head: bool, version: bytes
-) -> tuple[int, int]:
-    """How the body of this response is delimited (h11's rules), and its declared length.
-
-    Adds `Transfer-Encoding: chunked` when a body of unknown length goes to an
-    HTTP/1.1 client; removes it for an HTTP/1.0 client (the body then ends with
-    the connection). Raises `ValueError` for a header that would break the head.
-    """
-    declared = -1
-    chunked = False
-    bad_name = _BAD_NAME.search
-    bad_value = _BAD_VALUE.search
-    for name, value in headers:
-        if bad_name(name) or bad_value(value) or not name:
-            raise ValueError(f"invalid response header {name!r}")
-        lowered = name.lower()
-        if lowered == b"content-length":
-            if not value.isdigit():
-                raise ValueError(f"invalid response Content-Length {value!r}")
-            declared = int(value)
-        elif lowered == b"transfer-encoding":
-            chunked = True
-    if status < 200 or status == 204 or status == 304:
-        return NO_BODY, 0
-    if chunked or declared < 0:
-        if version != b"1.1":
-            if chunked:
-                headers[:] = [h for h in headers if h[0].lower() != b"transfer-encoding"]
-            return (NO_BODY if is_head else UNTIL_CLOSE), 0
-        if not chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        return (NO_BODY if is_head else CHUNKED), 0
-    return (NO_BODY if is_head else LENGTH), declared
-
-
-def _encode_head(status: int, headers: list[tuple[bytes, bytes]], close: bool) -> bytes:
-    """The status line and header block of a response."""
-    lines = [b"HTTP/1.1 %d %b\r\n" % (status, reason(status))]
-    for name, value in headers:
-        if close and name.lower() == b"connection":
-            continue
-        lines.append(b"%b: %b\r\n" % (name, value))
-    if close:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
