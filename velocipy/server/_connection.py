@@ -195,14 +195,13 @@ class HTTPConnection:
         while True:
             # -- read a head ---------------------------------------------------------------
             pending: bytes = conn.trailing_data[0]
-            scanner.reset()
             try:
                 if pending:
                     # A pipelined request: give other connections a turn before serving it.
                     await anyio.lowlevel.checkpoint()
                     self.phase = HEAD
                     self.deadline = _monotonic() + header_timeout
-                    end = scanner.feed(pending)
+                    end = scanner.scan(pending)
                 else:
                     if server.shutting_down:
                         return
@@ -218,8 +217,12 @@ class HTTPConnection:
                         self.phase = HEAD
                         self.deadline = _monotonic() + header_timeout
                     conn.receive_data(data)
-                    pending = pending + data if pending else data
-                    end = scanner.feed(pending)
+                    if pending:
+                        pending += data
+                        end = scanner.feed(pending)
+                    else:  # the first bytes of this head
+                        pending = data
+                        end = scanner.scan(pending)
                 self.phase = BUSY
                 self.deadline = None
                 event = conn.next_event()

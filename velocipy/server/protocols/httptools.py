@@ -234,7 +234,6 @@ class HttptoolsConnection:
         while True:
             # -- read a head ---------------------------------------------------------------
             pending = self.pending
-            scanner.reset()
             self.url = b""
             self.headers = []
             self.in_message = self.message_done = self.body_fed = False
@@ -247,7 +246,7 @@ class HttptoolsConnection:
                     await anyio.lowlevel.checkpoint()
                     self.phase = HEAD
                     self.deadline = _monotonic() + header_timeout
-                    end = scanner.feed(pending)
+                    end = scanner.scan(pending)
                 else:
                     if server.shutting_down:
                         return
@@ -262,8 +261,12 @@ class HttptoolsConnection:
                     if self.phase == IDLE:
                         self.phase = HEAD
                         self.deadline = _monotonic() + header_timeout
-                    pending = pending + data if pending else data
-                    end = scanner.feed(pending)
+                    if pending:
+                        pending += data
+                        end = scanner.feed(pending)
+                    else:  # the first bytes of this head
+                        pending = data
+                        end = scanner.scan(pending)
                 self.phase = BUSY
                 self.deadline = None
                 if end == len(pending):
@@ -498,9 +501,19 @@ class HttptoolsConnection:
         server = self.server
         if server.max_body_size is not None and server.max_body_size < limit:
             limit = server.max_body_size
-        if self.content_length is not None and self.content_length > limit:
-            self.close_after = True
-            raise BodyTooLarge(limit)
+        length = self.content_length
+        if length is not None:
+            if length > limit:
+                self.close_after = True
+                raise BodyTooLarge(limit)
+            pending = self.pending
+            if length and not size and not self.body_fed and len(pending) >= length:
+                # The usual case: the whole body came with the head. No 100-continue to
+                # send (the client did not wait for it), no read to wait for.
+                self.pending = b""
+                self._feed_body(pending)
+                body = self.body
+                return body[0] if len(body) == 1 else b"".join(body)
         if not self.message_done and self._expects_continue():
             try:
                 await self.channel.send(_CONTINUE)
