@@ -54,6 +54,18 @@ class Channel(Protocol):
         """Write `data`; return once the kernel has taken it (or buffered, under back-pressure)."""
         ...
 
+    def write(self, data: bytes) -> bool:
+        """Start writing `data`; True if the caller must then `await flush()` to finish.
+
+        For the last write of a response: `send` without a coroutine when the
+        kernel takes everything at once, as it nearly always does.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Finish what `write` started (as `send` would have)."""
+        ...
+
     async def aclose(self) -> None:
         """Close the connection at once; never raises."""
         ...
@@ -102,11 +114,20 @@ async def open_channel(
 class StreamChannel:
     """The anyio stream, used as it is."""
 
-    __slots__ = ("_stream", "_write_timeout")
+    __slots__ = ("_stream", "_write_timeout", "_unsent")
 
     def __init__(self, stream: anyio.abc.ByteStream, write_timeout: float) -> None:
         self._stream = stream
         self._write_timeout = write_timeout
+        self._unsent = b""
+
+    def write(self, data: bytes) -> bool:
+        self._unsent = data
+        return True
+
+    async def flush(self) -> None:
+        data, self._unsent = self._unsent, b""
+        await self.send(data)
 
     async def receive(self) -> bytes:
         return bytes(await self._stream.receive())
@@ -251,6 +272,17 @@ class TransportChannel(asyncio.Protocol):
             raise anyio.BrokenResourceError
         transport.write(data)
         if self._writing_paused:  # the kernel did not take it all: wait until it has
+            await self._drain()
+
+    def write(self, data: bytes) -> bool:
+        transport = self._transport
+        if self._lost or transport.is_closing():
+            raise anyio.BrokenResourceError
+        transport.write(data)
+        return self._writing_paused
+
+    async def flush(self) -> None:
+        if self._writing_paused:
             await self._drain()
 
     async def _drain(self) -> None:

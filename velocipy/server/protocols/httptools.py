@@ -81,6 +81,7 @@ _monotonic = time.monotonic
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+_VERSION_NAMES = {b"1.1": "1.1", b"1.0": "1.0"}
 
 
 class _NextMessage(Exception):
@@ -258,15 +259,17 @@ class HttptoolsConnection:
                         data = await channel.receive()
                     except anyio.EndOfStream:
                         return
-                    if self.phase == IDLE:
-                        self.phase = HEAD
-                        self.deadline = _monotonic() + header_timeout
                     if pending:
                         pending += data
                         end = scanner.feed(pending)
                     else:  # the first bytes of this head
                         pending = data
                         end = scanner.scan(pending)
+                    if end < 0 and self.phase == IDLE:
+                        # Part of a head: the rest must follow within the header timeout.
+                        # (A whole head goes straight on: nothing waits before BUSY.)
+                        self.phase = HEAD
+                        self.deadline = _monotonic() + header_timeout
                 self.phase = BUSY
                 self.deadline = None
                 if end == len(pending):
@@ -326,7 +329,8 @@ class HttptoolsConnection:
                 # unknown Transfer-Encoding, which llhttp calls plain invalid).
                 check_request(self.headers, self._version_bytes(), method or parser.get_method())
             raise Rejected(400, "malformed request head") from None
-        version = self._version_bytes()
+        name = parser.get_http_version()
+        version = _VERSIONS.get(name) or name.encode("ascii")
         if method is None:
             method = parser.get_method()
         if self.url[:1] != b"/":
@@ -362,9 +366,9 @@ class HttptoolsConnection:
         return RequestHead(
             method,
             path,
-            bytes(query),
+            query,
             self.headers,
-            version.decode("ascii"),
+            _VERSION_NAMES.get(version) or version.decode("ascii"),
             scheme,
             client,
             self.local,
@@ -420,7 +424,8 @@ class HttptoolsConnection:
                     raise ValueError("the body does not match the response's Content-Length")
                 if framing == CHUNKED:
                     head_bytes += _LAST_CHUNK
-                await self.channel.send(head_bytes)
+                if self.channel.write(head_bytes):
+                    await self.channel.flush()
             else:
                 await self._stream(respond, head_bytes, framing, declared)
             delivered = True
