@@ -31,6 +31,7 @@ from bench.servers import ROOT, SERVER_CORE, Server, free_port, start_all, stop_
 
 HERE = Path(__file__).resolve().parent
 OWN = "velocipy/own-server"
+OWN_HTTPTOOLS = "velocipy/own-server-httptools"
 
 
 @dataclass
@@ -83,7 +84,8 @@ def plan_for(mode: str) -> Plan:
         )  # fmt: skip
     return Plan(
         all_configs, 5, 3.0, 1.0,
-        (OWN, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread", *LATENCY_REFERENCES),
+        (OWN, OWN_HTTPTOOLS, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread",
+         *LATENCY_REFERENCES),
         1000, 5.0, 3, 1.0,
         5000, (OWN, "velocipy/uvicorn-httptools", "bare-asgi/uvicorn-h11"),
         50_000, (OWN,),
@@ -227,9 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_all([ceiling])
     timings["throughput"], clock = time.monotonic() - clock, time.monotonic()
-    if "latency" not in skip:
+    latency_configs = list(plan.latency_configs)
+    if args.configs:  # only the configurations asked for (their baselines come with them)
+        latency_configs = [c for c in latency_configs if c in configs]
+    if "latency" not in skip and latency_configs:
         results["latency"] = latency.measure(
-            list(plan.latency_configs),
+            latency_configs,
             rate=plan.latency_rate,
             duration=plan.latency_duration,
             rounds=plan.latency_rounds,
