@@ -181,7 +181,9 @@ class TransportChannel(asyncio.Protocol):
         self._eof = False
         self._lost = False
         self._error: BaseException | None = None
-        self._read_waiter: asyncio.Future[None] | None = None
+        #: The future `receive` waits on: set to the bytes themselves when they arrive
+        #: while nothing is buffered, else to None (look at `_chunks`, the EOF, the loss).
+        self._read_waiter: asyncio.Future[bytes | None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
         self._close_waiter: asyncio.Future[None] | None = None
@@ -195,6 +197,12 @@ class TransportChannel(asyncio.Protocol):
     # -- asyncio.Protocol callbacks --------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not self._chunks and not waiter.done():
+            # The usual case: `receive` is waiting for exactly this. Hand it over.
+            self._read_waiter = None
+            waiter.set_result(bytes(data))
+            return
         self._chunks.append(bytes(data))
         self._buffered += len(data)
         if self._buffered > READ_HIGH_WATER and not self._reading_paused:
@@ -231,6 +239,7 @@ class TransportChannel(asyncio.Protocol):
     def _wake_reader(self) -> None:
         waiter = self._read_waiter
         if waiter is not None and not waiter.done():
+            self._read_waiter = None
             waiter.set_result(None)
 
     def _wake_close_waiter(self) -> None:
@@ -255,9 +264,15 @@ class TransportChannel(asyncio.Protocol):
             waiter = self._loop.create_future()
             self._read_waiter = waiter
             try:
-                await waiter
-            finally:
+                data = await waiter
+            except BaseException:
                 self._read_waiter = None
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    # Handed over, then cancelled before it could be returned: keep it.
+                    self._chunks.appendleft(waiter.result())
+                raise
+            if data is not None:  # handed over by `data_received`
+                return data  # type: ignore[no-any-return]
         chunks = self._chunks
         data = chunks.popleft() if len(chunks) == 1 else b"".join(_take_all(chunks))
         self._buffered = 0

@@ -65,7 +65,12 @@ def response_head(
     """
     tail = server.response_tail
     if tail is not None and 200 <= status != 204 and status != 304:
-        known = plain(headers)
+        try:
+            known = _PLAIN.get(tuple(headers))
+        except TypeError:  # an unhashable header: the general path
+            known = None
+        if known is None:
+            known = plain(headers)
         if known is not None:  # the usual case: a header set seen before
             lines, declared = known
             end = b"\r\n"
@@ -85,7 +90,8 @@ def response_head(
                 framing = NO_BODY
             if close:
                 end = end[:-2] + b"connection: close\r\n\r\n"
-            head = b"".join((status_line(status), lines, tail.lines(), end))
+            line = _STATUS_LINES.get(status) or status_line(status)
+            head = b"".join((line, lines, tail.lines(), end))
             return head, framing, declared, close
     if tail is not None:
         headers += tail.pairs()
