@@ -348,15 +348,8 @@ class HttptoolsConnection:
         with anyio.move_on_after(1):
             await self.channel.send(error_response(status, self.server.server_header))
 
-    async def _answer(self, raw_method: bytes, version: bytes) -> bool:
-        """Serve one request; return whether the connection may serve another."""
-        server = self.server
-        began = _monotonic() if server.access_log else 0.0
-        if server.requests_left is not None:
-            server.count_request()
-        self.close_after = self.upgrade
-        method = raw_method.decode("ascii")
-        # The request as the core sees it (inline: this runs for every request).
+    def _request_head(self, method: str, version: bytes) -> RequestHead:
+        """The request as the core sees it (the ASGI host's connection adds to it)."""
         target = self.url
         if target[:1] != b"/":
             target = check_target(target)
@@ -371,7 +364,7 @@ class HttptoolsConnection:
         scheme, client = self.scheme, self.client
         if self.proxied is not None:  # a trusted proxy's word on who the client is
             client, scheme = forwarded(self.headers, self.proxied, client, scheme)
-        head = RequestHead(
+        return RequestHead(
             method,
             path,
             query,
@@ -380,8 +373,18 @@ class HttptoolsConnection:
             scheme,
             client,
             self.local,
-            server.root_path,
+            self.server.root_path,
         )
+
+    async def _answer(self, raw_method: bytes, version: bytes) -> bool:
+        """Serve one request; return whether the connection may serve another."""
+        server = self.server
+        began = _monotonic() if server.access_log else 0.0
+        if server.requests_left is not None:
+            server.count_request()
+        self.close_after = self.upgrade
+        method = raw_method.decode("ascii")
+        head = self._request_head(method, version)
         exchange = server.app.exchange(head)
         try:
             effect = await drive_async(
