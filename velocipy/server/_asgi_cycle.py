@@ -128,8 +128,9 @@ class ASGICycle:
         "received",
         "read_error",
         "is_head",
+        "_loop",
         "_connection_waiter",
-        "_app_waiter",
+        "_app_waiters",
     )
 
     def __init__(self, host: ASGIHost, head: ASGIHead) -> None:
@@ -160,8 +161,13 @@ class ASGICycle:
         #: Why the body could not be read (too large, too slow, malformed), if so.
         self.read_error: ClientError | None = None
         self.is_head = head.method == "HEAD"
-        self._connection_waiter: anyio.Event | None = None
-        self._app_waiter: anyio.Event | None = None
+        #: The asyncio loop (None on trio): waits are plain futures there, not anyio Events,
+        #: whose creation alone costs a lookup of the running library every time.
+        self._loop = host.server.asyncio_loop
+        self._connection_waiter: Any = None
+        #: One waiter per waiting call of the app's (it may receive in one task and send in
+        #: another); a cancelled one must not cancel the others, so none is shared.
+        self._app_waiters: list[Any] = []
 
     # -- the exchange, as the connection drives it ------------------------------------------
 
@@ -359,26 +365,45 @@ class ASGICycle:
     # -- waking each other ------------------------------------------------------------------
 
     async def _wait_for_app(self) -> None:
-        waiter = self._connection_waiter = anyio.Event()
-        await waiter.wait()
+        loop = self._loop
+        if loop is not None:
+            waiter = self._connection_waiter = loop.create_future()
+            await waiter
+        else:
+            event = self._connection_waiter = anyio.Event()
+            await event.wait()
 
     async def _wait_for_connection(self) -> None:
-        waiter = self._app_waiter
-        if waiter is None:
-            waiter = self._app_waiter = anyio.Event()
-        await waiter.wait()
+        loop = self._loop
+        if loop is not None:
+            waiter = loop.create_future()
+            self._app_waiters.append(waiter)
+            await waiter
+        else:
+            event = anyio.Event()
+            self._app_waiters.append(event)
+            await event.wait()
 
     def _wake_connection(self) -> None:
         waiter = self._connection_waiter
         if waiter is not None:
             self._connection_waiter = None
-            waiter.set()
+            _wake(waiter)
 
     def _wake_app(self) -> None:
-        waiter = self._app_waiter
-        if waiter is not None:
-            self._app_waiter = None
-            waiter.set()
+        waiters = self._app_waiters
+        if waiters:
+            self._app_waiters = []
+            for waiter in waiters:
+                _wake(waiter)
+
+
+def _wake(waiter: Any) -> None:
+    """Set an asyncio future (unless done: cancelled with its waiter) or an anyio Event."""
+    if isinstance(waiter, anyio.Event):
+        waiter.set()
+    elif not waiter.done():
+        waiter.set_result(None)
 
 
 def _has_body(headers: Any) -> bool:

@@ -193,6 +193,11 @@ class Server:
         self._run_sync = self.run_sync
         self._on_flow_done = self._flow_done
 
+    @property
+    def asyncio_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop serving (None on trio, or before `serve`)."""
+        return self._asyncio_loop
+
     # -- performing the core's effects ------------------------------------------------------
 
     async def run_sync(self, call: Call) -> Any:
