@@ -115,3 +115,21 @@ def test_the_list_of_docs_apps_fastapi_cannot_run_names_only_real_apps() -> None
         f"{p.stem.split('.')[0]}.md:{p.stem.split('.')[1]}" for p in DOCS_FIXTURES.glob("*.*.json")
     }
     assert recorded <= apps, "a recorded docs app no longer exists: re-record"
+
+
+#: The test suite's own apps that servers import (each a module-level `app`).
+TEST_APPS = [
+    "tests.conformance.app",
+    "tests.conformance.middleware_app",
+    "tests.openapi.browser_app",
+    "tests.adapters.upload_app",
+    "tests.reliability.app",
+    "tests.asgi_spec.velocipy_app",
+]
+
+
+@pytest.mark.parametrize("module", TEST_APPS)
+def test_every_test_app_has_a_valid_document(module: str) -> None:
+    app = importlib.import_module(module).app
+    assert isinstance(app, VelociPy)
+    validator.validate(app.openapi())

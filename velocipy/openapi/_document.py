@@ -215,9 +215,18 @@ def _flatten(plan: Plan) -> tuple[list[ParamPlan], list[ParamPlan], list[tuple[A
             for param in reversed(current.depends)
             if param.dependency is not None
         )
+    # A parameter several of them read is one parameter of the operation, as in FastAPI:
+    # it keeps its first place; the last declaration wins, but a required one wins over
+    # an optional one (the request must carry it for the route to answer).
+    merged: dict[tuple[Source, str], ParamPlan] = {}
+    for param in plain:
+        where = (param.source, param.alias)
+        kept = merged.get(where)
+        if kept is None or param.required or not kept.required:
+            merged[where] = param
     order = {source: index for index, source in enumerate(_PARAMETER_SOURCES)}
-    plain.sort(key=lambda param: order[param.source])  # stable: walk order within a source
-    return plain, bodies, security
+    # Stable: walk order within a source.
+    return sorted(merged.values(), key=lambda param: order[param.source]), bodies, security
 
 
 def _model_parameters(param: ParamPlan) -> list[ParamPlan]:
