@@ -11,9 +11,11 @@ import pytest
 
 from velocipy import (
     BackgroundTasks,
+    Depends,
     File,
     Form,
     FormLimits,
+    HTTPException,
     Request,
     UploadFile,
     VelociPy,
@@ -388,3 +390,178 @@ def test_a_file_sent_for_a_text_field_is_a_422_not_a_crash(client: TestClient) -
     problem = response.json()["detail"][0]
     assert (problem["type"], problem["loc"]) == ("string_type", ["body", "name"])
     assert problem["input"]["filename"] == "n.txt"
+
+
+# -- Request.stream(), body(), form() read by the handler itself ---------------------------------
+
+
+def stream_app() -> VelociPy:
+    app = VelociPy(max_body_size=1000)
+    app.state["chunks"] = []
+
+    @app.post("/stream")
+    async def stream(request: Request) -> dict[str, Any]:
+        chunks = [chunk async for chunk in request.stream()]
+        app.state["chunks"] = chunks
+        return {"size": sum(map(len, chunks)), "last": chunks[-1].decode()}
+
+    @app.post("/body-then-stream")
+    async def body_then_stream(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        again = b"".join([chunk async for chunk in request.stream()])
+        return {"body": body.decode(), "again": again.decode(), "json": await request.json()}
+
+    @app.post("/stream-then-body")
+    async def stream_then_body(request: Request) -> str:
+        async for _ in request.stream():
+            pass
+        try:
+            await request.body()
+        except RuntimeError as error:
+            return str(error)
+        return "read twice"
+
+    @app.post("/body")
+    async def body(request: Request) -> int:
+        return len(await request.body())
+
+    @app.post("/form-limits")
+    async def form_limits(request: Request) -> list[str]:
+        form = await request.form(max_files=1, max_fields=2, max_part_size=10)
+        return sorted(form)
+
+    @app.post("/form-with")
+    async def form_with(request: Request) -> bool:
+        async with request.form() as form:
+            upload = form["f"]
+            app.state["upload"] = upload
+            assert not upload.file.closed
+        return bool(upload.file.closed)
+
+    @app.post("/late-read")
+    async def late_read(request: Request, tasks: BackgroundTasks) -> str:
+        async def later() -> None:
+            try:
+                await request.body()
+            except RuntimeError as error:
+                app.state["late"] = str(error)
+
+        tasks.add_task(later)
+        return "ok"
+
+    return app
+
+
+def test_request_stream_reads_the_body_in_pieces_as_it_is_iterated() -> None:
+    app = stream_app()
+    client = TestClient(app)
+
+    def pieces() -> Any:  # sent chunked, in pieces, as a client streaming an upload would
+        for _ in range(40):
+            yield b"x" * 100
+
+    # 4,000 bytes: past max_body_size, which holds for a body read whole, not for a stream.
+    out = client.post("/stream", content=pieces()).json()
+    assert out == {"size": 4000, "last": ""}
+    assert len(app.state["chunks"]) > 2  # pieces, then Starlette's final b""
+    assert client.post("/stream").json() == {"size": 0, "last": ""}
+
+
+def test_body_is_kept_for_stream_and_json_and_stream_consumed_is_an_error() -> None:
+    client = TestClient(stream_app())
+    out = client.post("/body-then-stream", json={"a": 1}).json()
+    assert out == {"body": '{"a":1}', "again": '{"a":1}', "json": {"a": 1}}
+    assert client.post("/stream-then-body", content=b"abc").json() == "Stream consumed"
+
+
+def test_a_body_read_whole_by_the_request_keeps_the_apps_limit() -> None:
+    client = TestClient(stream_app())
+    assert client.post("/body", content=b"x" * 1000).json() == 1000
+    too_large = client.post("/body", content=b"x" * 1001)
+    assert too_large.status_code == 413
+
+
+def test_request_form_takes_per_call_limits_as_starlette() -> None:
+    client = TestClient(stream_app())
+    ok = client.post("/form-limits", data={"a": "1"}, files={"f": ("f", b"x")})
+    assert ok.json() == ["a", "f"]
+    files = client.post("/form-limits", files=[("f", ("f", b"x")), ("g", ("g", b"y"))])
+    assert files.status_code == 400
+    assert files.json() == {"detail": "Too many files. Maximum number of files is 1."}
+    fields = client.post("/form-limits", data={"a": "1", "b": "2", "c": "3"})
+    assert fields.json() == {"detail": "Too many fields. Maximum number of fields is 2."}
+    part = client.post("/form-limits", data={"a": "x" * 11}, files={"f": ("f", b"x")})
+    assert part.status_code == 400 and "Part exceeded maximum size" in part.json()["detail"]
+
+
+def test_request_form_as_a_context_manager_closes_its_files() -> None:
+    app = stream_app()
+    client = TestClient(app)
+    assert client.post("/form-with", files={"f": ("f", b"x")}).json() is True
+
+
+def test_a_task_cannot_read_a_body_left_unread_once_the_response_is_out() -> None:
+    app = stream_app()
+    assert TestClient(app).post("/late-read", content=b"abc").json() == "ok"
+    assert "can no longer be read" in app.state["late"]
+
+
+def test_files_of_request_form_are_closed_after_the_tasks() -> None:
+    app = VelociPy(form_limits=FormLimits(spool_size=10))
+
+    @app.post("/keep")
+    async def keep(request: Request, tasks: BackgroundTasks) -> str:
+        upload = (await request.form())["f"]
+        app.state["upload"] = upload
+
+        def later() -> None:
+            upload.file.seek(0)
+            app.state["read"] = (upload.file.read(), upload.in_memory)
+
+        tasks.add_task(later)
+        return "ok"
+
+    TestClient(app).post("/keep", files={"f": ("f", b"spooled to disk, read by a task")})
+    assert app.state["read"] == (b"spooled to disk, read by a task", False)
+    assert app.state["upload"].file.closed
+
+
+# -- forms read by dependencies: overrides and route-wide dependencies ----------------------------
+
+
+def test_an_override_that_reads_a_form_gets_the_parsed_multipart_form() -> None:
+    app = VelociPy()
+
+    def who() -> str:
+        return "nobody"
+
+    @app.post("/who")
+    def route(name: Annotated[str, Depends(who)]) -> str:
+        return name
+
+    def from_form(name: Annotated[str, Form()], photo: UploadFile) -> str:
+        return f"{name}:{photo.filename}:{photo.file.read().decode()}"
+
+    app.dependency_overrides[who] = from_form
+    client = TestClient(app)
+    out = client.post("/who", data={"name": "ada"}, files={"photo": ("p.png", b"png")})
+    assert out.status_code == 200, out.text
+    assert out.json() == "ada:p.png:png"
+    assert client.post("/who", data={"name": "bob"}, files={"x": ("x", b"")}).status_code == 422
+
+
+def test_a_route_wide_dependency_reading_a_form_gets_it() -> None:
+    def checked(token: Annotated[str, Form()]) -> None:
+        if token != "secret":
+            raise HTTPException(403, "bad token")
+
+    app = VelociPy()
+
+    @app.post("/guarded", dependencies=[Depends(checked)])
+    def guarded() -> str:
+        return "in"
+
+    client = TestClient(app)
+    files = {"f": ("f", b"")}  # multipart: parsed only when the form is known to be needed
+    assert client.post("/guarded", data={"token": "secret"}, files=files).json() == "in"
+    assert client.post("/guarded", data={"token": "nope"}, files=files).status_code == 403

@@ -31,6 +31,7 @@ from velocipy import (
     FormLimits,
     HTTPException,
     Query,
+    Request,
     Response,
     StreamingResponse,
     Task,
@@ -401,3 +402,62 @@ def upload_bytes(
     data: Annotated[bytes, File()], name: Annotated[str, Form()] = ""
 ) -> dict[str, Any]:
     return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+# -- the body read by the handler itself (tests/conformance/test_uploads.py) ----------------------
+
+
+@app.post("/stream-digest")
+async def stream_digest(request: Request) -> dict[str, Any]:
+    """Hashes the body as it arrives: no piece is kept."""
+    hasher = hashlib.sha256()
+    size = pieces = 0
+    async for chunk in request.stream():
+        if chunk:
+            pieces += 1
+            size += len(chunk)
+            hasher.update(chunk)
+    return {"size": size, "sha256": hasher.hexdigest(), "pieces": pieces}
+
+
+@app.post("/stream-first")
+async def stream_first(request: Request) -> int:
+    """Reads the first piece only; the server must cope with the rest."""
+    async for chunk in request.stream():
+        return len(chunk)
+    return 0
+
+
+@app.post("/body-twice")
+async def body_twice(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    again = b"".join([chunk async for chunk in request.stream()])
+    stream_again = "no error"
+    try:
+        async for _ in request.stream():
+            pass
+    except RuntimeError as error:  # pragma: no cover - the body is kept: no error
+        stream_again = str(error)
+    return {"size": len(body), "same": body == again, "stream_again": stream_again}
+
+
+@app.post("/stream-consumed")
+async def stream_consumed(request: Request) -> str:
+    async for _ in request.stream():
+        pass
+    try:
+        await request.body()
+    except RuntimeError as error:
+        return str(error)
+    return "read twice"  # pragma: no cover - the failure this route is here to catch
+
+
+@app.post("/request-form")
+async def request_form(request: Request) -> dict[str, Any]:
+    async with request.form(max_files=1, max_part_size=100) as form:
+        upload = form.get("file")
+        return {
+            "fields": sorted(k for k, v in form.items() if isinstance(v, str)),
+            "size": None if upload is None else len(await upload.read()),
+            "on_disk": None if upload is None else not upload.in_memory,
+        }

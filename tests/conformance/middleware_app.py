@@ -110,6 +110,15 @@ async def events(key: str) -> list[str]:
     return EVENTS.get(key, [])
 
 
+@app.post("/mw/stream-body")
+async def stream_body(request: Request) -> dict[str, Any]:
+    """Streams the body through both HTTP middleware and the built-in ones."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+    return {"size": size, "trail": request.state.trail}
+
+
 @app.get("/mw/trail")
 def trail(request: Request) -> dict[str, Any]:
     return {"trail": request.state.trail}

@@ -17,7 +17,9 @@ from velocipy.core import (
     Call,
     Done,
     Effect,
+    OpenBody,
     ReadBody,
+    ReadChunk,
     RequestHead,
     Respond,
 )
@@ -60,6 +62,18 @@ class Outcome:
         return [e.purpose for e in self.effects if isinstance(e, Call)]
 
 
+def _body_performer(body: bytes) -> Any:
+    """The answer to `OpenBody`: reads `body` in one piece, never suspending."""
+    left = [body]
+
+    async def perform(effect: Effect) -> Any:
+        assert isinstance(effect, ReadChunk), effect
+        piece, left[:] = left[0], [b""]
+        return piece, False
+
+    return perform
+
+
 def head(
     method: str,
     path: str,
@@ -96,6 +110,8 @@ def _serve(
                 effect = exchange.throw(BodyTooLarge(effect.limit))
             else:
                 effect = exchange.send(body)
+        elif isinstance(effect, OpenBody):
+            effect = exchange.send(_body_performer(body))
         elif isinstance(effect, Respond):
             respond = effect
             if delivered:

@@ -13,7 +13,10 @@ An adapter's `read_body` performs both body effects: `read_body(limit)` for
 `ReadChunk` (the next piece, as `(data, more)`). One callable for both keeps
 requests that never stream from paying for a second reader. `OpenSpool` (a
 temporary file for an upload) is answered by `open_spool`, in a worker thread
-under the async driver.
+under the async driver. `OpenBody` is answered with `perform`, the same three
+answers packed in an async function for a `Request` to use from inside the
+handler (`request.stream()`): a read, a spool, a spool write, each performed as
+here (under the sync driver, in a worker thread of the loop running the handler).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from velocipy.core import (
     Done,
     Effect,
     Exchange,
+    OpenBody,
     OpenSpool,
     ReadBody,
     ReadChunk,
@@ -126,6 +130,8 @@ def drive_sync(
                 effect = exchange.throw(error)
             else:
                 effect = exchange.send(spool)
+        elif kind is OpenBody:  # only requests left for the `Request` to read yield it
+            effect = exchange.send(_perform_sync(read_body))
         elif kind is CallNext:  # only apps with HTTP middleware yield it
             try:
                 result = _call_middleware_sync(effect, read_body, run_coroutine)  # type: ignore[arg-type]
@@ -236,6 +242,8 @@ async def drive_async(
                 raise
             else:
                 effect = exchange.send(result)
+        elif kind is OpenBody:  # only requests left for the `Request` to read yield it
+            effect = exchange.send(_perform_async(read_body, run_sync))
         elif kind is CallNext:  # only apps with HTTP middleware yield it
             try:
                 result = await _call_middleware_async(effect, read_body, run_sync)  # type: ignore[arg-type]
@@ -251,6 +259,44 @@ async def drive_async(
                 effect = exchange.send(result)
         else:
             return effect  # type: ignore[return-value]
+
+
+# -- OpenBody: the body read later, from inside the handler ------------------------------------
+
+
+def _perform_sync(read_body: Callable[..., Any]) -> Callable[[Effect], Awaitable[Any]]:
+    """`perform` for the sync driver: the request's async code runs on an event loop
+    (`run_coroutine`'s), so each blocking read or disk write goes to a worker thread."""
+
+    async def perform(effect: Effect) -> Any:
+        kind = type(effect)
+        if kind is ReadChunk:
+            return await anyio.to_thread.run_sync(read_body, effect.limit, effect.size)  # type: ignore[union-attr]
+        if kind is OpenSpool:
+            return await anyio.to_thread.run_sync(open_spool)
+        if kind is Call and not effect.is_async:  # type: ignore[union-attr]
+            return await anyio.to_thread.run_sync(call_now, effect)  # type: ignore[arg-type]
+        raise RuntimeError(f"perform() cannot perform {effect!r}")
+
+    return perform
+
+
+def _perform_async(
+    read_body: Callable[..., Awaitable[Any]], run_sync: RunSync
+) -> Callable[[Effect], Awaitable[Any]]:
+    """`perform` for the async driver: reads on the loop, disk work through `run_sync`."""
+
+    async def perform(effect: Effect) -> Any:
+        kind = type(effect)
+        if kind is ReadChunk:
+            return await read_body(effect.limit, effect.size)  # type: ignore[union-attr]
+        if kind is OpenSpool:
+            return await run_sync(_OPEN_SPOOL)
+        if kind is Call and not effect.is_async:  # type: ignore[union-attr]
+            return await run_sync(effect)  # type: ignore[arg-type]
+        raise RuntimeError(f"perform() cannot perform {effect!r}")
+
+    return perform
 
 
 # -- HTTP middleware: `call_next` drives the inner exchange with the same loop -----------------

@@ -943,6 +943,9 @@ def _add_route_dependencies(
         name = f"__route_dependency_{index}"
         added.append(ParamPlan(name, Source.DEPENDS, dependency=sub, use_cache=marker.use_cache))
         plan.needs_body |= sub.needs_body
+        plan.needs_form |= sub.needs_form  # a route-wide dependency may read the form
+        plan.memory_fields |= sub.memory_fields
+        plan.opens_body |= sub.opens_body
         plan.wants_response |= sub.wants_response
     if added:
         plan.params[:0] = added

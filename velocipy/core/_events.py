@@ -5,8 +5,8 @@ are deliberately not `frozen=True`: a frozen dataclass sets each field through
 `object.__setattr__`, which made building one five times slower, and every
 request builds several. Adapters build a `RequestHead` from their server's view
 of a request; the exchange answers with effects (`ReadBody`, `ReadChunk`,
-`OpenSpool`, `Call`, `CallNext`, `Respond`, `Done`) that the adapter performs in
-its own concurrency model.
+`OpenSpool`, `OpenBody`, `Call`, `CallNext`, `Respond`, `Done`) that the adapter
+performs in its own concurrency model.
 """
 
 from __future__ import annotations
@@ -105,6 +105,20 @@ class OpenSpool:
 
 
 @dataclass(slots=True)
+class OpenBody:
+    """Effect: hand over a way to read the body later, from inside user code.
+
+    A handler that takes the `Request` reads the body when it wants to
+    (`request.stream()`, `await request.body()`, `await request.form()`), while
+    the exchange waits for its `Call`. So instead of reading, the exchange asks
+    for `perform`, an async function the request keeps: `await perform(effect)`
+    performs one `ReadChunk`, `OpenSpool` or sync `Call` (a spool write) exactly
+    as the driver would, and returns its result or raises what the effect would
+    throw in. The body is still pulled one `ReadChunk` at a time, never whole.
+    """
+
+
+@dataclass(slots=True)
 class Call:
     """Effect: call user code and resume the exchange with its result.
 
@@ -188,4 +202,4 @@ class Done:
     """Effect: the exchange is over; every task and cleanup has run."""
 
 
-Effect = ReadBody | ReadChunk | OpenSpool | Call | CallNext | Respond | Done
+Effect = ReadBody | ReadChunk | OpenSpool | OpenBody | Call | CallNext | Respond | Done

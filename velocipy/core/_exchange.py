@@ -25,6 +25,8 @@ Protocol (every adapter drives it the same way)::
   group, a thread pool), since the response is already out.
 - `CallNext(fn, request, next, is_async)`: call an HTTP middleware with a
   `call_next` the driver makes (see `CallNext`); send its result.
+- `ReadChunk`, `OpenSpool`, `OpenBody`: the streamed reads of multipart forms and
+  of `request.stream()` (see `_events.py`, `_forms.py`, `_request.py`).
 - `Done()`: nothing left.
 
 Order of work, written once here: route match; body read (only if some
@@ -71,6 +73,7 @@ from ._events import (
     CallNext,
     Done,
     Effect,
+    OpenBody,
     OpenSpool,
     ReadBody,
     ReadChunk,
@@ -80,7 +83,7 @@ from ._events import (
 from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
 from ._queue import QueuedTasks, publish_flow, queued_part
-from ._request import Request, decode_json
+from ._request import BodyAccess, Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
 from ._tasks import (
@@ -128,6 +131,7 @@ _PHASE_OF = {
     ReadBody: Phase.READING,
     ReadChunk: Phase.STREAMING,
     OpenSpool: Phase.CALLING,
+    OpenBody: Phase.CALLING,
     Call: Phase.CALLING,
     CallNext: Phase.CALLING,
     Respond: Phase.RESPONDING,
@@ -244,6 +248,7 @@ class _Context:
         "_cookies",
         "_json",
         "_form",
+        "access",
     )
 
     def __init__(self, app: Application, head: RequestHead) -> None:
@@ -264,6 +269,8 @@ class _Context:
         self._cookies: dict[str, str] | None = None
         self._json: Any = _MISSING
         self._form: dict[str, list[Any]] | None = None
+        #: How the `Request` reads a body left unread for it (`OpenBody`), if it was.
+        self.access: BodyAccess | None = None
 
     def shed(self) -> None:
         """Drop what only reading the request needed; the tasks and cleanup keep the rest."""
@@ -280,8 +287,11 @@ class _Context:
     def request(self) -> Request:
         if self._request is None:
             route_path = self.route.path if self.route is not None else ""
+            body: bytes | None = self.body
+            if self.access is not None or (self._form is not None and not body):
+                body = None  # to be read by the request, or already read as a form
             self._request = Request(
-                self.head, dict(self.path_params), self.body, route_path, self.app
+                self.head, dict(self.path_params), body, route_path, self.app, self.access
             )
             if self._form is not None:
                 self._request._form = FormData(self._form)
@@ -382,18 +392,24 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             if plan.trivial:
                 result = yield route.bare_call  # built once: no arguments to resolve
             else:
-                if plan.needs_body or (app.dependency_overrides and _needs_body(plan, ctx)):
-                    if plan.needs_form:  # streamed for multipart; see `_forms.py`
+                if plan.needs_body or (app.dependency_overrides and _below(plan, ctx, _BODY)):
+                    # Streamed for multipart (see `_forms.py`); an override may read a
+                    # form where the original did not.
+                    if plan.needs_form or (app.dependency_overrides and _below(plan, ctx, _FORM_)):
                         uploads = []
                         ctx._form = yield from read_form(
                             ctx.headers(),
                             app.form_limits,
                             app.read_body_effect,
-                            plan.memory_fields,
+                            _memory_fields(plan, ctx),
                             uploads,
                         )
                     else:
                         ctx.body = yield app.read_body_effect
+                elif plan.opens_body or (app.dependency_overrides and _below(plan, ctx, _OPENS)):
+                    # Only the `Request` reads the body, when and as it likes: left unread.
+                    uploads = []
+                    ctx.access = BodyAccess((yield _OPEN_BODY), uploads)
                 problems: list[dict[str, Any]] = []
                 if plan.depends:
                     values = {}
@@ -475,6 +491,8 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             ctx.shed()
             if queue is not None and queue.before_response:
                 respond = yield from _publish_before_response(app, head, tasks, respond)
+        if uploads is not None and ctx.access is not None:
+            ctx.access.open = False  # the connection may serve its next request from now on
         try:
             yield respond
         except ResponseReplaced:
@@ -576,10 +594,25 @@ def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
     raise HTTPException(405, "Method Not Allowed", headers={"Allow": ", ".join(sorted(allowed))})
 
 
-def _needs_body(plan: Plan, ctx: _Context) -> bool:
-    if plan.needs_body:
+_BODY, _FORM_, _OPENS = "needs_body", "needs_form", "opens_body"
+_OPEN_BODY = OpenBody()
+
+
+def _below(plan: Plan, ctx: _Context, flag: str) -> bool:
+    """Whether `plan` or a dependency below it, overrides honoured, has `flag` set."""
+    if getattr(plan, flag):
         return True
-    return any(_needs_body(_effective(param, ctx), ctx) for param in plan.depends)
+    return any(_below(_effective(param, ctx), ctx, flag) for param in plan.depends)
+
+
+def _memory_fields(plan: Plan, ctx: _Context) -> frozenset[str]:
+    """The form fields read as `bytes` by `plan` and below it, overrides honoured."""
+    if not ctx.app.dependency_overrides:
+        return plan.memory_fields
+    fields = plan.memory_fields
+    for param in plan.depends:
+        fields |= _memory_fields(_effective(param, ctx), ctx)
+    return fields
 
 
 def _effective(param: ParamPlan, ctx: _Context) -> Plan:

@@ -23,12 +23,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ._datastructures import Headers
-from ._errors import BodyTooLarge, ClientDisconnected, ClientError, MalformedBody
+from ._errors import ClientError, MalformedBody
 from ._events import Call, Effect, OpenSpool, ReadBody, ReadChunk
+from ._pieces import BodyPieces
 from ._uploads import FormLimits, UploadFile, memory_buffer
-
-#: Bytes asked for per `ReadChunk`: large enough to keep effects few, small enough for memory.
-CHUNK_SIZE = 64 * 1024
 
 _OPEN_SPOOL = OpenSpool()
 
@@ -84,19 +82,6 @@ def read_form(
     return form
 
 
-def _declared_length(headers: Headers) -> int | None:
-    value = headers.get("content-length")
-    if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        raise ClientError("Invalid Content-Length header") from None
-    if length < 0:
-        raise ClientError("Invalid Content-Length header")
-    return length
-
-
 def _read_multipart(
     headers: Headers,
     content_type: str,
@@ -111,10 +96,7 @@ def _read_multipart(
     boundary = options.get(b"boundary")
     if not boundary:
         raise FormError("Missing boundary in multipart.")
-    limit = limits.max_size
-    declared = _declared_length(headers)
-    if declared is not None and declared > limit:
-        raise BodyTooLarge(limit)
+    pieces = BodyPieces(headers, limits.max_size)
 
     queue: list[tuple[int, bytes]] = []
     push = queue.append
@@ -134,17 +116,10 @@ def _read_multipart(
     part = _Part(limits, in_memory)
     form: dict[str, list[Any]] = {}
     files = fields = 0
-    received = 0
     ended = False
-    more = True
-    while more:
-        size = CHUNK_SIZE if declared is None else min(CHUNK_SIZE, declared - received)
-        if size <= 0:
-            break
-        data, more = yield ReadChunk(limit, size)
-        received += len(data)
-        if received > limit:
-            raise BodyTooLarge(limit)
+    while (read := pieces.next()) is not None:
+        data, more = yield read
+        pieces.took(data, more)
         if not data:
             continue
         try:
@@ -190,8 +165,6 @@ def _read_multipart(
             else:
                 ended = True
         queue.clear()
-    if declared is not None and received < declared:
-        raise ClientDisconnected()
     if not ended:
         raise FormError("Malformed multipart body: it ends before its closing boundary")
     return form

@@ -133,6 +133,10 @@ class Plan:
     needs_form: bool = False
     #: Form fields asked for as `bytes`: their file parts stay in memory, never spooled.
     memory_fields: frozenset[str] = frozenset()
+    #: This plan or one below it takes the `Request`, which reads the body itself when
+    #: asked (`request.stream()`): unless a parameter needs the body first, the body
+    #: is left unread and the request gets the driver's `perform` (`OpenBody`).
+    opens_body: bool = False
     #: This plan or one below it takes a BackgroundTasks parameter.
     wants_tasks: bool = False
     #: This plan or one below it takes a `Response` parameter.
@@ -213,6 +217,7 @@ def build_plan(
             plan.needs_body |= param.dependency.needs_body
             plan.needs_form |= param.dependency.needs_form
             plan.memory_fields |= param.dependency.memory_fields
+            plan.opens_body |= param.dependency.opens_body
             plan.wants_tasks |= param.dependency.wants_tasks
             plan.wants_response |= param.dependency.wants_response
         elif param.source is Source.TASKS:
@@ -221,8 +226,10 @@ def build_plan(
             plan.wants_response = True
         elif param.source is not Source.REQUEST:
             plan.plain.append(param)
-        if param.source in (Source.BODY, Source.FORM, Source.REQUEST):
+        if param.source in (Source.BODY, Source.FORM):
             plan.needs_body = True
+        elif param.source is Source.REQUEST:
+            plan.opens_body = True
         if param.source is Source.FORM:
             plan.needs_form = True
             if _wants_bytes(annotation):
