@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import anyio
@@ -303,5 +303,74 @@ def test_httpx_asgi_transport_works_too(app: VelociPy) -> None:
         transport = httpx.ASGITransport(app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             assert (await client.post("/form", data={"name": "ada"})).json() == "ada"
+
+    anyio.run(main)
+
+
+def lazy_app() -> tuple[VelociPy, list[str]]:
+    app = VelociPy()
+    seen: list[str] = []
+
+    def chunks() -> Iterator[bytes]:
+        for index in range(3):
+            seen.append(f"made {index}")
+            yield f"{index}".encode()
+
+    @app.get("/lazy")
+    def lazy(tasks: BackgroundTasks) -> StreamingResponse:
+        tasks.add_task(seen.append, "task")
+        return StreamingResponse(chunks())
+
+    return app, seen
+
+
+def test_stream_pulls_the_apps_chunks_as_the_test_reads_them() -> None:
+    app, seen = lazy_app()
+    with TestClient(app).stream("GET", "/lazy") as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        assert next(chunks) == b"0"
+        assert seen == ["made 0"]  # the app has not made the next chunk yet
+        assert next(chunks) == b"1"
+        assert seen == ["made 0", "made 1"]  # and no task: the response is not over
+        assert b"".join(chunks) == b"2"  # read to its end: httpx closes the stream
+    assert seen == ["made 0", "made 1", "made 2", "task"]
+
+
+def test_a_stream_closed_early_is_a_client_gone_and_its_tasks_are_abandoned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, seen = lazy_app()
+    with TestClient(app).stream("GET", "/lazy") as response:
+        assert next(response.iter_raw()) == b"0"
+    assert seen == ["made 0"]
+    assert "abandoned" in caplog.text
+
+
+def test_a_streamed_response_read_whole_has_run_its_tasks_or_keeps_them() -> None:
+    app, seen = lazy_app()
+    client = TestClient(app)
+    assert client.get("/lazy").content == b"012"
+    assert seen[-1] == "task"
+    seen.clear()
+    kept = client.get("/lazy", run_tasks=False)
+    assert kept.content == b"012" and "task" not in seen
+    kept.run_tasks()
+    assert seen[-1] == "task"
+
+
+def test_the_async_transport_streams_lazily_too() -> None:
+    app, seen = lazy_app()
+
+    async def main() -> None:
+        transport = AsyncCoreTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            async with client.stream("GET", "/lazy") as response:
+                chunks = response.aiter_raw()
+                assert await chunks.__anext__() == b"0"
+                assert seen == ["made 0"]
+            assert seen == ["made 0"]  # closed early: the task was abandoned
+            assert (await client.get("/lazy")).content == b"012"
+            assert seen[-1] == "task"
 
     anyio.run(main)

@@ -21,6 +21,15 @@ worker would receive), then run through the worker's own path (import by name,
 rebuild the arguments, run), so a task that could not travel fails here as it
 would in production. `TestClient(app, record_tasks=False)` publishes for real.
 
+A streamed response (`StreamingResponse`) is handed to httpx as a stream
+that pulls the app's chunks as the test reads them: with
+`client.stream(...)` a test sees the first chunk before the app made the
+next, as a real client would (Starlette's TestClient buffers the whole body
+first). The request's tasks run once the last chunk was read, when httpx
+closes the stream; a stream closed early is a client gone: the tasks are
+abandoned and logged, as on a server. `client.get(...)` reads the body whole,
+so by the time it returns the tasks have run, as before.
+
 `AsyncCoreTransport` does the same for `httpx.AsyncClient`, with the async
 driver, so async tests need no ASGI layer in between.
 
@@ -56,6 +65,7 @@ from velocipy.core import (
     Application,
     BodyTooLarge,
     Call,
+    ClientDisconnected,
     Done,
     Exchange,
     RecordingBackend,
@@ -85,12 +95,15 @@ class TestResponse(httpx.Response):
         status_code: int,
         *,
         headers: list[tuple[bytes, bytes]],
-        content: bytes,
+        content: bytes | None = None,
         tasks: tuple[Task, ...],
         pending: _PendingTasks | None,
         recorder: RecordingBackend | None = None,
+        stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None,
     ) -> None:
-        super().__init__(status_code, headers=headers, content=content)
+        super().__init__(status_code, headers=headers, content=content, stream=stream)
+        #: The app's streamed body, if it is one (httpx wraps `stream` in a stream of its own).
+        self._app_stream = stream
         #: The background tasks the request scheduled, in order.
         self.tasks = tasks
         self._pending = pending
@@ -103,6 +116,8 @@ class TestResponse(httpx.Response):
 
     def run_tasks(self) -> None:
         """Run the tasks captured with `run_tasks=False` (and the dependencies' cleanup)."""
+        if self._pending is None and isinstance(self._app_stream, _AppStream):
+            self._pending = self._app_stream.pending  # kept when the streamed body ended
         if self._pending is None:
             raise RuntimeError("no captured tasks: the request was made with run_tasks=True")
         pending, self._pending = self._pending, None
@@ -119,14 +134,14 @@ class _PendingTasks:
         self, transport: CoreTransport, exchange: Exchange, recorder: RecordingBackend | None
     ) -> None:
         self._transport = transport
-        self._exchange = exchange
+        self.exchange = exchange
         self._recorder = recorder
 
     def run(self) -> None:
         with self._transport.portal() as portal, publishing_to(self._transport.app, self._recorder):
             drive_sync(
-                self._exchange,
-                self._exchange.send(None),
+                self.exchange,
+                self.exchange.send(None),
                 read_body=_no_body,
                 run_coroutine=portal,
             )
@@ -198,18 +213,24 @@ def _body_reader(request: httpx.Request) -> Any:
     """`read_body` for the sync driver: the whole body, or its next piece, from the request.
 
     httpx streams a `files=` upload from the file in pieces, so a large upload
-    goes through the app piece by piece here too, as on a real server.
+    goes through the app piece by piece here too, as on a real server; a piece
+    larger than the core asks for is handed over in parts of that size.
     """
     pieces = iter(request.stream)  # type: ignore[arg-type]
+    left = _Leftover()
 
     def read_body(limit: int, size: int = 0) -> Any:
         if size:
+            if left.data:
+                return left.take(size), True
             for piece in pieces:
                 if piece:
-                    return piece, True
+                    left.data = piece
+                    return left.take(size), True
             return b"", False
-        chunks = []
-        total = 0
+        chunks = [left.data] if left.data else []
+        total = len(left.data)
+        left.data = b""
         for chunk in pieces:
             total += len(chunk)
             if total > limit:
@@ -218,6 +239,19 @@ def _body_reader(request: httpx.Request) -> Any:
         return b"".join(chunks)
 
     return read_body
+
+
+class _Leftover:
+    """What is left of a piece after the core took the `size` bytes it asked for."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def take(self, size: int) -> bytes:
+        piece, self.data = self.data[:size], self.data[size:]
+        return piece
 
 
 class CoreTransport(httpx.BaseTransport):
@@ -266,7 +300,10 @@ class CoreTransport(httpx.BaseTransport):
             return self._through_wsgi(request)
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
         recorder = recorder_for(self.app, self.record_tasks)
-        with self.portal() as portal, publishing_to(self.app, recorder):
+        held = contextlib.ExitStack()
+        with held:
+            portal = held.enter_context(self.portal())
+            held.enter_context(publishing_to(self.app, recorder))
             effect = drive_sync(
                 exchange,
                 exchange.start(),
@@ -276,12 +313,27 @@ class CoreTransport(httpx.BaseTransport):
             if isinstance(effect, Done):  # pragma: no cover - the core always responds first
                 raise RuntimeError("the exchange ended without a response")
             respond: Respond = effect
+            rest = _PendingTasks(self, exchange, recorder)
+            run_now = request.extensions.get(_RUN_TASKS, True)
+            if respond.stream is not None and respond.error is None:
+                # Pulled as the test reads it; the portal stays open until then.
+                stream = _AppStream(
+                    iterate_sync(respond.stream, portal), rest, run_now, portal, held.pop_all()
+                )
+                return TestResponse(
+                    respond.status,
+                    headers=respond.headers,
+                    stream=stream,
+                    tasks=respond.tasks,
+                    pending=None,
+                    recorder=recorder,
+                )
             content = respond.body
             if respond.stream is not None:
                 content = b"".join(iterate_sync(respond.stream, portal))
-            pending: _PendingTasks | None = _PendingTasks(self, exchange, recorder)
-            if request.extensions.get(_RUN_TASKS, True):
-                pending.run()  # type: ignore[union-attr]
+            pending: _PendingTasks | None = rest
+            if run_now:
+                rest.run()
                 pending = None
         if respond.error is not None and self.raise_server_exceptions:
             raise respond.error
@@ -339,6 +391,56 @@ class CoreTransport(httpx.BaseTransport):
 
         with self.portal() as portal:
             return portal(serve())  # type: ignore[no-any-return]
+
+
+class _AppStream(httpx.SyncByteStream):
+    """A streamed response body, pulled from the app chunk by chunk as the test reads it.
+
+    Closing it settles the exchange: read to its end, the response counts as
+    delivered and the tasks run (or are kept for `response.run_tasks()`);
+    closed before, the client is gone and the tasks are abandoned.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        pending: _PendingTasks,
+        run_now: bool,
+        portal: RunCoroutine,
+        held: contextlib.ExitStack,
+    ) -> None:
+        self._chunks = chunks
+        self._run_now = run_now
+        self._portal = portal
+        self._held = held
+        self._complete = False
+        self._closed = False
+        #: The tasks kept for `response.run_tasks()` (with `run_tasks=False`), once read.
+        self.pending: _PendingTasks | None = pending
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+        self._complete = True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pending = self.pending
+        assert pending is not None
+        with self._held:  # the portal and the recorder, let go of last
+            if not self._complete:
+                self.pending = None
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    close()
+                exchange = pending.exchange
+                after = exchange.throw(ClientDisconnected())
+                if not isinstance(after, Done):  # the cleanup of generator dependencies
+                    drive_sync(exchange, after, read_body=_no_body, run_coroutine=self._portal)
+            elif self._run_now:
+                self.pending = None
+                pending.run()
 
 
 class TestClient(httpx.Client):
@@ -555,15 +657,20 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
 
         pieces = request.stream.__aiter__()  # type: ignore[union-attr]
+        left = _Leftover()
 
         async def read_body(limit: int, size: int = 0) -> Any:
             if size:
+                if left.data:
+                    return left.take(size), True
                 async for piece in pieces:
                     if piece:
-                        return piece, True
+                        left.data = piece
+                        return left.take(size), True
                 return b"", False
-            chunks = []
-            total = 0
+            chunks = [left.data] if left.data else []
+            total = len(left.data)
+            left.data = b""
             async for chunk in pieces:
                 total += len(chunk)
                 if total > limit:
@@ -572,19 +679,30 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
             return b"".join(chunks)
 
         recorder = recorder_for(self.app, self.record_tasks)
-        with publishing_to(self.app, recorder):
+        held = contextlib.ExitStack()
+        with held:
+            held.enter_context(publishing_to(self.app, recorder))
             effect = await drive_async(
                 exchange, exchange.start(), read_body=read_body, run_sync=_run_sync
             )
             if isinstance(effect, Done):  # pragma: no cover - the core always responds first
                 raise RuntimeError("the exchange ended without a response")
             respond: Respond = effect
+            if respond.stream is not None and respond.error is None:
+                stream = _AsyncAppStream(_chunks(respond, _run_sync), exchange, recorder, self.app)
+                stream.held = held.pop_all()
+                return TestResponse(
+                    respond.status,
+                    headers=respond.headers,
+                    stream=stream,
+                    tasks=respond.tasks,
+                    pending=None,
+                    recorder=recorder,
+                )
             content = respond.body
             if respond.stream is not None:
                 content = b"".join([chunk async for chunk in _chunks(respond, _run_sync)])
-            after = exchange.send(None)
-            if not isinstance(after, Done):
-                await drive_async(exchange, after, read_body=_no_body_async, run_sync=_run_sync)
+            await _settle(exchange, delivered=True)
         if recorder is not None:
             await anyio.to_thread.run_sync(run_recorded, recorder, self.app)
         if respond.error is not None and self.raise_server_exceptions:
@@ -597,6 +715,50 @@ class AsyncCoreTransport(httpx.AsyncBaseTransport):
             pending=None,
             recorder=recorder,
         )
+
+
+async def _settle(exchange: Exchange, *, delivered: bool) -> None:
+    """Resume an exchange after its response: its tasks and cleanup, or their abandonment."""
+    after = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
+    if not isinstance(after, Done):
+        await drive_async(exchange, after, read_body=_no_body_async, run_sync=_run_sync)
+
+
+class _AsyncAppStream(httpx.AsyncByteStream):
+    """`_AppStream` for `AsyncCoreTransport`: the app's chunks pulled as the test reads them."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        exchange: Exchange,
+        recorder: RecordingBackend | None,
+        app: Application,
+    ) -> None:
+        self._chunks = chunks
+        self._exchange = exchange
+        self._recorder = recorder
+        self._app = app
+        self.held = contextlib.ExitStack()
+        self._complete = False
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+        self._complete = True
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self.held:
+            if not self._complete:
+                aclose = getattr(self._chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await _settle(self._exchange, delivered=self._complete)
+        if self._recorder is not None:
+            await anyio.to_thread.run_sync(run_recorded, self._recorder, self._app)
 
 
 async def _run_sync(call: Call) -> Any:
