@@ -565,3 +565,77 @@ def test_a_route_wide_dependency_reading_a_form_gets_it() -> None:
     files = {"f": ("f", b"")}  # multipart: parsed only when the form is known to be needed
     assert client.post("/guarded", data={"token": "secret"}, files=files).json() == "in"
     assert client.post("/guarded", data={"token": "nope"}, files=files).status_code == 403
+
+
+@pytest.mark.slow
+def test_a_50_mb_body_streamed_through_the_testclient_holds_little_memory() -> None:
+    import hashlib
+    import tracemalloc
+
+    from tests.adapters.upload_app import app  # the app the servers' memory tests serve
+
+    block = bytes(range(256)) * 1024  # 256 KiB, sent again and again: never 50 MB at once
+    count = 200
+    expected = hashlib.sha256()
+    for _ in range(count):
+        expected.update(block)
+
+    def body() -> Any:
+        for _ in range(count):
+            yield block
+
+    client = TestClient(app)
+    tracemalloc.start()
+    try:
+        out = client.post("/stream-digest", content=body()).json()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out == {"size": count * len(block), "sha256": expected.hexdigest()}
+    assert peak < 5 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_http_middleware_reads_the_body_as_starlette_and_the_handler_gets_it_too() -> None:
+    app = VelociPy(form_limits=FormLimits(spool_size=10))
+
+    @app.middleware("http")
+    async def peek(request: Request, call_next: Any) -> Any:
+        if request.path == "/streamed-away":
+            async for _ in request.stream():
+                pass
+        elif request.path == "/form":
+            async with request.form() as form:
+                request.state.names = sorted(form)
+        elif request.path != "/untouched":
+            request.state.size = len(await request.body())
+        return await call_next(request)
+
+    @app.post("/json")
+    def json_body(item: dict[str, int], request: Request) -> list[int]:
+        return [request.state.size, item["a"]]
+
+    @app.post("/stream")
+    async def stream(request: Request) -> list[int]:
+        chunks = [chunk async for chunk in request.stream()]
+        return [request.state.size, sum(map(len, chunks))]
+
+    @app.post("/untouched")
+    async def untouched(request: Request) -> int:
+        return len(await request.body())
+
+    @app.post("/streamed-away")
+    async def streamed_away(request: Request) -> int:
+        return len(await request.body())
+
+    @app.post("/form")
+    def form(request: Request) -> list[str]:
+        return request.state.names  # type: ignore[no-any-return]
+
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.post("/json", json={"a": 7}).json() == [len(b'{"a":7}'), 7]
+    assert client.post("/stream", content=b"x" * 200_000).json() == [200_000, 200_000]
+    assert client.post("/untouched", content=b"abc").json() == 3
+    failed = client.post("/streamed-away", content=b"abc")
+    assert failed.status_code == 500  # nobody kept it: "Stream consumed"
+    named = client.post("/form", data={"a": "1"}, files={"f": ("f", b"spooled to disk")})
+    assert named.json() == ["a", "f"]

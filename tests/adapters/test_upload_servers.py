@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,12 +99,8 @@ def test_curl_uploads_a_file_with_a_field(name: str, tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("name", list(SERVERS))
-def test_a_100_mb_upload_grows_the_server_by_under_5_mb(name: str, tmp_path: Path) -> None:
-    size = 100 * 1000 * 1000
-    path = tmp_path / "big.bin"
+def big_file(path: Path, size: int) -> str:
+    """Write `size` bytes of random blocks to `path`; return their sha256."""
     block = os.urandom(1024 * 1024)
     hasher = hashlib.sha256()
     with path.open("wb") as out:
@@ -113,33 +110,82 @@ def test_a_100_mb_upload_grows_the_server_by_under_5_mb(name: str, tmp_path: Pat
             out.write(piece)
             hasher.update(piece)
             written += len(piece)
+    return hasher.hexdigest()
+
+
+def curl_stream(url: str, path: Path) -> dict[str, object]:
+    """POST the file as a raw body, streamed from disk by curl (no `Expect: 100-continue`)."""
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "120", "-X", "POST", "-T", str(path), "-H", "Expect:"]
+        + ["-H", "Content-Type: application/octet-stream", url],
+        capture_output=True,
+        check=True,
+        timeout=130,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def growth_while(server: ServerProcess, send: Callable[[], dict[str, object]]) -> tuple[int, Any]:
+    """The peak growth of the server's resident memory while `send()` runs, and its result."""
+    before = tree_rss(server.process.pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(server.process.pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        out = send()
+    finally:
+        done.set()
+        sampler.join()
+    after = tree_rss(server.process.pid)
+    return max(peak, after) - before, out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_a_100_mb_upload_grows_the_server_by_under_5_mb(name: str, tmp_path: Path) -> None:
+    size = 100 * 1000 * 1000
+    path = tmp_path / "big.bin"
+    digest = big_file(path, size)
     small = tmp_path / "small.bin"
     small.write_bytes(os.urandom(2 * 1024 * 1024))
     with SERVERS[name]() as server:
         for _ in range(3):  # warm up: threads, imports, a first spool
             curl_upload(f"{server.url}/digest", small)
         time.sleep(0.3)
-        before = tree_rss(server.process.pid)
-        peak = before
-        done = threading.Event()
+        growth, out = growth_while(server, lambda: curl_upload(f"{server.url}/digest", path))
+    assert out["sha256"] == digest and out["size"] == size
+    print(f"{name}: RSS +{growth / 1e6:.2f} MB for a 100 MB upload")
+    assert growth < 5 * 1024 * 1024, f"{name} grew by {growth / 1e6:.1f} MB"
 
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, tree_rss(server.process.pid))
-                time.sleep(0.01)
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            out = curl_upload(f"{server.url}/digest", path)
-        finally:
-            done.set()
-            sampler.join()
-        after = tree_rss(server.process.pid)
-    assert out["sha256"] == hasher.hexdigest() and out["size"] == size
-    growth = max(peak, after) - before
-    print(f"{name}: RSS {before / 1e6:.1f} MB -> peak {peak / 1e6:.1f} MB (+{growth / 1e6:.2f} MB)")
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_a_50_mb_body_streamed_to_a_handler_grows_the_server_by_under_5_mb(
+    name: str, tmp_path: Path
+) -> None:
+    size = 50 * 1000 * 1000
+    path = tmp_path / "big.bin"
+    digest = big_file(path, size)
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(2 * 1024 * 1024))
+    with SERVERS[name]() as server:
+        for _ in range(3):  # warm up: threads, imports, buffers
+            curl_stream(f"{server.url}/stream-digest", small)
+        time.sleep(0.3)
+        growth, out = growth_while(server, lambda: curl_stream(f"{server.url}/stream-digest", path))
+    assert out == {"size": size, "sha256": digest}
+    print(f"{name}: RSS +{growth / 1e6:.2f} MB for a 50 MB streamed body")
     assert growth < 5 * 1024 * 1024, f"{name} grew by {growth / 1e6:.1f} MB"
 
 

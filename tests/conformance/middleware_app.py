@@ -78,6 +78,8 @@ async def outer(request: Request, call_next: Any) -> Response:
     if path.startswith("/mw/exit-before/"):
         sys.exit(f"async middleware {key_of(request)}")
     request.state.trail = ["outer"]
+    if path == "/mw/body-seen":  # the middleware reads the body; the handler still gets it
+        request.state.seen = len(await request.body())
     response = await call_next(request)
     if path.startswith("/mw/tasks/") or path.startswith("/mw/slow-task/"):
         EVENTS[key_of(request)].append("middleware-after-call-next")
@@ -117,6 +119,11 @@ async def stream_body(request: Request) -> dict[str, Any]:
     async for chunk in request.stream():
         size += len(chunk)
     return {"size": size, "trail": request.state.trail}
+
+
+@app.post("/mw/body-seen")
+async def body_seen(item: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {"seen": request.state.seen, "item": item, "stream": len(await request.body())}
 
 
 @app.get("/mw/trail")

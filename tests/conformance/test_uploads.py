@@ -148,3 +148,14 @@ def test_request_stream_through_middleware(middleware_driver: Driver) -> None:
     out = middleware_driver.request("POST", "/mw/stream-body", content=b"m" * 300_000)
     assert out.status_code == 200, out.text
     assert out.json() == {"size": 300_000, "trail": ["outer", "inner"]}
+
+
+def test_a_middleware_reads_the_body_and_the_handler_still_gets_it(
+    middleware_driver: Driver,
+) -> None:
+    body = b'{"a": "' + b"b" * 1000 + b'"}'
+    out = middleware_driver.request(
+        "POST", "/mw/body-seen", content=body, headers={"content-type": "application/json"}
+    )
+    assert out.status_code == 200, out.text
+    assert out.json() == {"seen": len(body), "item": {"a": "b" * 1000}, "stream": len(body)}

@@ -5,16 +5,23 @@ exchange (`exchange(request)`), drives that to its `Respond`, and asks it for
 the `NextResponse` to return (`response(respond)`). It remembers every inner
 exchange it started, so that the outer flow can finish them (run their tasks)
 once the outer response has been delivered.
+
+A middleware may read the request body (`await request.body()`, as in
+Starlette): the inner part then gets the same bytes, its body effects answered
+from them by `replay_body` instead of the driver. A body the middleware
+streamed to its end was kept by nobody: the inner part's reads raise
+"Stream consumed".
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._events import Respond, StreamBody
+from .._errors import BodyTooLarge
+from .._events import Effect, OpenBody, ReadBody, ReadChunk, Respond, StreamBody
 from .._exchange import Exchange
-from .._request import Request
+from .._request import Perform, Request
 from .._responses import Response
 
 if TYPE_CHECKING:
@@ -39,7 +46,16 @@ class NextPart:
         if not isinstance(request, Request):
             raise TypeError(f"call_next() takes the middleware's request, got {request!r}")
         head = request.head
-        exchange = Exchange(head, self.stack.flow(self.index, head), self.stack.app)
+        flow = self.stack.flow(self.index, head)
+        access = request._access
+        if access is not None:  # the middleware's own request: has it read the body?
+            if request._body is not None:
+                flow = replay_body(flow, request._body, access.perform)
+            elif request._consumed or request._pieces is not None:
+                flow = replay_body(flow, None, access.perform)
+            elif isinstance(access.perform, _Replay):  # an outer middleware read it
+                flow = replay_body(flow, access.perform.left, access.perform.perform)
+        exchange = Exchange(head, flow, self.stack.app)
         self.started.append(exchange)
         return exchange
 
@@ -52,18 +68,69 @@ class NextPart:
 
 
 class MiddlewareRequest(Request):
-    """The request an HTTP middleware gets: everything but the body, which is not read yet."""
+    """The request an HTTP middleware gets; its body is read only if the middleware asks."""
 
     __slots__ = ()
 
-    async def body(self) -> bytes:
-        raise RuntimeError(
-            "reading the request body in HTTP middleware is not supported yet; "
-            "read it in a dependency or the handler"
-        )
 
-    async def json(self) -> Any:
-        return await self.body()
+Flow = Generator[Effect, Any, None]
+
+
+def replay_body(flow: Flow, body: bytes | None, perform: Perform) -> Flow:
+    """`flow` with its body effects answered from `body`, read by a middleware already.
+
+    `None` means the middleware streamed the body away: each read then raises
+    "Stream consumed". Every other effect goes to the driver unchanged.
+    """
+    left = body
+    try:
+        effect = next(flow)
+        while True:
+            kind = type(effect)
+            if kind is ReadBody or kind is ReadChunk:
+                if left is None:
+                    effect = flow.throw(RuntimeError("Stream consumed"))
+                elif kind is ReadBody:
+                    limit = effect.limit  # type: ignore[union-attr]
+                    if len(left) > limit:
+                        effect = flow.throw(BodyTooLarge(limit))
+                    else:
+                        effect = flow.send(left)
+                else:
+                    size = effect.size  # type: ignore[union-attr]
+                    piece, left = left[:size], left[size:]
+                    effect = flow.send((piece, bool(left)))
+            elif kind is OpenBody:
+                effect = flow.send(_Replay(body, perform))
+            else:
+                try:
+                    value = yield effect
+                except BaseException as error:
+                    effect = flow.throw(error)
+                else:
+                    effect = flow.send(value)
+    except StopIteration:
+        return
+
+
+class _Replay:
+    """A `perform` whose reads come from a body a middleware read; spooling goes to `perform`."""
+
+    __slots__ = ("left", "perform")
+
+    def __init__(self, body: bytes | None, perform: Perform) -> None:
+        #: What is left to read of the kept body (None: it was streamed away).
+        self.left = body
+        self.perform = perform
+
+    async def __call__(self, effect: Effect) -> Any:
+        if type(effect) is not ReadChunk:
+            return await self.perform(effect)
+        rest = self.left
+        if rest is None:
+            raise RuntimeError("Stream consumed")
+        piece, self.left = rest[: effect.size], rest[effect.size :]
+        return piece, bool(self.left)
 
 
 class NextResponse(Response):

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._datastructures import State
 from .._errors import ClientDisconnected, ClientError, HTTPException, ResponseReplaced
-from .._events import CallNext, Done, Effect, RequestHead, Respond, StatefulHead
-from .._exchange import Exchange, Phase, _respond, default_error_response
+from .._events import CallNext, Done, Effect, OpenBody, RequestHead, Respond, StatefulHead
+from .._exchange import Exchange, Phase, _close_uploads, _respond, default_error_response
+from .._request import BodyAccess
 from .._responses import JSONResponse, Response
 from .._status import allows_body
 from .._tasks import unwrap
+from .._uploads import UploadFile
 from ._next import MiddlewareRequest, NextPart, NextResponse
 from ._transform import Transform
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .._application import Application
 
 logger = logging.getLogger("velocipy")
+_OPEN_BODY = OpenBody()
 
 Flow = Generator[Effect, Any, None]
 
@@ -122,9 +125,13 @@ def _call_next_flow(
         head = StatefulHead.of(head, State())
     part = NextPart(stack, index + 1)
     failure: BaseException | None = None
+    # The middleware reads the body only if it asks (`await request.body()`); files of
+    # a form it reads are closed last, after the inner exchanges' tasks.
+    uploads: list[UploadFile] = []
+    access = BodyAccess((yield _OPEN_BODY), uploads)
     try:
         try:
-            request = MiddlewareRequest(head, app=stack.app)
+            request = MiddlewareRequest(head, body=None, app=stack.app, access=access)
             result = yield CallNext(layer.fn, request, part, layer.is_async)
             if not isinstance(result, Response):
                 raise TypeError(
@@ -150,6 +157,7 @@ def _call_next_flow(
             # The inner tasks still come with it: they follow the error path once the
             # 500 is out, and drivers hand them to their task runners as usual.
             respond = _to_respond(response, head, tuple(part.tasks), error)
+        access.open = False  # the connection may serve its next request from now on
         try:
             yield respond
         except Exception as undelivered:  # passed on, so the inner tasks say why
@@ -160,7 +168,12 @@ def _call_next_flow(
             else:
                 reason = f"middleware {layer.name} failed after the handler answered"
                 yield from _settle(part, ResponseReplaced(reason))
+        if uploads:
+            yield from _close_uploads(uploads, layer.name)
+            uploads.clear()
     finally:
+        for upload in uploads:  # cut short: no effect can be yielded any more
+            upload.file.close()
         for inner in part.started:  # only an exchange cut short leaves any open
             inner.close()
 
