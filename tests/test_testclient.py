@@ -374,3 +374,19 @@ def test_the_async_transport_streams_lazily_too() -> None:
             assert seen[-1] == "task"
 
     anyio.run(main)
+
+
+def test_the_backend_option_runs_async_code_on_trio_as_starlettes() -> None:
+    pytest.importorskip("trio")
+    import sniffio
+
+    app = VelociPy()
+
+    @app.post("/library")
+    async def library(request: Request) -> list[Any]:
+        return [sniffio.current_async_library(), len(await request.body())]
+
+    with TestClient(app, backend="trio") as client:
+        assert client.post("/library", content=b"abc").json() == ["trio", 3]
+    assert TestClient(app, backend="trio").post("/library").json() == ["trio", 0]
+    assert TestClient(app).post("/library").json() == ["asyncio", 0]

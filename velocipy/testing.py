@@ -265,6 +265,8 @@ class CoreTransport(httpx.BaseTransport):
         root_path: The ASGI-style `root_path` the app appears mounted at.
         record_tasks: With a queue backend, record published batches and run
             them through the worker's path instead of publishing to the broker.
+        backend: The anyio backend async code runs on ("asyncio" or "trio").
+        backend_options: Options for that backend (anyio's `backend_options`).
     """
 
     def __init__(
@@ -275,12 +277,16 @@ class CoreTransport(httpx.BaseTransport):
         client: tuple[str, int] = ("testclient", 50000),
         root_path: str = "",
         record_tasks: bool = True,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
     ) -> None:
         self.app = app
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
         self.root_path = root_path
         self.record_tasks = record_tasks
+        self.backend = backend
+        self.backend_options = backend_options
         #: Set while a `with TestClient(app)` block runs: its portal runs every coroutine.
         self.shared_portal: anyio.from_thread.BlockingPortal | None = None
 
@@ -290,8 +296,12 @@ class CoreTransport(httpx.BaseTransport):
         if self.shared_portal is not None:
             yield _runner(self.shared_portal)
         else:
-            with anyio.from_thread.start_blocking_portal() as portal:
+            with self.new_portal() as portal:
                 yield _runner(portal)
+
+    def new_portal(self) -> contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal]:
+        """An event loop in a helper thread, on the client's anyio backend."""
+        return anyio.from_thread.start_blocking_portal(self.backend, self.backend_options)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.app.needs_asgi:  # ASGI middleware or mounts: only the ASGI entry runs them
@@ -465,6 +475,9 @@ class TestClient(httpx.Client):
         record_tasks: With a queue backend (docs/task-queues.md), record the
             published batches (`response.envelopes`) and run them through the
             worker's path, instead of publishing to the broker (True by default).
+        backend: The anyio backend the app's async code runs on, as Starlette's
+            ("asyncio" by default, or "trio").
+        backend_options: anyio's options for that backend.
         **kwargs: Passed on to `httpx.Client` (`auth=`, `params=`, `timeout=`, ...).
     """
 
@@ -481,6 +494,8 @@ class TestClient(httpx.Client):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         record_tasks: bool = True,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.app = app
@@ -490,6 +505,8 @@ class TestClient(httpx.Client):
             client=client,
             root_path=root_path,
             record_tasks=record_tasks,
+            backend=backend,
+            backend_options=backend_options,
         )
         default_headers = httpx.Headers({"user-agent": "velocipy-testclient"})
         if headers is not None:
@@ -517,7 +534,7 @@ class TestClient(httpx.Client):
     def __enter__(self) -> TestClient:
         """Start the app's lifespan; requests in the block share its event loop."""
         stack = contextlib.ExitStack()
-        portal = stack.enter_context(anyio.from_thread.start_blocking_portal())
+        portal = stack.enter_context(self._transport_to_app.new_portal())
         stack.enter_context(portal.wrap_async_context_manager(self.app.lifespan_context()))
         self._transport_to_app.shared_portal = portal
         self._stack = stack
