@@ -144,7 +144,7 @@ def drive_sync(
             else:
                 effect = exchange.send(result)
         else:
-            return effect  # type: ignore[return-value]
+            raise TypeError(f"not an effect: {effect!r}")
 
 
 _OPEN_SPOOL = Call(open_spool, (), {}, False, "spool")
@@ -258,7 +258,7 @@ async def drive_async(
             else:
                 effect = exchange.send(result)
         else:
-            return effect  # type: ignore[return-value]
+            raise TypeError(f"not an effect: {effect!r}")
 
 
 # -- OpenBody: the body read later, from inside the handler ------------------------------------
