@@ -53,7 +53,6 @@ from velocipy.adapters._asgi_request import (
 from velocipy.adapters._drive import call_now, drive_async, iterate_async
 from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
 from velocipy.core._mounts import ASGI
-from velocipy.core._tasks import TaskState
 
 logger = logging.getLogger("velocipy")
 
@@ -69,7 +68,6 @@ DEFAULT_TASK_THREADS = 16
 
 _CLOSE = (b"connection", b"close")
 
-_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 
 #: Seconds between two looks at the task counts while calls wait for room.
 ROOM_RECHECK = 0.5
@@ -153,7 +151,7 @@ class ASGIAdapter:
         "_paused",
         "_room",
         "_max_in_flight",
-        "_counts",
+        "_tasks",
         "_body_rate",
     )
 
@@ -180,7 +178,7 @@ class ASGIAdapter:
         self._room: tuple[object, anyio.Event] | None = None
         self._max_in_flight = app.tasks.max_in_flight
         self._body_rate = BodyRate(min_body_rate, body_rate_window)
-        self._counts = app.tasks.counts
+        self._tasks = app.tasks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
@@ -249,8 +247,8 @@ class ASGIAdapter:
             limit = self._max_in_flight
             if limit is not None and not self._paused:
                 # `tasks.has_room()`, inline: a method call here costs every request.
-                counts = self._counts
-                if counts[_PENDING] + counts[_RUNNING] >= limit:
+                tasks = self._tasks
+                if tasks.pending + tasks.running >= limit:
                     self._paused = True
             try:
                 await drive_async(

@@ -185,11 +185,11 @@ class Task:
             self.created_at = registry.now()
             lock = registry._lock  # None: no threads move tasks, so no locking at all
             if lock is None:
-                registry.counts[_PENDING] += 1
+                registry.pending += 1
             else:
                 lock.acquire()
                 try:
-                    registry.counts[_PENDING] += 1
+                    registry.pending += 1
                 finally:
                     lock.release()
 
@@ -323,10 +323,9 @@ class Task:
         previous = self.state
         self.state = _RUNNING
         self.started_at = registry.now()
-        if registry._lock is None:
-            counts = registry.counts
-            counts[previous] -= 1
-            counts[_RUNNING] += 1
+        if registry._lock is None and previous is _PENDING:
+            registry.pending -= 1
+            registry.running += 1
             registry.running_by_id[self.id] = self
         else:
             self._recount(registry, previous, _RUNNING)
@@ -347,9 +346,8 @@ class Task:
         if registry is not None:
             self.finished_at = registry.now()
             if registry._lock is None and previous is _RUNNING:
-                counts = registry.counts
-                counts[_RUNNING] -= 1
-                counts[_SUCCEEDED] += 1
+                registry.running -= 1
+                registry.succeeded += 1
                 del registry.running_by_id[self.id]
             else:
                 self._recount(registry, previous, _SUCCEEDED)
@@ -360,9 +358,7 @@ class Task:
         if lock is not None:
             lock.acquire()
         try:
-            counts = registry.counts
-            counts[previous] -= 1
-            counts[state] += 1
+            registry.moved(previous, state)
             if state is _RUNNING:
                 registry.running_by_id[self.id] = self
             elif previous is _RUNNING:

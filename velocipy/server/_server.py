@@ -35,7 +35,6 @@ import anyio.to_thread
 from velocipy.adapters._drive import call_now, drive_async
 from velocipy.adapters._gc import startup_objects_frozen
 from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
-from velocipy.core._tasks import TaskState
 
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
 from ._channel import open_channel
@@ -47,7 +46,6 @@ from .protocols import Connection, connection_class
 from .protocols._heads import ResponseTail
 
 logger = logging.getLogger("velocipy.server")
-_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
 access_logger = logging.getLogger("velocipy.access")
 
 #: The signals that stop the server: the first gracefully, the second at once.
@@ -174,9 +172,8 @@ class Server:
         self.paused = False
         tasks = self.app.tasks
         self._task_counts = tasks
-        # Read per flow, so kept at hand: the bound, and the registry's counts by state.
+        # Read per flow, so kept at hand (the registry's `pending` and `running` too).
         self._max_in_flight = tasks.max_in_flight
-        self._counts = tasks.counts
         self._room: anyio.Event | None = None
         self.exit_code = EXIT_OK
         self._stop: anyio.Event | None = None
@@ -222,8 +219,8 @@ class Server:
         limit = self._max_in_flight
         if limit is not None and not self.paused:
             # `has_room()`, inline: a method call here was a measurable part of a request.
-            counts = self._counts
-            if counts[_PENDING] + counts[_RUNNING] >= limit:
+            tasks = self._task_counts
+            if tasks.pending + tasks.running >= limit:
                 self.paused = True
         loop = self._asyncio_loop
         if loop is not None:
