@@ -91,6 +91,8 @@ class TaskRegistry:
         from ._tasks import TaskState
 
         self._states = TaskState
+        #: Each state's attribute name (`.value` is a property: a Python call per read).
+        self._names = {state: state.value for state in TaskState}
         # Tasks per state: one integer attribute each, named by the state's value, which
         # task handles update under `lock` as they move. Every task makes five updates;
         # an attribute costs a third of a dict entry keyed by an Enum member (measured
@@ -142,8 +144,9 @@ class TaskRegistry:
 
     def moved(self, previous: TaskState, state: TaskState) -> None:
         """Count a task's move from `previous` to `state` (the caller holds the lock)."""
-        setattr(self, previous.value, getattr(self, previous.value) - 1)
-        setattr(self, state.value, getattr(self, state.value) + 1)
+        before, after = self._names[previous], self._names[state]
+        setattr(self, before, getattr(self, before) - 1)
+        setattr(self, after, getattr(self, after) + 1)
 
     def running_names(self) -> list[str]:
         """The names of the tasks running now, oldest first."""

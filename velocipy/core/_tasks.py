@@ -358,7 +358,16 @@ class Task:
         if lock is not None:
             lock.acquire()
         try:
-            registry.moved(previous, state)
+            # The two moves every task makes written out (they are most of the locked
+            # calls, under WSGI); `moved` names the attributes of any other.
+            if previous is _PENDING and state is _RUNNING:
+                registry.pending -= 1
+                registry.running += 1
+            elif previous is _RUNNING and state is _SUCCEEDED:
+                registry.running -= 1
+                registry.succeeded += 1
+            else:
+                registry.moved(previous, state)
             if state is _RUNNING:
                 registry.running_by_id[self.id] = self
             elif previous is _RUNNING:
