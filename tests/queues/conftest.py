@@ -3,7 +3,9 @@
 Redis at 127.0.0.1:6379 is used when it answers (the project's machines and CI
 run one); otherwise a `redis-server` from PATH is started on a free port. With
 neither, the tests skip with the reason printed, except under `CI=true`, where a
-missing broker is a failure. Each test gets its own Redis database number and
+missing broker is a failure. RabbitMQ is the one at 127.0.0.1:5672 (guest/guest,
+or `VELOCIPY_TEST_AMQP_URL`), found or skipped the same way; its tests use queue
+names of their own and delete them afterwards. Each test gets its own Redis database number and
 queue names, so runs in parallel (other checkouts on the same machine) do not
 see each other's messages.
 """
@@ -105,6 +107,43 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """A Redis URL with a database number of its own (1-15) for this test."""
     return redis_server.url(random.randint(1, 15))
+
+
+#: The RabbitMQ the tests use: the machine's, or another one named in the environment.
+#: The default vhost is spelt `%2F`, which kombu (Celery) and pika (Dramatiq) both read.
+AMQP_URL = os.environ.get("VELOCIPY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _amqp_answers(url: str) -> str:
+    """Why RabbitMQ at `url` cannot be used ("" when it can)."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:
+        return f"no RabbitMQ at {url}: {error!r}"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    problem = _amqp_answers(AMQP_URL)
+    if problem:
+        _missing(problem)
+    return AMQP_URL
+
+
+def delete_amqp_queues(url: str, prefix: str) -> None:
+    """Delete the queues (and Dramatiq's delay and dead-letter queues) a test declared."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as connection:
+        channel = connection.default_channel
+        for name in (prefix, f"{prefix}.DQ", f"{prefix}.XQ"):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(name)
+                channel = connection.default_channel  # a missing queue closes the channel
 
 
 @pytest.fixture

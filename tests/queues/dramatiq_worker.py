@@ -9,17 +9,24 @@ from __future__ import annotations
 import os
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from velocipy.contrib.dramatiq import install
 
-broker = RedisBroker(
-    url=os.environ["VELOCIPY_TEST_BROKER"],
-    namespace=os.environ["VELOCIPY_TEST_QUEUE"],
-    # A killed worker's messages are handed out again once its heartbeat is this old
-    # (milliseconds); the default is a minute, and every command may run the check.
-    heartbeat_timeout=3000,
-    maintenance_chance=1_000_000,
-)
+URL = os.environ["VELOCIPY_TEST_BROKER"]
+broker: dramatiq.Broker
+if URL.startswith("amqp"):
+    # RabbitMQ hands a killed worker's unacknowledged messages out again at once.
+    broker = RabbitmqBroker(url=URL)
+else:
+    broker = RedisBroker(
+        url=URL,
+        namespace=os.environ["VELOCIPY_TEST_QUEUE"],
+        # A killed worker's messages are handed out again once its heartbeat is this
+        # old (milliseconds); the default is a minute, and every command may run the check.
+        heartbeat_timeout=3000,
+        maintenance_chance=1_000_000,
+    )
 dramatiq.set_broker(broker)
 install(broker, queues=[os.environ["VELOCIPY_TEST_QUEUE"]])

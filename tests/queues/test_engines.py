@@ -2,7 +2,8 @@
 subprocess runs the tasks, and the tests count what ran from the tasks' own log.
 
 Every process is bounded in time and always stopped; the broker is the machine's
-Redis (a database number and queue names of the test's own) or one started here.
+Redis (a database number and queue names of the test's own) or one started here,
+and, for the RabbitMQ cases, the machine's RabbitMQ (queue names of the test's own).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 from tests.adapters.test_asgi_uvicorn import run_uvicorn_argv
 from tests.conformance.drivers.gunicorn_sync import gunicorn_process
-from tests.queues.conftest import start_redis
+from tests.queues.conftest import delete_amqp_queues, start_redis
 from tests.support.servers import PYTHON, ROOT, free_port, run_server
 
 pytestmark = pytest.mark.server
@@ -136,18 +137,31 @@ def web_server(env: dict[str, str], kind: str = "own") -> Iterator[Any]:
 def test_published_once_and_run_once_by_a_worker_with_arguments_and_context(
     engine: str, kind: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:
-    env = environment(engine, redis_url, run_id, jobs_log)
-    with web_server(env, kind) as server, worker(engine, env) as process:
+    published_once_and_run_once(environment(engine, redis_url, run_id, jobs_log), kind)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_rabbitmq_published_once_and_run_once(
+    engine: str, rabbitmq_url: str, run_id: str, jobs_log: Path
+) -> None:
+    try:
+        published_once_and_run_once(environment(engine, rabbitmq_url, run_id, jobs_log), "own")
+    finally:
+        delete_amqp_queues(rabbitmq_url, run_id)
+
+
+def published_once_and_run_once(env: dict[str, str], kind: str) -> None:
+    with web_server(env, kind) as server, worker(env["VELOCIPY_TEST_ENGINE"], env) as process:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for n in (1, 2, 3):
                 assert client.post("/signup", params={"n": n}).status_code == 200
         wait_for(
-            lambda: len(runs(jobs_log)) >= 3,
+            lambda: len(runs(Path(env["VELOCIPY_JOBS_LOG"]))) >= 3,
             30,
             lambda: f"3 runs; worker said:\n{worker_output(process)}",
         )
         time.sleep(1.0)  # a duplicate would show up now
-        done = runs(jobs_log)
+        done = runs(Path(env["VELOCIPY_JOBS_LOG"]))
         assert sorted(run["n"] for run in done) == [1, 2, 3]
         assert all(run["request_id"] == f"req-{run['n']}" for run in done)
         assert {run["pid"] for run in done}.isdisjoint({server.process.pid})
@@ -178,7 +192,22 @@ def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated
 def test_a_worker_killed_mid_task_runs_it_again(
     engine: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:
-    env = environment(engine, redis_url, run_id, jobs_log)
+    killed_worker_runs_it_again(environment(engine, redis_url, run_id, jobs_log))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_rabbitmq_a_worker_killed_mid_task_runs_it_again(
+    engine: str, rabbitmq_url: str, run_id: str, jobs_log: Path
+) -> None:
+    try:
+        killed_worker_runs_it_again(environment(engine, rabbitmq_url, run_id, jobs_log))
+    finally:
+        delete_amqp_queues(rabbitmq_url, run_id)
+
+
+def killed_worker_runs_it_again(env: dict[str, str]) -> None:
+    engine, jobs_log = env["VELOCIPY_TEST_ENGINE"], Path(env["VELOCIPY_JOBS_LOG"])
     starts = lambda: [r for r in runs(jobs_log) if r["task"] == "slow-start"]  # noqa: E731
     ends = lambda: [r for r in runs(jobs_log) if r["task"] == "slow-end"]  # noqa: E731
     with web_server(env) as server:

@@ -1,7 +1,7 @@
 """The web app of the queue tests, served by a real server subprocess.
 
 Its task backend comes from the environment: `VELOCIPY_TEST_ENGINE` (celery or
-dramatiq), `VELOCIPY_TEST_BROKER` (a Redis URL), `VELOCIPY_TEST_QUEUE`, and
+dramatiq), `VELOCIPY_TEST_BROKER` (a Redis or an AMQP URL), `VELOCIPY_TEST_QUEUE`, and
 `VELOCIPY_TEST_PUBLISH` / `VELOCIPY_TEST_DEADLINE` for the publishing rules.
 """
 
@@ -33,14 +33,20 @@ def make_backend() -> TaskBackend:
         from velocipy.contrib.celery import CeleryBackend
 
         celery_app = Celery("velocipy-tests-web", broker=BROKER)
-        celery_app.conf.broker_transport_options = {
-            "socket_timeout": 1,
-            "socket_connect_timeout": 1,
-        }
+        celery_app.conf.broker_transport_options = (
+            # A publish returns once RabbitMQ has confirmed the message.
+            {"confirm_publish": True, "connect_timeout": 1}
+            if BROKER.startswith("amqp")
+            else {"socket_timeout": 1, "socket_connect_timeout": 1}
+        )
         return CeleryBackend(celery_app, queue=QUEUE, **OPTIONS)
-    from dramatiq.brokers.redis import RedisBroker
-
     from velocipy.contrib.dramatiq import DramatiqBackend
+
+    if BROKER.startswith("amqp"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return DramatiqBackend(RabbitmqBroker(url=BROKER), queue=QUEUE, **OPTIONS)
+    from dramatiq.brokers.redis import RedisBroker
 
     broker = RedisBroker(url=BROKER, namespace=QUEUE, socket_timeout=1)
     return DramatiqBackend(broker, queue=QUEUE, **OPTIONS)
