@@ -19,8 +19,7 @@ from celery import Celery
 from bench.apps._common import record_signup_async
 from velocipy import BackgroundTasks, VelociPy
 from velocipy.contrib.celery import CeleryBackend
-from velocipy.tasks import Envelope, TaskBackend
-from velocipy.tasks._publisher import BatchingBackend, Pending
+from velocipy.tasks import BatchingBackend, Envelope, Pending, TaskBackend
 
 
 class NullBackend(BatchingBackend):

@@ -3,7 +3,9 @@
 `InProcess` (the default) runs tasks in the serving process; a queue backend
 (`velocipy.contrib.celery.CeleryBackend`, `velocipy.contrib.dramatiq.DramatiqBackend`)
 publishes them and a worker runs them with `run_batch`. `TaskBackend` is the
-protocol for other engines; `RecordingBackend` records batches for tests. See
+protocol for other engines (`BatchingBackend` gives one a publishing thread that
+sends many requests' batches per round trip); `RecordingBackend` records batches
+for tests. See
 docs/task-queues.md.
 """
 
@@ -19,12 +21,16 @@ from velocipy.core._envelopes import (
 )
 from velocipy.core._queue import QueuedTask
 
+from ._publisher import BatchingBackend, BatchPublisher, Pending
 from ._worker import error_hooks, import_task, run_batch
 
 __all__ = [
+    "BatchPublisher",
+    "BatchingBackend",
     "CARRIED_CONTEXT",
     "Envelope",
     "InProcess",
+    "Pending",
     "QueuedTask",
     "RecordingBackend",
     "TaskBackend",
