@@ -99,7 +99,7 @@ def server_instructions(
         server.env = {**(env or {}), "PYTHONHASHSEED": "0"}
         server.start()
         try:
-            if not server.wait_ready(300):
+            if not server.wait_ready(900):  # a loaded machine under valgrind can take minutes
                 raise SystemExit(f"{name} did not start under valgrind: {server.problem}")
             asyncio.run(send_requests(port, scenario, requests, request))
         finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import types
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,13 +76,14 @@ class QueuedTask(Task):
         kwargs: dict[str, Any],
         *,
         backend: TaskBackend,
+        name: str,
         path: str,
         payload: tuple[list[Any], dict[str, Any]],
         carried: dict[str, Any],
         registry: TaskRegistry | None = None,
         context: contextvars.Context | None = None,
     ) -> None:
-        super().__init__(func, args, kwargs, registry=registry, context=context)
+        super().__init__(func, args, kwargs, None, name, registry=registry, context=context)
         self.id = self.queue_id = new_envelope_id()
         self._backend = backend
         self.inline = False
@@ -133,6 +135,25 @@ class QueuedTask(Task):
         )
 
 
+#: Module-level functions already found portable: their import path and name. Looked up
+#: per `add_task`, which otherwise walks the module's attributes and builds the name
+#: again for every request. Bounded, in case an app makes functions on the fly.
+_PORTABLE: dict[Callable[..., Any], tuple[str, str]] = {}
+_PORTABLE_MAX = 4096
+
+
+def _path_and_name(func: Callable[..., Any]) -> tuple[str, str]:
+    if type(func) is types.FunctionType:
+        known = _PORTABLE.get(func)
+        if known is not None:
+            return known
+        found = (task_path(func), callable_name(func))
+        if len(_PORTABLE) < _PORTABLE_MAX:
+            _PORTABLE[func] = found
+        return found
+    return task_path(func), callable_name(func)
+
+
 #: Argument types that are JSON as they are: most calls pass only these, and skip
 #: `to_json`'s walk (and the error paths it formats as it goes).
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -160,18 +181,18 @@ class QueuedTasks(BackgroundTasks):
             raise TypeError(f"add_task() needs a callable, got {func!r}")
         backend = self._backend
         try:
-            path = task_path(func)
-            plain = _PLAIN
-            positional = (
-                list(args)
-                if all(type(value) in plain for value in args)
-                else to_json(list(args), "argument")
-            )
-            named = (
-                kwargs
-                if all(type(value) in plain for value in kwargs.values())
-                else to_json(kwargs, "keyword argument")
-            )
+            path, name = _path_and_name(func)
+            # Loops rather than all(): no generator to create per call.
+            positional: list[Any] = list(args)
+            for value in args:
+                if type(value) not in _PLAIN:
+                    positional = to_json(positional, "argument")
+                    break
+            named: dict[str, Any] = kwargs
+            for value in kwargs.values():
+                if type(value) not in _PLAIN:
+                    named = to_json(kwargs, "keyword argument")
+                    break
             carried = carried_context(backend.context_vars)
         except TaskNotPortable as problem:
             raise TaskNotPortable(
@@ -184,6 +205,7 @@ class QueuedTasks(BackgroundTasks):
             args,
             kwargs,
             backend=backend,
+            name=name,
             path=path,
             payload=(positional, named),
             carried=carried,

@@ -26,12 +26,14 @@ forks its workers after importing the app gets one thread per worker.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from os import getpid
 from typing import Any
 
 import anyio
@@ -100,6 +102,10 @@ class BatchPublisher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        #: The deadline watch of each event loop (and deadline) that has published, and
+        #: the last one used, which is nearly always the one wanted.
+        self._watches: dict[tuple[asyncio.AbstractEventLoop, float], _Watch] = {}
+        self._watch: _Watch | None = None
 
     # -- the callers' side --------------------------------------------------------------------
 
@@ -116,15 +122,18 @@ class BatchPublisher:
         pending = Pending(envelopes)
         pending.loop = loop
         future = pending.future = loop.create_future()
-        self._submit(pending)
-        timer = loop.call_later(deadline, _expire, pending, deadline)
+        if self._pid != getpid():  # first use, or a forked child: start our own thread
+            self._start()
+        self._queue.put(pending)
+        watch = self._watch
+        if watch is None or watch.loop is not loop or watch.deadline != deadline:
+            watch = self._watch = self._watch_for(loop, deadline)
+        watch.add(pending, loop.time() + deadline)
         try:
             await future
         except BaseException:
             pending.abandoned = True  # the deadline passed, or the request was cancelled
             raise
-        finally:
-            timer.cancel()
 
     def publish(self, envelopes: Sequence[Envelope], deadline: float) -> None:
         """Queue `envelopes` and block this thread until they are sent (see `apublish`)."""
@@ -144,8 +153,16 @@ class BatchPublisher:
             self._queue.put(_STOP)
             thread.join(5)
 
+    def _watch_for(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Watch:
+        watch = self._watches.get((loop, deadline))
+        if watch is None:
+            for key in [key for key in self._watches if key[0].is_closed()]:
+                del self._watches[key]  # loops come and go (a test client's, say)
+            watch = self._watches[loop, deadline] = _Watch(loop, deadline)
+        return watch
+
     def _submit(self, pending: Pending) -> None:
-        if self._pid != os.getpid():  # first use, or a forked child: start our own thread
+        if self._pid != getpid():  # first use, or a forked child: start our own thread
             self._start()
         self._queue.put(pending)
 
@@ -230,6 +247,7 @@ def _wake(pendings: Sequence[Pending]) -> None:
 def _settle(pendings: Sequence[Pending]) -> None:
     """On the callers' loop: resolve their futures."""
     for pending in pendings:
+        pending.envelopes = ()  # sent or failed: the watch may hold the rest a while
         future = pending.future
         if future is None or future.done():
             continue
@@ -237,6 +255,46 @@ def _settle(pendings: Sequence[Pending]) -> None:
             future.set_result(None)
         else:
             future.set_exception(pending.error)
+
+
+class _Watch:
+    """The deadlines of one event loop's waiting callers, with one timer between them.
+
+    A timer per request would cost a heap push and a cancel each (with Python-level
+    comparisons in asyncio's heap); one deadline for all the callers of a watch means
+    they expire in the order they came, so a queue and a timer for its head suffice.
+    Callers answered in time are dropped when the timer next passes them.
+    """
+
+    __slots__ = ("loop", "deadline", "_queue", "_armed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self.loop = loop
+        self.deadline = deadline
+        self._queue: collections.deque[tuple[float, Pending]] = collections.deque()
+        self._armed = False
+
+    def add(self, pending: Pending, expires: float) -> None:
+        self._queue.append((expires, pending))
+        if not self._armed:
+            self._armed = True
+            self.loop.call_at(expires, self._check)
+
+    def _check(self) -> None:
+        self._armed = False
+        now = self.loop.time()
+        queue = self._queue
+        while queue:
+            expires, pending = queue[0]
+            future = pending.future
+            if future is not None and not future.done():
+                if expires > now:
+                    break
+                _expire(pending, self.deadline)
+            queue.popleft()
+        if queue:
+            self._armed = True
+            self.loop.call_at(queue[0][0], self._check)
 
 
 def _expire(pending: Pending, deadline: float) -> None:
@@ -278,8 +336,9 @@ class BatchingBackend(TaskBackend):
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         self.publisher.publish(envelopes, self.deadline)
 
-    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
-        await self.publisher.apublish(envelopes, self.deadline)
+    def apublish(self, envelopes: Sequence[Envelope]) -> Coroutine[Any, Any, None]:
+        # The publisher's coroutine itself, not one more around it: this runs per request.
+        return self.publisher.apublish(envelopes, self.deadline)
 
     def close(self) -> None:
         self.publisher.close()
