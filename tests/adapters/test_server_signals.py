@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -158,3 +159,37 @@ def test_workers_stop_when_their_master_is_killed_outright() -> None:
             time.sleep(0.05)
         assert not any(_running(pid) for pid in pids), server.logs()
         assert "is gone: stopping" in server.logs()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_stop_still_answers_a_just_accepted_connection(http: str) -> None:
+    """Its client has most likely sent the request already (a reload, a rolling restart)."""
+    with velocipy_run("--http", http) as server:
+        wait_for_text(server, "press CTRL+C to stop")  # its stop signals are handled
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            time.sleep(0.3)  # accepted by now, its request not yet sent
+            server.process.send_signal(signal.SIGTERM)
+            wait_for_text(server, "Received SIGTERM")
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = read_until_closed(sock)
+        assert response.startswith(b"HTTP/1.1 200"), response
+        assert b"connection: close" in response.lower()
+        assert server.process.wait(10) == 0  # and the stop goes on
+
+
+def test_a_silent_new_connection_holds_a_stop_one_second_at_most() -> None:
+    with velocipy_run("--header-timeout", "30") as server:
+        wait_for_text(server, "press CTRL+C to stop")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert server.stop(signal.SIGTERM, timeout=10) == 0
+            assert time.monotonic() - started < 5
+            assert read_until_closed(sock) == b""

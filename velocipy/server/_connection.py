@@ -65,6 +65,11 @@ access_logger = logging.getLogger("velocipy.access")
 #: Phases (plain ints: compared on every request).
 IDLE, HEAD, BUSY = 0, 1, 2
 
+#: Seconds a stopping server still waits for the first request of a connection it has
+#: just accepted: its client has most likely sent it already (a reload, a retiring
+#: worker, a rolling restart), and closing such a connection unanswered loses it.
+FIRST_REQUEST_GRACE = 1.0
+
 #: Most unread request-body bytes drained after a response to keep the connection open.
 MAX_DRAIN = 64 * 1024
 
@@ -115,6 +120,7 @@ class HTTPConnection:
         "client",
         "local",
         "close_after",
+        "fresh",
         "content_length",
         "rate_window_start",
         "rate_window_bytes",
@@ -145,6 +151,9 @@ class HTTPConnection:
         self.client = client
         self.local = local
         self.close_after = False
+        #: True until its first request head is read: a stop gives such a connection a
+        #: moment to send it (see `Server._drain`) rather than close it unanswered.
+        self.fresh = True
         self.content_length: int | None = None
         #: The minimum body rate's window: when it began (0: no wait for body bytes yet
         #: in this request) and the bytes received since.
@@ -204,7 +213,9 @@ class HTTPConnection:
                     end = scanner.scan(pending)
                 else:
                     if server.shutting_down:
-                        return
+                        if not self.fresh:
+                            return
+                        idle_timeout = min(idle_timeout, FIRST_REQUEST_GRACE)
                     self.phase = IDLE
                     self.deadline = _monotonic() + idle_timeout
                     end = -1
@@ -244,6 +255,7 @@ class HTTPConnection:
                 await self._reject(error.error_status_hint)
                 return
             idle_timeout = config.keepalive_timeout
+            self.fresh = False
             if server.paused:
                 # Too many background tasks in flight: this request waits, unread past
                 # its head, until some finish (a stop closes it like an idle one).

@@ -39,7 +39,7 @@ from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
 from ._channel import open_channel
 from ._config import ServerConfig
-from ._connection import IDLE
+from ._connection import FIRST_REQUEST_GRACE, IDLE
 from ._proxy import TrustedProxies
 from ._tls import ssl_context
 from .protocols import Connection, connection_class
@@ -379,9 +379,15 @@ class Server:
     async def _drain(self) -> None:
         """The graceful part of a stop: see the module docstring."""
         self.shutting_down = True
+        first_request_by = time.monotonic() + FIRST_REQUEST_GRACE
         for connection in list(self.connections):
             if connection.phase == IDLE:
-                connection.expire()
+                if connection.fresh:  # accepted, its request not read yet: a moment more
+                    deadline = connection.deadline
+                    if deadline is None or deadline > first_request_by:
+                        connection.deadline = first_request_by
+                else:
+                    connection.expire()
         timeout = self.config.graceful_timeout
         deadline = time.monotonic() + timeout
         if self.app.tasks.unfinished:

@@ -23,6 +23,8 @@ class Connection(Protocol):
     phase: int
     #: When the sweeper is to close it (None: never).
     deadline: float | None
+    #: True until its first request head has been read.
+    fresh: bool
 
     def expire(self) -> None:
         """Close it now."""

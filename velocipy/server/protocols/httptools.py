@@ -50,6 +50,7 @@ from velocipy.core import (
 from .._channel import Channel
 from .._connection import (
     BUSY,
+    FIRST_REQUEST_GRACE,
     HEAD,
     IDLE,
     MAX_DRAIN,
@@ -102,6 +103,7 @@ class HttptoolsConnection:
         "client",
         "local",
         "close_after",
+        "fresh",
         "content_length",
         "channel",
         "run_sync",
@@ -144,6 +146,9 @@ class HttptoolsConnection:
         self.client = client
         self.local = local
         self.close_after = False
+        #: True until its first request head is read: a stop gives such a connection a
+        #: moment to send it (see `Server._drain`) rather than close it unanswered.
+        self.fresh = True
         self.content_length: int | None = None
         self.channel = channel
         self.run_sync = server.run_sync
@@ -250,7 +255,9 @@ class HttptoolsConnection:
                     end = scanner.scan(pending)
                 else:
                     if server.shutting_down:
-                        return
+                        if not self.fresh:
+                            return
+                        idle_timeout = min(idle_timeout, FIRST_REQUEST_GRACE)
                     self.phase = IDLE
                     self.deadline = _monotonic() + idle_timeout
                     end = -1
@@ -286,6 +293,7 @@ class HttptoolsConnection:
                 await self._reject(rejected.status)
                 return
             idle_timeout = config.keepalive_timeout
+            self.fresh = False
             if server.paused:
                 # Too many background tasks in flight: this request waits, unread past
                 # its head, until some finish (a stop closes it like an idle one).
