@@ -124,6 +124,7 @@ class HTTPConnection:
         "content_length",
         "rate_window_start",
         "rate_window_bytes",
+        "body_received",
         "channel",
         "run_sync",
         "read_body",
@@ -159,6 +160,8 @@ class HTTPConnection:
         #: in this request) and the bytes received since.
         self.rate_window_start = 0.0
         self.rate_window_bytes = 0
+        #: Body bytes of the current request handed out in pieces (`ReadChunk`).
+        self.body_received = 0
         #: Where bytes are read and written (see `_channel`).
         self.channel = channel
         # The two effect performers, bound once per connection rather than per request.
@@ -244,6 +247,7 @@ class HTTPConnection:
                     check_target(event.target)
                 length, chunked = check_request(headers, event.http_version, event.method)
                 self.content_length = length
+                self.body_received = 0
                 if not chunked and not length:
                     conn.next_event()  # the EndOfMessage of a body-less request, already here
                 else:
@@ -410,7 +414,9 @@ class HTTPConnection:
         """
         conn = self.h11
         if conn.their_state is _DONE:
-            return b""  # a body-less request: its EndOfMessage was taken with the head
+            # A body-less request: its EndOfMessage was taken with the head. `ReadChunk`
+            # (a `size`) is answered `(data, more)`, as the httptools connection does.
+            return (b"", False) if size else b""
         server = self.server
         if server.max_body_size is not None and server.max_body_size < limit:
             # The server's own cap holds for streamed (multipart) bodies too: a declared
@@ -420,14 +426,14 @@ class HTTPConnection:
             self.close_after = True
             raise BodyTooLarge(limit)
         if conn.their_state is not _SEND_BODY:  # no body (none announced, Content-Length: 0)
-            return b""
+            return (b"", False) if size else b""
         if conn.they_are_waiting_for_100_continue:
             informational = h11.InformationalResponse(
                 status_code=100, headers=[], reason=b"Continue"
             )
             await self._send_or_disconnect(conn.send(informational))
         if size:
-            return await self._read_piece()
+            return await self._read_piece(limit)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -460,8 +466,12 @@ class HTTPConnection:
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()
 
-    async def _read_piece(self) -> tuple[bytes, bool]:
-        """The next piece of the body as `(data, more)`; h11 keeps where it stands."""
+    async def _read_piece(self, limit: int) -> tuple[bytes, bool]:
+        """The next piece of the body as `(data, more)`; h11 keeps where it stands.
+
+        The pieces are counted against `limit` (the server's cap, when lower than the
+        app's): the core counts them against the app's own limit only.
+        """
         conn = self.h11
         while True:
             try:
@@ -471,19 +481,24 @@ class HTTPConnection:
                 raise BadBodyFraming("Malformed request body framing") from None
             kind = type(event)
             if kind is _Data:
-                return event.data, True  # type: ignore[union-attr]
+                data: bytes = event.data  # type: ignore[union-attr]
+                self.body_received += len(data)
+                if self.body_received > limit:
+                    self.close_after = True
+                    raise BodyTooLarge(limit)
+                return data, True
             if kind is _EndOfMessage:
                 return b"", False
             if event is _NEED_DATA:
                 if self.content_length is None:
                     try:
-                        check_chunk(conn, 1 << 62)
+                        check_chunk(conn, limit - self.body_received)
                     except Rejected:
                         self.close_after = True
                         raise BadBodyFraming("Chunk size too large") from None
-                    except ChunkOverLimit:  # pragma: no cover - no limit is passed here
+                    except ChunkOverLimit:
                         self.close_after = True
-                        raise BodyTooLarge(0) from None
+                        raise BodyTooLarge(limit) from None
                 conn.receive_data(await self._receive_body_bytes())
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()

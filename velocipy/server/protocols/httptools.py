@@ -534,7 +534,7 @@ class HttptoolsConnection:
             except NETWORK_ERRORS:
                 raise ClientDisconnected() from None
         if size:
-            return await self._read_piece()
+            return await self._read_piece(limit)
         while not self.message_done:
             await self._next_body_bytes(limit)
         if self.body_size > limit:
@@ -543,8 +543,9 @@ class HttptoolsConnection:
         body = self.body
         return body[0] if len(body) == 1 else b"".join(body)
 
-    async def _read_piece(self) -> tuple[bytes, bool]:
-        """The next piece of the body as `(data, more)`; the core counts it against its limit."""
+    async def _read_piece(self, limit: int) -> tuple[bytes, bool]:
+        """The next piece of the body as `(data, more)`, counted against `limit` (the
+        server's cap, when lower than the app's; the core counts against the app's)."""
         while True:
             body = self.body
             if body:
@@ -552,7 +553,7 @@ class HttptoolsConnection:
                 return (body[0] if len(body) == 1 else b"".join(body)), True
             if self.message_done:
                 return b"", False
-            await self._next_body_bytes(1 << 62)
+            await self._next_body_bytes(limit)
 
     async def _next_body_bytes(self, limit: int) -> None:
         """Feed the parser the next bytes of the body, checking the limit and the chunk sizes."""
