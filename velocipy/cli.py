@@ -3,7 +3,10 @@
 MODULE:APP is a VelociPy app or any ASGI 3 app (Starlette, a bare function).
 The built-in HTTP/1.1 server is the default; `--server uvicorn` and `--server
 gunicorn` hand the app to those servers instead (imported only when asked
-for). Every mistake on the command line (a bad flag value, a module or
+for). `velocipy dev MODULE:APP` is `run --reload --log-level debug` with a
+banner; under `--reload` this process only watches files and the app runs in a
+child started with the same command line (see `velocipy.server._reload`). Every
+mistake on the command line (a bad flag value, a module or
 attribute that does not exist, a port already in use) ends with exit code 2
 and one line saying what is wrong, never a traceback.
 """
