@@ -801,6 +801,8 @@ class Application(_RouteDecorators):
         stack = self._middleware_stack
         if stack is None:
             stack = self.build_middleware_stack()
+        if self.__dict__.get("exchange") == self._exchange_through_middleware:
+            self.exchange = stack.exchange  # type: ignore[method-assign]  # from the next request on
         return stack.exchange(head)  # type: ignore[no-any-return]
 
     def exchange(self, head: RequestHead) -> Exchange:

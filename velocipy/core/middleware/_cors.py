@@ -62,6 +62,9 @@ class CORSMiddleware(Transform):
             raise TypeError("allow_origins and allow_methods take a list of strings, not a string")
         methods = ALL_METHODS if "*" in allow_methods else tuple(m.upper() for m in allow_methods)
         self.allow_origins = frozenset(allow_origins)
+        # The same as they arrive in a request head, so that a simple request's origin is
+        # checked without decoding it.
+        self._allowed_raw = frozenset(origin.encode("latin-1") for origin in self.allow_origins)
         self.allow_methods = methods
         self.allow_all_origins = "*" in self.allow_origins
         self.allow_all_headers = "*" in allow_headers
@@ -161,7 +164,10 @@ class CORSMiddleware(Transform):
             raw.extend(self._simple_raw)
             if self.allow_all_origins:
                 raw.append(_ALLOW_ORIGIN_ANY if not self.allow_credentials else (_ACAO, origin))
-            elif self.is_allowed_origin(origin.decode("latin-1")):
+            elif origin in self._allowed_raw or (
+                self.allow_origin_regex is not None
+                and self.allow_origin_regex.fullmatch(origin.decode("latin-1"))
+            ):
                 raw.append((_ACAO, origin))
         raw.append(_VARY_ORIGIN)
         return respond

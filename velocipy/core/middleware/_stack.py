@@ -66,15 +66,45 @@ Layer = Transform | HTTPLayer
 class MiddlewareStack:
     """An app's core middleware, outermost first, and the flows that run them."""
 
-    __slots__ = ("app", "layers")
+    __slots__ = ("app", "layers", "exchange", "_request_hooks", "_response_hooks")
 
     def __init__(self, app: Application, layers: tuple[Layer, ...]) -> None:
         self.app = app
         self.layers = layers
+        self._request_hooks: tuple[tuple[int, Any], ...] = ()
+        self._response_hooks: tuple[Any, ...] = ()
+        self.exchange: Callable[[RequestHead], Exchange] = self._layered_exchange
+        transforms = [layer for layer in layers if isinstance(layer, Transform)]
+        if len(transforms) == len(layers):
+            # Built-in middleware only (CORS, GZip...), the common case: one wrapper
+            # around the app's own exchange for all of them, with only the hooks each
+            # transform overrides, instead of a generator and an exchange per layer.
+            self._request_hooks = tuple(
+                (index, layer.request)
+                for index, layer in enumerate(transforms)
+                if type(layer).request is not Transform.request
+            )
+            self._response_hooks = _response_hooks(layers)
+            self.exchange = self._transformed_exchange
 
-    def exchange(self, head: RequestHead) -> Exchange:
+    def _layered_exchange(self, head: RequestHead) -> Exchange:
         """A new exchange for one request, through every layer."""
         return Exchange(head, self.flow(0, head), self.app)
+
+    def _transformed_exchange(self, head: RequestHead) -> Exchange:
+        """`exchange` when every layer is a `Transform`: what the layered flows answer,
+        in the same order, with one wrapper at most."""
+        app = self.app
+        for index, hook in self._request_hooks:
+            answer = hook(head)
+            if answer is not None:  # answered at once: only the layers outside see it
+                respond = _to_respond(answer, head, (), None)
+                outer = _response_hooks(self.layers[:index])
+                return Exchange(head, _answer_flow(respond, outer, head), app)
+        exchange = type(app).exchange(app, head)  # the app's own way: routing, the right flow
+        if self._response_hooks:
+            exchange._flow = _responses_flow(exchange._flow, self._response_hooks, head)
+        return exchange
 
     def flow(self, index: int, head: RequestHead) -> Flow:
         """The flow of `head` through the layers from `index` inward, then the route."""
@@ -89,21 +119,32 @@ class MiddlewareStack:
         return _transform_flow(self, index, layer, head)
 
 
-def _transform_flow(
-    stack: MiddlewareStack, index: int, layer: Transform, head: RequestHead
-) -> Flow:
-    answer = layer.request(head)
-    if answer is not None:
-        try:
-            yield _to_respond(answer, head, (), None)
-        except Exception:
-            pass  # not delivered: nothing ran, nothing to settle
-        return
-    inner = stack.flow(index + 1, head)
+def _response_hooks(layers: tuple[Layer, ...]) -> tuple[Any, ...]:
+    """The `response` hooks the transforms among `layers` override, innermost first."""
+    return tuple(
+        layer.response
+        for layer in reversed(layers)
+        if isinstance(layer, Transform) and type(layer).response is not Transform.response
+    )
+
+
+def _answer_flow(respond: Respond, hooks: tuple[Any, ...], head: RequestHead) -> Flow:
+    """A transform's own answer, through the response `hooks` of the layers outside it."""
+    for hook in hooks:
+        respond = hook(head, respond)
+    try:
+        yield respond
+    except Exception:
+        pass  # not delivered: nothing ran, nothing to settle
+
+
+def _responses_flow(inner: Flow, hooks: tuple[Any, ...], head: RequestHead) -> Flow:
+    """`inner`, each `Respond` passed through `hooks` (innermost first) on its way out."""
     effect = inner.send(None)
     while True:
         if type(effect) is Respond:
-            effect = layer.response(head, effect)
+            for hook in hooks:
+                effect = hook(head, effect)
         try:
             value = yield effect
         except BaseException as error:
@@ -116,6 +157,16 @@ def _transform_flow(
                 effect = inner.send(value)
             except StopIteration:
                 return
+
+
+def _transform_flow(
+    stack: MiddlewareStack, index: int, layer: Transform, head: RequestHead
+) -> Flow:
+    answer = layer.request(head)
+    if answer is not None:
+        yield from _answer_flow(_to_respond(answer, head, (), None), (), head)
+    else:
+        yield from _responses_flow(stack.flow(index + 1, head), (layer.response,), head)
 
 
 def _call_next_flow(
