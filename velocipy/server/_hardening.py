@@ -192,19 +192,34 @@ def check_request(
     hosts = 0
     length: int | None = None
     codings: list[bytes] | None = None
-    for name, value in headers:
-        if name == b"host":
-            hosts += 1
-        elif name == b"content-length":
-            # h11 has checked the digits; llhttp checks them too, but `int()` is laxer
-            # ("+5", "5_0", " 5"), so anything but plain digits is refused here as well.
-            if length is not None or not value.isdigit():
+    fields = dict(headers)
+    if len(fields) == len(headers):
+        # No name given twice, as in nearly every request: the same checks on a dict
+        # built in C rather than in a Python loop over the fields (a tenth of the
+        # server's own work per request).
+        hosts = 1 if b"host" in fields else 0
+        value = fields.get(b"content-length")
+        if value is not None:
+            if not value.isdigit():
                 raise Rejected(400, "invalid Content-Length")
             length = int(value)
-        elif name == b"transfer-encoding":
-            if codings is None:
-                codings = []
-            codings.extend(coding.strip().lower() for coding in value.split(b","))
+        value = fields.get(b"transfer-encoding")
+        if value is not None:
+            codings = [coding.strip().lower() for coding in value.split(b",")]
+    else:
+        for name, value in headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                # h11 has checked the digits; llhttp checks them too, but `int()` is laxer
+                # ("+5", "5_0", " 5"), so anything but plain digits is refused here too.
+                if length is not None or not value.isdigit():
+                    raise Rejected(400, "invalid Content-Length")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                if codings is None:
+                    codings = []
+                codings.extend(coding.strip().lower() for coding in value.split(b","))
     if hosts != 1 and http_version == b"1.1":
         raise Rejected(400, "HTTP/1.1 needs exactly one Host header")
     chunked = codings is not None
