@@ -102,3 +102,14 @@ def test_server_headers_that_frame_the_body_take_the_general_path(extra: tuple[s
     server = Server(VelociPy(), ServerConfig(headers=(extra,)))
     assert server.response_tail is None
     assert Server(VelociPy(), ServerConfig(headers=(("x-a", "b"),))).response_tail is not None
+
+
+def test_an_app_asking_to_close_gets_the_connection_closed() -> None:
+    server: Any = FakeServer(True)
+    headers = [(b"content-length", b"0"), (b"Connection", b"Close")]
+    head, _, _, close = _heads.response_head(200, headers, False, b"1.1", False, server)
+    assert close
+    assert head.endswith(b"\r\nconnection: close\r\n\r\n")
+    assert head.lower().count(b"connection:") == 1
+    keep = [(b"content-length", b"0"), (b"connection", b"keep-alive")]
+    assert not _heads.response_head(200, keep, False, b"1.1", False, server)[3]

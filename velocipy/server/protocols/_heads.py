@@ -100,9 +100,18 @@ def response_head(
             headers.append((b"date", date_header()))
         headers += server.default_headers
     framing, declared = frame(status, headers, is_head, version)
-    if framing == UNTIL_CLOSE:
+    if framing == UNTIL_CLOSE or (not close and _says_close(headers)):
         close = True
     return encode(status, headers, close), framing, declared, close
+
+
+def _says_close(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the app's own `Connection` header asks to close (h11 honours it too)."""
+    for name, value in headers:
+        if name.lower() == b"connection":
+            if b"close" in [token.strip() for token in value.lower().split(b",")]:
+                return True
+    return False
 
 
 def plain(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, int] | None:
