@@ -124,7 +124,6 @@ class BatchPublisher:
         future = pending.future = loop.create_future()
         if self._pid != getpid():  # first use, or a forked child: start our own thread
             self._start()
-        self._queue.put(pending)
         watch = self._watch
         if watch is None or watch.loop is not loop or watch.deadline != deadline:
             watch = self._watch = self._watch_for(loop, deadline)
@@ -139,7 +138,7 @@ class BatchPublisher:
         """Queue `envelopes` and block this thread until they are sent (see `apublish`)."""
         pending = Pending(envelopes)
         event = pending.event = threading.Event()
-        self._submit(pending)
+        self._submit([pending])
         if not event.wait(deadline):
             pending.abandoned = True
             raise TaskTimedOut(deadline)
@@ -158,13 +157,13 @@ class BatchPublisher:
         if watch is None:
             for key in [key for key in self._watches if key[0].is_closed()]:
                 del self._watches[key]  # loops come and go (a test client's, say)
-            watch = self._watches[loop, deadline] = _Watch(loop, deadline)
+            watch = self._watches[loop, deadline] = _Watch(loop, deadline, self)
         return watch
 
-    def _submit(self, pending: Pending) -> None:
+    def _submit(self, pendings: list[Pending]) -> None:
         if self._pid != getpid():  # first use, or a forked child: start our own thread
             self._start()
-        self._queue.put(pending)
+        self._queue.put(pendings)
 
     def _start(self) -> None:
         with self._lock:
@@ -182,7 +181,7 @@ class BatchPublisher:
         while True:
             first = source.get()
             stop = first is _STOP
-            taken: list[Pending] = [] if stop else [first]
+            taken: list[Pending] = [] if stop else list(first)
             # Everything that queued up during the last round trip goes in this one.
             while not stop and len(taken) < MAX_BATCHES:
                 try:
@@ -192,7 +191,7 @@ class BatchPublisher:
                 if item is _STOP:
                     stop = True
                 else:
-                    taken.append(item)
+                    taken.extend(item)
             if taken:
                 self._flush(taken)
             if stop:
@@ -258,7 +257,11 @@ def _settle(pendings: Sequence[Pending]) -> None:
 
 
 class _Watch:
-    """The deadlines of one event loop's waiting callers, with one timer between them.
+    """One event loop's callers of a publisher: their hand-over and their deadlines.
+
+    The batches queued during one pass of the loop go to the thread together, in
+    one hand-over at the end of the pass: one wake-up of the thread (and one GIL
+    hand-off) for all of them, not one each.
 
     A timer per request would cost a heap push and a cancel each (with Python-level
     comparisons in asyncio's heap); one deadline for all the callers of a watch means
@@ -266,19 +269,31 @@ class _Watch:
     Callers answered in time are dropped when the timer next passes them.
     """
 
-    __slots__ = ("loop", "deadline", "_queue", "_armed")
+    __slots__ = ("loop", "deadline", "_publisher", "_gathered", "_queue", "_armed")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, publisher: BatchPublisher
+    ) -> None:
         self.loop = loop
         self.deadline = deadline
+        self._publisher = publisher
+        self._gathered: list[Pending] = []
         self._queue: collections.deque[tuple[float, Pending]] = collections.deque()
         self._armed = False
 
     def add(self, pending: Pending, expires: float) -> None:
+        gathered = self._gathered
+        gathered.append(pending)
+        if len(gathered) == 1:  # the first of this pass: hand them over at its end
+            self.loop.call_soon(self._hand_over)
         self._queue.append((expires, pending))
         if not self._armed:
             self._armed = True
             self.loop.call_at(expires, self._check)
+
+    def _hand_over(self) -> None:
+        gathered, self._gathered = self._gathered, []
+        self._publisher._queue.put(gathered)
 
     def _check(self) -> None:
         self._armed = False
