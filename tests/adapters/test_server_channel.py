@@ -99,8 +99,11 @@ def test_a_burst_of_new_connections_is_served(running: Running) -> None:
 def test_a_pipelining_client_does_not_shut_out_another(running: Running) -> None:
     # Checked by the order in which the app sees the requests, not by the clock: a
     # burst of tiny responses on loopback can lose a packet and a retransmission
-    # then delays a client by 200 ms whatever the server did.
-    count = 1000
+    # then delays a client by 200 ms whatever the server did. Enough greedy requests
+    # that such a delay (the server serves ~4,000 a second here; CI once saw the
+    # polite one after 846 of 1,000) stays well inside half of them, while a server
+    # that serves a pipeline to its end first still puts the polite one last.
+    count = 4000
     key = uuid.uuid4().hex
     with running.connect(timeout=10) as greedy, running.connect() as polite:
         greedy.sendall(get(f"/order/{key}/greedy") * count)
