@@ -1,0 +1,144 @@
+"""The publishing thread's Redis connection: LPUSH commands packed and answered by hand.
+
+Celery on Redis needs one command from the web process: `LPUSH queue message...`,
+once per queue per round trip, answered by an integer. redis-py's connection
+packs each command and parses each answer with some forty Python calls, which
+the publishing thread paid for every round trip (and under load the event loop
+waits on the GIL while it does); the protocol for this one command is a few
+lines, written here with a handful of calls.
+
+Only a plain TCP connection is made here (host, port, database, user and
+password, the pool's timeouts): `RedisWire.for_pool` answers None for anything
+else (TLS, Unix sockets, Sentinel...), and the backend then keeps redis-py's own
+connection for it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.exceptions
+
+_CRLF = b"\r\n"
+
+
+def pack(args: Sequence[bytes]) -> bytes:
+    """One command in the Redis protocol (RESP): an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
+class RedisWire:
+    """One blocking TCP connection to Redis, used by one thread (the publisher's)."""
+
+    __slots__ = ("_address", "_db", "_auth", "_connect_timeout", "_timeout", "_sock", "_rest")
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._address = (host, port)
+        self._db = db
+        self._auth: tuple[bytes, ...] = ()
+        if password is not None:
+            self._auth = (b"AUTH", *([username.encode()] if username else []), password.encode())
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+        #: Bytes read past the last answer (none, as long as every command is answered).
+        self._rest = b""
+
+    @classmethod
+    def for_pool(cls, pool: Any) -> RedisWire | None:
+        """The wire for the connections `pool` (a redis-py pool) makes, if they are plain TCP."""
+        if pool.connection_class is not redis.Connection:
+            return None
+        kwargs = pool.connection_kwargs
+        if kwargs.get("client_name") or kwargs.get("protocol") not in (None, 2, "2"):
+            return None
+        return cls(
+            kwargs.get("host") or "localhost",
+            int(kwargs.get("port") or 6379),
+            db=int(kwargs.get("db") or 0),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            connect_timeout=kwargs.get("socket_connect_timeout"),
+            timeout=kwargs.get("socket_timeout"),
+        )
+
+    def lpush(self, commands: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """`LPUSH key values...` for each `(key, values)`, in one write; raise if any failed.
+
+        A server's error answer raises `redis.exceptions.ResponseError` (not retried);
+        a broken connection raises `OSError` or `redis.exceptions.ConnectionError`
+        and is closed, so that the next call connects afresh.
+        """
+        sock = self._sock
+        if sock is None:
+            sock = self._connect()
+        data = b"".join(
+            pack([b"LPUSH", key.encode(), *[value.encode() for value in values]])
+            for key, values in commands
+        )
+        try:
+            sock.sendall(data)
+            answers = self._read_lines(sock, len(commands))
+        except BaseException:
+            self.close()
+            raise
+        for answer in answers:
+            if answer[:1] != b":":
+                raise redis.exceptions.ResponseError(answer[1:].decode(errors="replace"))
+
+    def close(self) -> None:
+        sock, self._sock, self._rest = self._sock, None, b""
+        if sock is not None:
+            sock.close()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, self._connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self._timeout)
+            handshake = []
+            if self._auth:
+                handshake.append(pack(self._auth))
+            if self._db:
+                handshake.append(pack([b"SELECT", b"%d" % self._db]))
+            if handshake:
+                sock.sendall(b"".join(handshake))
+                for answer in self._read_lines(sock, len(handshake)):
+                    if answer != b"+OK":
+                        raise redis.exceptions.ConnectionError(
+                            f"Redis refused the connection: {answer.decode(errors='replace')}"
+                        )
+        except BaseException:
+            sock.close()
+            self._rest = b""
+            raise
+        self._sock = sock
+        return sock
+
+    def _read_lines(self, sock: socket.socket, count: int) -> list[bytes]:
+        """The next `count` one-line answers (integers, errors, `+OK`)."""
+        buffer = self._rest
+        while buffer.count(_CRLF) < count:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise redis.exceptions.ConnectionError("Redis closed the connection")
+            buffer += chunk
+        lines = buffer.split(_CRLF, count)
+        self._rest = lines.pop()
+        return lines
