@@ -309,3 +309,35 @@ def test_a_stopped_broker_holds_no_request_past_the_deadline(
             logs = server.logs()
             assert "no answer within 0.5s" in logs
             assert "HOOK tests.queues.jobs.record TaskTimedOut" in logs
+
+
+@pytest.mark.parametrize(
+    ("engine", "kind"), [("celery", "own"), ("dramatiq", "own"), ("celery", "gunicorn")]
+)
+def test_after_the_response_a_stopped_broker_is_reported_at_the_deadline(
+    engine: str, kind: str, run_id: str, jobs_log: Path
+) -> None:
+    # The default mode: the request does not wait for the broker at all; the batch that
+    # got no answer is logged and hooked on the server when its deadline passes.
+    with start_redis() as redis:
+        assert redis.process is not None
+        env = environment(engine, redis.url(0), run_id, jobs_log, VELOCIPY_TEST_DEADLINE="0.5")
+        with web_server(env, kind) as server:
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                wait_for(
+                    lambda: client.post("/signup", params={"n": 1}).status_code == 200,
+                    20,
+                    "a first publish",
+                )
+                redis.process.send_signal(signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    response = client.post("/signup", params={"n": 2})
+                    elapsed = time.monotonic() - started
+                    wait_for(lambda: "HOOK tests.queues.jobs.record" in server.logs(), 5, "hook")
+                finally:
+                    redis.process.send_signal(signal.SIGCONT)
+            assert response.status_code == 200 and elapsed < 0.5, (response, elapsed)
+            logs = server.logs()
+            assert "no answer within 0.5s" in logs
+            assert "HOOK tests.queues.jobs.record TaskTimedOut" in logs

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._envelopes import CARRIED_CONTEXT, Envelope
 
 if TYPE_CHECKING:
+    from ._queue import Settlement
     from ._tasks import Task
 
 #: When a request's queued tasks are published.
@@ -68,6 +69,10 @@ class TaskBackend:
     #: Whether `publish`/`apublish` end their own wait at `deadline` (raising
     #: `TaskTimedOut`); otherwise the drivers bound the call with a timer of their own.
     bounds_deadline: ClassVar[bool] = False
+    #: Whether `apublish_detached` takes a batch without the request waiting for the
+    #: broker (only after the response with the "log" policy: nothing is left to decide
+    #: for the request then). Set per backend, from its settings.
+    detaches = False
 
     def __init__(
         self,
@@ -124,6 +129,16 @@ class TaskBackend:
         """The async form of `publish`, for backends whose client is async
         (`supports_async_publish = True`); by default it calls `publish`."""
         self.publish(envelopes)
+
+    async def apublish_detached(
+        self, envelopes: Sequence[Envelope], settlement: Settlement
+    ) -> bool:
+        """Publish without making the request wait, when `detaches` is set: return True
+        once the batch is queued, and later call `settlement.published()`, or drive
+        `settlement.failed(error)` (logging and hooks) on this event loop. Return False
+        after publishing as `apublish` does (the caller then settles the tasks)."""
+        await self.apublish(envelopes)
+        return False
 
     def get_state(self, queue_id: str) -> str | None:
         """The engine's state of a published task, if the engine keeps results."""

@@ -257,9 +257,21 @@ def publish_flow(
 
     On failure the batch is logged; unless the policy is `"inline"` (the caller
     then runs the tasks here), each task is marked failed and passed to `hooks`.
+
+    A backend that `detaches` (after the response, failures only logged and hooked)
+    takes the batch with a `Settlement` and answers True at once: nothing waits
+    on the broker, and the backend settles the tasks when the engine has answered.
     """
     envelopes = [task.envelope() for task in tasks]
-    if backend.bounds_deadline:
+    if backend.detaches:
+        call = Call(
+            backend.apublish_detached,
+            (envelopes, Settlement(backend, tasks, route, hooks)),
+            {},
+            True,
+            "publish",
+        )
+    elif backend.bounds_deadline:
         # The backend ends its own wait: no driver timer, and (async) no worker thread.
         if backend.supports_async_publish:
             call = Call(backend.apublish, (envelopes,), {}, True, "publish")
@@ -274,36 +286,82 @@ def publish_flow(
         if registry is not None and registry.running_cap is not None:
             call.started = _took_slot  # under the app's running cap, it waits for a slot too
     try:
-        yield call
+        detached = yield call
     except Exception as failure:
-        names = ", ".join(task.name for task in tasks)
-        timed_out = isinstance(failure, TaskTimedOut)
-        reason = f"no answer within {backend.deadline}s" if timed_out else repr(failure)
         if backend.on_failure == "inline":
-            logger.error(
-                "Publishing background tasks (%s) for %s to %s failed (%s); "
-                "running them in this process instead",
-                names,
-                route,
-                type(backend).__name__,
-                reason,
-                exc_info=None if timed_out else failure,
-            )
+            _log_failure(backend, tasks, route, failure, "running them in this process instead")
             return False
-        logger.error(
-            "Publishing background tasks (%s) for %s to %s failed (%s); they will not run",
-            names,
-            route,
-            type(backend).__name__,
-            reason,
-            exc_info=None if timed_out else failure,
-        )
-        for task in tasks:
-            task.error = failure
-            task._move(TaskState.FAILED)
-        for task in tasks:
-            yield from _call_hooks(hooks, task, failure, route)
+        yield from failed_flow(backend, tasks, route, hooks, failure)
         return False
-    for task in tasks:
-        task._move(TaskState.PUBLISHED)
+    if detached is not True:
+        for task in tasks:
+            task._move(TaskState.PUBLISHED)
     return True
+
+
+def failed_flow(
+    backend: TaskBackend,
+    tasks: Sequence[QueuedTask],
+    route: str,
+    hooks: Sequence[tuple[Callable[..., Any], bool]],
+    failure: BaseException,
+) -> Generator[Call, Any, None]:
+    """A batch that was not published: logged, each task failed and passed to `hooks`."""
+    _log_failure(backend, tasks, route, failure, "they will not run")
+    for task in tasks:
+        task.error = failure
+        task._move(TaskState.FAILED)
+    for task in tasks:
+        yield from _call_hooks(hooks, task, failure, route)
+
+
+def _log_failure(
+    backend: TaskBackend,
+    tasks: Sequence[QueuedTask],
+    route: str,
+    failure: BaseException,
+    outcome: str,
+) -> None:
+    names = ", ".join(task.name for task in tasks)
+    timed_out = isinstance(failure, TaskTimedOut)
+    reason = f"no answer within {backend.deadline}s" if timed_out else repr(failure)
+    logger.error(
+        "Publishing background tasks (%s) for %s to %s failed (%s); %s",
+        names,
+        route,
+        type(backend).__name__,
+        reason,
+        outcome,
+        exc_info=None if timed_out else failure,
+    )
+
+
+class Settlement:
+    """What becomes of a batch published without waiting, once the engine has answered.
+
+    The backend calls `published()` when the batch is in the broker, or drives
+    `failed(error)` (its `Call`s are the app's `on_task_error` hooks) when it is
+    not, on the event loop the request ran on: the tasks stay pending, and count
+    as in flight, until then.
+    """
+
+    __slots__ = ("backend", "tasks", "route", "hooks")
+
+    def __init__(
+        self,
+        backend: TaskBackend,
+        tasks: Sequence[QueuedTask],
+        route: str,
+        hooks: Sequence[tuple[Callable[..., Any], bool]],
+    ) -> None:
+        self.backend = backend
+        self.tasks = tasks
+        self.route = route
+        self.hooks = hooks
+
+    def published(self) -> None:
+        for task in self.tasks:
+            task._move(TaskState.PUBLISHED)
+
+    def failed(self, error: BaseException) -> Generator[Call, Any, None]:
+        return failed_flow(self.backend, self.tasks, self.route, self.hooks, error)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from os import getpid
 from typing import Any
 
@@ -40,7 +41,9 @@ import anyio
 
 from velocipy.core._backends import TaskBackend
 from velocipy.core._envelopes import Envelope
-from velocipy.core._errors import TaskTimedOut
+from velocipy.core._errors import ContainedBaseException, TaskTimedOut
+from velocipy.core._events import Call
+from velocipy.core._queue import Settlement
 
 logger = logging.getLogger("velocipy")
 
@@ -51,13 +54,27 @@ MAX_BATCHES = 512
 class Pending:
     """One caller's batch on its way: its envelopes, how to wake the caller, the outcome."""
 
-    __slots__ = ("envelopes", "loop", "future", "event", "error", "abandoned", "sent")
+    __slots__ = (
+        "envelopes",
+        "loop",
+        "future",
+        "event",
+        "settlement",
+        "settled",
+        "error",
+        "abandoned",
+        "sent",
+    )
 
     def __init__(self, envelopes: Sequence[Envelope]) -> None:
         self.envelopes = envelopes
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: asyncio.Future[None] | None = None
         self.event: threading.Event | None = None
+        #: A detached batch's caller, who is not waiting: told on its loop instead.
+        self.settlement: Settlement | None = None
+        #: Set on the loop once a detached batch was settled (sent, failed or expired).
+        self.settled = False
         #: Why it failed, set by the thread before it wakes the caller.
         self.error: BaseException | None = None
         #: Set by the caller that stopped waiting (deadline, cancellation): not sent
@@ -133,6 +150,34 @@ class BatchPublisher:
         except BaseException:
             pending.abandoned = True  # the deadline passed, or the request was cancelled
             raise
+
+    async def apublish_detached(
+        self, envelopes: Sequence[Envelope], deadline: float, settlement: Settlement
+    ) -> bool:
+        """Queue `envelopes` and return True at once: `settlement` is told on this event
+        loop when they are sent, or when sending failed or passed `deadline` (then its
+        failure flow is driven here: logging and the app's error hooks).
+
+        Off asyncio (trio) there is no loop to tell later: it waits as `apublish`
+        does and returns False (the caller settles the tasks).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            await anyio.to_thread.run_sync(
+                self.publish, envelopes, deadline, abandon_on_cancel=True
+            )
+            return False
+        pending = Pending(envelopes)
+        pending.loop = loop
+        pending.settlement = settlement
+        if self._pid != getpid():  # first use, or a forked child: start our own thread
+            self._start()
+        watch = self._watch
+        if watch is None or watch.loop is not loop or watch.deadline != deadline:
+            watch = self._watch = self._watch_for(loop, deadline)
+        watch.add(pending, loop.time() + deadline)
+        return True
 
     def publish(self, envelopes: Sequence[Envelope], deadline: float) -> None:
         """Queue `envelopes` and block this thread until they are sent (see `apublish`)."""
@@ -244,9 +289,18 @@ def _wake(pendings: Sequence[Pending]) -> None:
 
 
 def _settle(pendings: Sequence[Pending]) -> None:
-    """On the callers' loop: resolve their futures."""
+    """On the callers' loop: resolve their futures, or settle their detached batches."""
     for pending in pendings:
         pending.envelopes = ()  # sent or failed: the watch may hold the rest a while
+        settlement = pending.settlement
+        if settlement is not None:
+            if not pending.settled:  # else it expired at its deadline: reported then
+                pending.settled = True
+                if pending.error is None:
+                    settlement.published()
+                else:
+                    _report(settlement.failed(pending.error))
+            continue
         future = pending.future
         if future is None or future.done():
             continue
@@ -302,7 +356,7 @@ class _Watch:
         while queue:
             expires, pending = queue[0]
             future = pending.future
-            if future is not None and not future.done():
+            if (not future.done()) if future is not None else not pending.settled:
                 if expires > now:
                     break
                 _expire(pending, self.deadline)
@@ -315,9 +369,54 @@ class _Watch:
 def _expire(pending: Pending, deadline: float) -> None:
     """On the caller's loop, at its deadline: stop waiting."""
     pending.abandoned = True
+    if pending.settlement is not None:
+        pending.settled = True
+        _report(pending.settlement.failed(TaskTimedOut(deadline)))
+        return
     future = pending.future
     if future is not None and not future.done():
         future.set_exception(TaskTimedOut(deadline))
+
+
+#: The reports of failed detached batches being driven, kept from the collector.
+_REPORTS: set[asyncio.Task[None]] = set()
+
+
+def _report(flow: Generator[Call, Any, None]) -> None:
+    """On the caller's loop: drive a failed batch's flow (it logs the failure and marks
+    the tasks failed at once; its calls are the app's `on_task_error` hooks)."""
+    task = asyncio.get_running_loop().create_task(_drive_report(flow))
+    _REPORTS.add(task)
+    task.add_done_callback(_REPORTS.discard)
+
+
+async def _drive_report(flow: Generator[Call, Any, None]) -> None:
+    """Each hook as the drivers call it: awaited, or (sync) in a worker thread; what one
+    raises, `BaseException`s included, is that hook's failure, logged by the flow."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                if call.is_async:
+                    result = await call.fn(*call.args, **call.kwargs)
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        functools.partial(call.fn, *call.args, **call.kwargs),
+                        abandon_on_cancel=True,
+                    )
+            except Exception as error:
+                call = flow.throw(error)
+            except asyncio.CancelledError:
+                flow.close()
+                raise
+            except BaseException as error:
+                call = flow.throw(ContainedBaseException(error))
+            else:
+                call = flow.send(result)
+    except StopIteration:
+        pass
+    except Exception:  # a flow's own failure: never lost silently
+        logger.exception("Reporting a batch that could not be published failed")
 
 
 class BatchingBackend(TaskBackend):
@@ -338,6 +437,9 @@ class BatchingBackend(TaskBackend):
     def __init__(self, *, retries: int = 2, **options: Any) -> None:
         super().__init__(**options)
         self.retries = retries
+        # After the response, with failures only logged and hooked, the request has
+        # nothing to wait for: its batch is queued and settled later on its loop.
+        self.detaches = self.publish_mode == "after_response" and self.on_failure == "log"
         self.publisher = BatchPublisher(
             self.send_batches,
             retryable=self.retryable,
@@ -354,6 +456,11 @@ class BatchingBackend(TaskBackend):
     def apublish(self, envelopes: Sequence[Envelope]) -> Coroutine[Any, Any, None]:
         # The publisher's coroutine itself, not one more around it: this runs per request.
         return self.publisher.apublish(envelopes, self.deadline)
+
+    def apublish_detached(
+        self, envelopes: Sequence[Envelope], settlement: Settlement
+    ) -> Coroutine[Any, Any, bool]:
+        return self.publisher.apublish_detached(envelopes, self.deadline, settlement)
 
     def close(self) -> None:
         self.publisher.close()
