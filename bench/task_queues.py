@@ -65,6 +65,12 @@ def main() -> None:
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions per request instead"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="with --instructions: count only these configurations (numbers from 1, "
+        "comma-separated, in the order printed), e.g. --only 1,2",
+    )
     options = parser.parse_args()
 
     queue = f"velocipy-bench-{uuid.uuid4().hex[:8]}"
@@ -72,7 +78,7 @@ def main() -> None:
     broker = redis.Redis.from_url(options.redis)
     if options.instructions:
         try:
-            count_instructions(env)
+            count_instructions(env, frozenset(int(n) - 1 for n in options.only.split(",") if n))
         finally:
             broker.delete(queue)
         return
@@ -121,10 +127,13 @@ def main() -> None:
     print(f"  an async backend on the loop, sending nowhere: {hopless:+.0%}")
 
 
-def count_instructions(env: dict[str, str]) -> None:
-    """Print instructions per request of each configuration, and the added cost."""
+def count_instructions(env: dict[str, str], only: frozenset[int] = frozenset()) -> None:
+    """Print instructions per request of each configuration (or of `only`), and the
+    added cost."""
     counts: dict[str, int] = {}
-    for title, target, extra in APPS:
+    for index, (title, target, extra) in enumerate(APPS):
+        if only and index not in only:
+            continue
 
         def command(port: int, target: str = target) -> list[str]:
             return [part.format(port=port) for part in uvicorn(target, "httptools")]
@@ -135,6 +144,8 @@ def count_instructions(env: dict[str, str]) -> None:
         ]
         counts[title] = (runs[1] - runs[0]) // (LONG - SHORT)
         print(f"| {title} | {counts[title]:,} |", flush=True)
+    if only:
+        return
     in_process, queued, fastapi, nowhere, nowhere_async = (counts[title] for title, _, _ in APPS)
     print(f"\nadded by publishing to Celery, vs in process: {queued / in_process - 1:+.1%}")
     print(f"  VelociPy's own part (the thread, sending nowhere): {nowhere / in_process - 1:+.1%}")

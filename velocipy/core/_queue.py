@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("velocipy")
 
 _PENDING = TaskState.PENDING
+_PUBLISHED = TaskState.PUBLISHED
 
 
 def _took_slot() -> None:
@@ -122,7 +123,7 @@ class QueuedTask(Task):
         return Envelope(
             id=self.queue_id,
             task=self.path,
-            name=self.name,
+            name=self._name or self.name,  # set at `add_task`: no property call
             args=args,
             kwargs=kwargs,
             route=self.route,
@@ -133,6 +134,20 @@ class QueuedTask(Task):
             delay=self.delay,
             context=self.carried,
         )
+
+    def _published(self) -> None:
+        """Move to published (`_move(PUBLISHED)`, specialised: it runs for every queued
+        task): from pending, unless a shutdown has marked it abandoned meanwhile."""
+        previous = self.state
+        self.state = _PUBLISHED
+        registry = self._registry
+        if registry is not None:
+            self.finished_at = registry.now()
+            if registry._lock is None and previous is _PENDING:
+                registry.pending -= 1
+                registry.published += 1
+            else:
+                self._recount(registry, previous, _PUBLISHED)
 
 
 #: Module-level functions already found portable: their import path and name. Looked up
@@ -181,7 +196,9 @@ class QueuedTasks(BackgroundTasks):
             raise TypeError(f"add_task() needs a callable, got {func!r}")
         backend = self._backend
         try:
-            path, name = _path_and_name(func)
+            # `_path_and_name`'s cache, looked up inline (plain functions only: hashable).
+            known = _PORTABLE.get(func) if type(func) is types.FunctionType else None
+            path, name = known if known is not None else _path_and_name(func)
             # Loops rather than all(): no generator to create per call.
             positional: list[Any] = list(args)
             for value in args:
@@ -193,7 +210,15 @@ class QueuedTasks(BackgroundTasks):
                 if type(value) not in _PLAIN:
                     named = to_json(kwargs, "keyword argument")
                     break
-            carried = carried_context(backend.context_vars)
+            # `carried_context`, inlined for the common case: no variable set, or strings.
+            carried: dict[str, Any] = {}
+            for variable in backend.context_vars:
+                value = variable.get(None)
+                if value is not None:
+                    if type(value) is not str:
+                        carried = carried_context(backend.context_vars)
+                        break
+                    carried[variable.name] = value
         except TaskNotPortable as problem:
             raise TaskNotPortable(
                 f"{self._route}: background task {callable_name(func)} cannot go to "
@@ -295,7 +320,7 @@ def publish_flow(
         return False
     if detached is not True:
         for task in tasks:
-            task._move(TaskState.PUBLISHED)
+            task._published()
     return True
 
 
@@ -361,7 +386,7 @@ class Settlement:
 
     def published(self) -> None:
         for task in self.tasks:
-            task._move(TaskState.PUBLISHED)
+            task._published()
 
     def failed(self, error: BaseException) -> Generator[Call, Any, None]:
         return failed_flow(self.backend, self.tasks, self.route, self.hooks, error)
