@@ -181,11 +181,14 @@ def publishing_to(app: Application, recorder: RecordingBackend | None) -> Iterat
 
 def run_recorded(recorder: RecordingBackend, app: Application) -> None:
     """Do what a worker would do with the recorded batches: import by name, rebuild, run."""
-    from velocipy.tasks import run_batch
+    from velocipy.tasks import run_next
 
     batches, recorder.ran = recorder.batches[recorder.ran :], len(recorder.batches)
     for batch in batches:
-        run_batch(batch, hooks=app.task_error_hooks)
+        # As a worker does: one task per message, the rest forwarded as the next one.
+        messages: list[Sequence[Mapping[str, Any]]] = [batch]
+        while messages:
+            run_next(messages.pop(), forward=messages.append, hooks=app.task_error_hooks)
 
 
 def _no_body(limit: int) -> bytes:

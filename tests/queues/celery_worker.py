@@ -12,7 +12,11 @@ from celery import Celery
 
 from velocipy.contrib.celery import install
 
-celery_app = Celery("velocipy-tests", broker=os.environ["VELOCIPY_TEST_BROKER"])
+BROKER = os.environ["VELOCIPY_TEST_BROKER"]
+# On Redis, results are kept there too, so a test can look a task's state up by its id.
+celery_app = Celery(
+    "velocipy-tests", broker=BROKER, backend=None if BROKER.startswith("amqp") else BROKER
+)
 celery_app.conf.update(
     task_default_queue=os.environ["VELOCIPY_TEST_QUEUE"],
     # Redis hands an unacknowledged message out again after this many seconds: the

@@ -11,6 +11,7 @@ import os
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 
 from velocipy.contrib.dramatiq import install
 
@@ -28,5 +29,7 @@ else:
         heartbeat_timeout=3000,
         maintenance_chance=1_000_000,
     )
+# Lets a task see the message it runs in (`tests.queues.jobs.record_id`).
+broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 install(broker, queues=[os.environ["VELOCIPY_TEST_QUEUE"]])

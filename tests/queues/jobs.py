@@ -58,7 +58,27 @@ def record(label: str, n: int = 0) -> None:
 
 
 def record_id(label: str) -> None:
-    _record("record_id", label=label, id=current_task_id.get())
+    _record("record_id", label=label, id=current_task_id.get(), engine_id=_engine_id())
+
+
+def fail_id(label: str) -> None:
+    _record("fail_id", label=label, id=current_task_id.get(), engine_id=_engine_id())
+    raise RuntimeError(f"task {label} failed on purpose")
+
+
+def _engine_id() -> str | None:
+    """The id of the engine's message being run (Celery's task id, Dramatiq's message id)."""
+    engine = os.environ.get("VELOCIPY_TEST_ENGINE")
+    if engine == "celery":
+        from celery import current_task
+
+        return current_task.request.id if current_task else None
+    if engine == "dramatiq":
+        from dramatiq.middleware import CurrentMessage
+
+        message = CurrentMessage.get_current_message()
+        return message.message_id if message else None
+    return None
 
 
 def welcome(signup: Signup, ident: uuid.UUID, *, credit: decimal.Decimal) -> None:

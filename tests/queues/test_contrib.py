@@ -10,6 +10,7 @@ import pytest
 import redis
 from celery import Celery
 from dramatiq.brokers.stub import StubBroker
+from kombu import Exchange, Queue
 
 from tests.queues import jobs
 from velocipy import BackgroundTasks, VelociPy
@@ -82,6 +83,60 @@ def test_celery_on_another_broker_publishes_through_send_task() -> None:
     assert message.headers["task"] == TASK_NAME and message.headers["id"] == "id-1"
     args, _, _ = message.decode()
     assert [e["id"] for e in args[0]] == ["id-1", "id-2"]
+
+
+def test_celery_routes_what_its_fast_path_cannot_as_send_task_would(
+    redis_url: str, run_id: str
+) -> None:
+    # The generic task routed by `task_routes` through a topic exchange to another queue:
+    # a write to the named queue's list would put it where Celery would not.
+    exchange = Exchange(f"{run_id}-topic", type="topic")
+    named, routed = f"{run_id}-named", f"{run_id}-routed"
+    celery_app = Celery("velocipy-tests-web", broker=redis_url)
+    celery_app.conf.task_queues = [
+        Queue(named, exchange, routing_key="web.named"),
+        Queue(routed, exchange, routing_key="web.routed"),
+    ]
+    celery_app.conf.task_routes = {
+        TASK_NAME: {"exchange": exchange.name, "routing_key": "web.routed"}
+    }
+    backend = CeleryBackend(celery_app, queue=named)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with celery_app.connection_for_write() as connection:  # as its worker would at start
+            celery_app.amqp.queues[routed](connection.default_channel).declare()
+        backend.publish([envelope(1, queue=named), envelope(2, queue=named)])
+        assert backend._redis  # a Redis broker, and still not written by the fast path
+        assert client.llen(named) == 0
+        [message] = [json.loads(m) for m in client.lrange(routed, 0, -1)]
+    finally:
+        backend.close()
+        client.delete(named, routed, *client.keys(f"_kombu.binding.{run_id}*"))
+    assert message["headers"]["id"] == "id-1"
+    assert message["properties"]["delivery_info"]["exchange"] == exchange.name
+
+
+def test_celery_refuses_a_queue_whose_exchange_copies_every_message() -> None:
+    celery_app = Celery("velocipy-tests-memory", broker="memory://")
+    celery_app.conf.task_queues = [
+        Queue("everyone", Exchange("everyone", type="fanout")),
+        Queue("web"),
+    ]
+    with pytest.raises(ValueError, match="'everyone' is routed through the fanout exchange"):
+        CeleryBackend(celery_app, queue="everyone")
+    backend = CeleryBackend(celery_app, queue="web")
+    app = VelociPy(task_backend=backend)
+
+    @app.post("/p")
+    def p(tasks: BackgroundTasks) -> str:
+        tasks.add_task(jobs.record, "x").with_options(queue="everyone")
+        return "ok"
+
+    try:
+        with pytest.raises(ValueError, match="fanout"):
+            TestClient(app).post("/p")
+    finally:
+        backend.close()
 
 
 def test_dramatiq_enqueues_under_the_first_id_and_refuses_a_priority() -> None:

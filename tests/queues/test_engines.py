@@ -187,6 +187,63 @@ def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated
         assert "Traceback" in output
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_task_is_an_engine_message_under_its_handle_id(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    each_task_is_a_message(environment(engine, redis_url, run_id, jobs_log))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_rabbitmq_each_task_is_an_engine_message_under_its_handle_id(
+    engine: str, rabbitmq_url: str, run_id: str, jobs_log: Path
+) -> None:
+    try:
+        each_task_is_a_message(environment(engine, rabbitmq_url, run_id, jobs_log))
+    finally:
+        delete_amqp_queues(rabbitmq_url, run_id)
+
+
+def each_task_is_a_message(env: dict[str, str]) -> None:
+    """Three tasks of equal options: one publish by the web process, then each task runs
+    as the engine's message of its own id, in order, the failing middle one included."""
+    engine, jobs_log = env["VELOCIPY_TEST_ENGINE"], Path(env["VELOCIPY_JOBS_LOG"])
+    with web_server(env) as server, worker(engine, env) as process:
+        response = httpx.post(f"{server.url}/ids", timeout=10)
+        assert response.status_code == 200
+        handles: list[str] = response.json()
+        wait_for(
+            lambda: len(runs(jobs_log)) >= 3,
+            30,
+            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+        )
+        done = runs(jobs_log)
+        assert [run["label"] for run in done] == ["first", "second", "third"]
+        assert [run["id"] for run in done] == handles
+        assert [run["engine_id"] for run in done] == handles
+        wait_for(lambda: "failed on purpose" in worker_output(process), 10, "the traceback")
+        if engine == "celery" and not env["VELOCIPY_TEST_BROKER"].startswith("amqp"):
+            # Celery's own lookup knows every id: the worker stored each message's result.
+            from celery import Celery
+
+            from velocipy.contrib.celery import CeleryBackend
+
+            broker = env["VELOCIPY_TEST_BROKER"]
+            backend = CeleryBackend(Celery("lookup", broker=broker, backend=broker), queue="x")
+            try:
+                wait_for(
+                    lambda: [backend.get_state(h) for h in handles] == ["SUCCESS"] * 3,
+                    10,
+                    lambda: f"the states {[backend.get_state(h) for h in handles]}",
+                )
+                results = [backend.celery_app.AsyncResult(h).result for h in handles]
+            finally:
+                backend.close()
+            assert results == ["succeeded", "failed", "succeeded"]
+        time.sleep(0.5)  # a duplicate would show up now
+        assert len(runs(jobs_log)) == 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_worker_killed_mid_task_runs_it_again(

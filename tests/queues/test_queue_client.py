@@ -30,6 +30,7 @@ from velocipy.tasks import (
     TaskNotPortable,
     request_id,
     run_batch,
+    run_next,
     traceparent,
 )
 from velocipy.testing import TestClient
@@ -291,6 +292,40 @@ def test_the_handle_id_is_the_envelope_id_and_the_task_sees_it_on_the_worker() -
     assert [e["id"] for e in response.envelopes] == [h.id for h in handles]
     assert all(isinstance(h.id, str) and str(uuid.UUID(h.id)) == h.id for h in handles)
     assert [run["id"] for run in jobs.RUNS] == [h.id for h in handles]
+
+
+def test_a_worker_runs_one_task_per_message_and_forwards_the_rest_whatever_the_outcome() -> None:
+    batch = [
+        Envelope(id="1", task="tests.queues.jobs:fail_id", name="fail_id", args=["a"]).to_dict(),
+        Envelope(id="2", task="tests.queues.jobs:record_id", name="r", args=["b"]).to_dict(),
+        Envelope(id="3", task="tests.queues.jobs:record_id", name="r", args=["c"]).to_dict(),
+    ]
+    forwarded: list[Sequence[Any]] = []
+    first = run_next(batch, forward=forwarded.append)
+    assert first.id == "1" and first.state is TaskState.FAILED
+    assert [run["label"] for run in jobs.RUNS] == ["a"] and forwarded == [batch[1:]]
+    second = run_next(forwarded[-1], forward=forwarded.append)
+    assert second.state is TaskState.SUCCEEDED and forwarded[-1] == batch[2:]
+    run_next(forwarded[-1], forward=forwarded.append)
+    assert len(forwarded) == 2  # nothing left after the last
+    assert [run["id"] for run in jobs.RUNS] == ["1", "2", "3"]
+
+
+def test_a_rest_that_cannot_be_forwarded_is_logged_by_name_and_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batch = [
+        Envelope(id=str(i), task="tests.queues.jobs:record", name="record", args=[str(i)]).to_dict()
+        for i in (1, 2, 3)
+    ]
+
+    def broker_gone(rest: Sequence[Any]) -> None:
+        raise ConnectionError("broker gone")
+
+    with caplog.at_level(logging.ERROR, logger="velocipy"), pytest.raises(ConnectionError):
+        run_next(batch, forward=broker_gone)
+    assert [run["label"] for run in jobs.RUNS] == ["1"]
+    assert "tests.queues.jobs:record [2], tests.queues.jobs:record [3]" in caplog.text
 
 
 def test_an_import_error_on_the_worker_is_logged_and_the_rest_run(

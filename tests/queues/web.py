@@ -76,6 +76,17 @@ async def batch(tasks: BackgroundTasks) -> str:
     return "ok"
 
 
+@app.post("/ids")
+def ids(tasks: BackgroundTasks) -> list[str]:
+    # Equal options: the three travel as one batch, forwarded task by task on the worker.
+    handles = [
+        tasks.add_task(jobs.record_id, "first"),
+        tasks.add_task(jobs.fail_id, "second"),
+        tasks.add_task(jobs.record_id, "third"),
+    ]
+    return [handle.id for handle in handles]
+
+
 @app.post("/slow")
 def slow(tasks: BackgroundTasks, seconds: float = 4.0) -> str:
     tasks.add_task(jobs.slow, "slow", seconds)

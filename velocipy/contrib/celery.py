@@ -10,15 +10,19 @@ Worker (a module that imports the task functions' modules, not the web app)::
     install(celery_app)              # registers the one generic task
     # celery -A that_module worker --pool=solo -Q web
 
-Each request's batch is one Celery task message (one per run of tasks sharing
-queue, priority and delay) for the generic task, whose id is the first task's
-envelope id. The generic task is declared with `acks_late` and
-`reject_on_worker_lost`: a worker killed mid-batch leaves the message to be
-delivered again (at least once).
+Each request's batch is published as one Celery task message (one per run of
+tasks sharing queue, priority and delay) for the generic task, under the first
+task's envelope id. The worker runs that one task, then publishes the rest as
+the next message under the next task's id (`run_next`): every task is a Celery
+task of its own id, in order, whatever the one before did. The generic task is
+declared with `acks_late` and `reject_on_worker_lost`: a worker killed mid-task
+leaves the message to be delivered again (at least once).
 
 Publishing goes through one `BatchPublisher` thread per process. On a Redis
 broker, the messages of every batch waiting when the thread is free are written
-in one pipeline, one `LPUSH` per queue: Celery's own message (protocol 2, the
+in one pipeline, one `LPUSH` per queue, for the queues where that is exactly
+what `send_task` would do (a direct exchange, no route elsewhere; others go
+through `send_task`, a fanout exchange is refused): Celery's own message (protocol 2, the
 JSON body kombu's Redis transport reads), built here from a template rather than
 by `send_task`, whose ~1,600 Python calls and two round trips per message cost
 several times a small request. On other brokers (RabbitMQ), the thread calls
@@ -33,15 +37,16 @@ import datetime
 import json
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
 
 from velocipy.contrib._redis_wire import RedisWire
+from velocipy.core import Task
 from velocipy.core._envelopes import Envelope, engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
-from velocipy.tasks._worker import error_hooks, run_batch
+from velocipy.tasks._worker import error_hooks, run_next
 
 #: The name of the generic task every batch is sent to.
 TASK_NAME = "velocipy.run_batch"
@@ -103,7 +108,14 @@ class CeleryBackend(BatchingBackend):
         self.celery_app = celery_app
         # Connection errors of the broker's transport (made lazily: nothing connects here).
         self.retryable = (OSError, *celery_app.connection_for_write().connection_errors)
-        super().__init__(queue=queue, retries=retries, **options)
+        # Resolved here, so that every envelope names its queue and a worker forwards
+        # a request's later tasks to the queue the web process chose.
+        default = queue or str(celery_app.conf.task_default_queue)
+        super().__init__(queue=default, retries=retries, **options)
+        #: Per queue name: whether writing to its Redis list is exactly what `send_task`
+        #: would do (decided once, from the Celery app's queues and routes).
+        self._direct: dict[str, bool] = {}
+        self._routes_directly(default)  # refuses a queue it cannot serve, here
         #: The publishing thread's own connection and what it has declared on it.
         self._connection: Any = None
         self._channel: Any = None
@@ -156,6 +168,49 @@ class CeleryBackend(BatchingBackend):
             except Exception:  # a broken connection may fail to close; it is dropped anyway
                 pass
 
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        queue = getattr(task, "queue", None)
+        if queue is not None:
+            self._routes_directly(queue)
+
+    def _routes_directly(self, name: str) -> bool:
+        """Whether `send_task(..., queue=name)` goes to the queue `name` itself, as the
+        Redis fast path writes; raise `ValueError` for a queue no backend can serve.
+
+        Celery publishes to the anonymous direct exchange, keyed by the queue's name,
+        when the queue's exchange is direct and no route names both an exchange and a
+        routing key: then the message lands in that queue alone. Anything else (a
+        topic or headers exchange, `task_routes` sending the generic task elsewhere, a
+        route that adds options) is routed by the broker's bindings, which only
+        `send_task` follows: those queues are published through Celery itself.
+        """
+        known = self._direct.get(name)
+        if known is not None:
+            return known
+        try:
+            options = self.celery_app.amqp.router.route({"queue": name}, TASK_NAME, (), {})
+        except KeyError as error:  # QueueNotFound: a queue missing from `task_queues`
+            raise ValueError(f"Celery queue {name!r}: {error}") from error
+        queue = options["queue"]
+        exchange = getattr(queue, "exchange", None)
+        kind = options.get("exchange_type") or getattr(exchange, "type", None) or "direct"
+        if kind == "fanout":
+            raise ValueError(
+                f"Celery queue {name!r} is routed through the fanout exchange "
+                f"{getattr(exchange, 'name', '')!r}, which copies every message to each "
+                "queue bound to it: a request's later tasks, published by the worker "
+                "after the first, would run once per copy. Give VelociPy's tasks a queue "
+                "on a direct exchange."
+            )
+        direct = (
+            kind == "direct"
+            and not (options.get("exchange") and options.get("routing_key"))
+            and set(options) <= {"queue", "exchange", "routing_key", "exchange_type"}
+        )
+        self._direct[name] = direct
+        return direct
+
     def _queue_name(self, envelope: Envelope) -> str:
         return envelope.queue or str(self.celery_app.conf.task_default_queue)
 
@@ -169,10 +224,14 @@ class CeleryBackend(BatchingBackend):
         channel = self._channel
         origin, next_tag = self._tags.start()
         by_key: dict[str, list[str]] = {}
+        routed: list[list[Envelope]] = []  # for queues only Celery's own publish routes
         for pending in pendings:
             for batch in engine_batches(pending.envelopes):
                 first = batch[0]
                 name = self._queue_name(first)
+                if not self._routes_directly(name):
+                    routed.append(batch)
+                    continue
                 self._declare(name)
                 priority = first.priority or 0
                 key = channel._q_for_pri(
@@ -198,6 +257,10 @@ class CeleryBackend(BatchingBackend):
                     by_key[key] = [wire]
                 else:
                     messages.append(wire)
+        if routed:
+            self._publish_with_celery(routed)
+            if not by_key:
+                return
         # One LPUSH per queue: its values go in in order, and workers pop the other end.
         # Written on one connection the thread keeps, packed and answered by hand
         # (`_redis_wire`): redis-py's client and pipeline layers cost ~800 Python calls
@@ -219,23 +282,28 @@ class CeleryBackend(BatchingBackend):
             link.read_response()  # raises the server's error, if it answered one
 
     def _send_with_celery(self, pendings: Sequence[Pending]) -> None:
+        self._publish_with_celery(
+            [batch for pending in pendings for batch in engine_batches(pending.envelopes)]
+        )
+
+    def _publish_with_celery(self, batches: Sequence[Sequence[Envelope]]) -> None:
+        """`send_task` per message, on one producer: Celery routes each one itself."""
         with self.celery_app.producer_or_acquire() as producer:
-            for pending in pendings:
-                for batch in engine_batches(pending.envelopes):
-                    first = batch[0]
-                    options: dict[str, Any] = {"queue": self._queue_name(first)}
-                    if first.priority is not None:
-                        options["priority"] = first.priority
-                    if first.delay:
-                        options["countdown"] = first.delay
-                    self.celery_app.send_task(
-                        TASK_NAME,
-                        args=[[envelope.to_dict() for envelope in batch]],
-                        task_id=first.id,
-                        retry=False,  # the publishing thread retries, within the deadline
-                        producer=producer,
-                        **options,
-                    )
+            for batch in batches:
+                first = batch[0]
+                options: dict[str, Any] = {"queue": self._queue_name(first)}
+                if first.priority is not None:
+                    options["priority"] = first.priority
+                if first.delay:
+                    options["countdown"] = first.delay
+                self.celery_app.send_task(
+                    TASK_NAME,
+                    args=[[envelope.to_dict() for envelope in batch]],
+                    task_id=first.id,
+                    retry=False,  # the publishing thread retries, within the deadline
+                    producer=producer,
+                    **options,
+                )
 
     def get_state(self, queue_id: str) -> str | None:
         """Celery's state of the message `queue_id` went in (needs a result backend)."""
@@ -296,9 +364,27 @@ def install(
     variables = tuple(context_vars)
     hooks = error_hooks(on_task_error)
 
-    def run_velocipy_batch(batch: list[dict[str, Any]]) -> dict[str, str]:
-        tasks = run_batch(batch, context_vars=variables, hooks=hooks)
-        return {str(data["id"]): task.state.value for data, task in zip(batch, tasks, strict=True)}
+    def run_velocipy_batch(batch: list[dict[str, Any]]) -> str:
+        def forward(rest: Sequence[Mapping[str, Any]]) -> None:
+            # The continuation: the next task, as a message of its own under its own id,
+            # routed as the web process routed the first (`queue` is always resolved there).
+            following = rest[0]
+            options: dict[str, Any] = {}
+            if following.get("priority") is not None:
+                options["priority"] = following["priority"]
+            celery_app.send_task(
+                TASK_NAME,
+                args=[list(rest)],
+                task_id=str(following["id"]),
+                queue=following.get("queue") or None,
+                **options,
+            )
+
+        task = run_next(
+            batch, forward=forward, context_vars=variables, hooks=hooks, engine_context=True
+        )
+        # The message's result (with a result backend): how its one task ended.
+        return task.state.value
 
     return celery_app.task(
         name=TASK_NAME,

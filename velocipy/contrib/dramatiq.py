@@ -14,23 +14,25 @@ Worker (a module that imports the task functions' modules, not the web app)::
 Each request's batch is one Dramatiq message (one per run of tasks sharing
 queue and delay), whose id is the first task's envelope id, enqueued by one
 publishing thread per process (a `BatchPublisher`) so that the event loop never
-waits on the broker. Dramatiq acks a
-message only after the actor returns, so a worker killed mid-batch leaves it
-to be delivered again (at least once). Dramatiq is LGPL-3.0 licensed.
+waits on the broker. The worker runs that one task, then enqueues the rest as
+the next message under the next task's id (`run_next`): every task is a message
+of its own id, in order, whatever the one before did. Dramatiq acks a message
+only after the actor returns, so a worker killed mid-task leaves it to be
+delivered again (at least once). Dramatiq is LGPL-3.0 licensed.
 Needs `pip install 'velocipy[dramatiq]'`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
 
 from velocipy.core._envelopes import engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
-from velocipy.tasks._worker import error_hooks, run_batch
+from velocipy.tasks._worker import error_hooks, run_next
 
 #: The name of the generic actor every batch is sent to.
 ACTOR_NAME = "velocipy_run_batch"
@@ -113,8 +115,21 @@ def install(
     variables = tuple(context_vars)
     hooks = error_hooks(on_task_error)
 
+    def forward(rest: Sequence[Mapping[str, Any]]) -> None:
+        # The continuation: the next task, as a message of its own under its own id.
+        following = rest[0]
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=following.get("queue") or names[0],
+            actor_name=ACTOR_NAME,
+            args=(list(rest),),
+            kwargs={},
+            options={},
+            message_id=str(following["id"]),
+        )
+        broker.enqueue(message)
+
     def velocipy_run_batch(batch: list[dict[str, Any]]) -> None:
-        run_batch(batch, context_vars=variables, hooks=hooks)
+        run_next(batch, forward=forward, context_vars=variables, hooks=hooks, engine_context=True)
 
     actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
         velocipy_run_batch,

@@ -2,7 +2,8 @@
 
 `InProcess` (the default) runs tasks in the serving process; a queue backend
 (`velocipy.contrib.celery.CeleryBackend`, `velocipy.contrib.dramatiq.DramatiqBackend`)
-publishes them and a worker runs them with `run_batch`. `TaskBackend` is the
+publishes them and a worker runs them with `run_next` (one task per engine message,
+the rest forwarded as the next message). `TaskBackend` is the
 protocol for other engines (`BatchingBackend` gives one a publishing thread that
 sends many requests' batches per round trip); `RecordingBackend` records batches
 for tests. See
@@ -22,7 +23,7 @@ from velocipy.core._envelopes import (
 from velocipy.core._queue import QueuedTask
 
 from ._publisher import BatchingBackend, BatchPublisher, Pending
-from ._worker import error_hooks, import_task, run_batch
+from ._worker import error_hooks, import_task, run_batch, run_next
 
 __all__ = [
     "BatchPublisher",
@@ -41,5 +42,6 @@ __all__ = [
     "import_task",
     "request_id",
     "run_batch",
+    "run_next",
     "traceparent",
 ]
