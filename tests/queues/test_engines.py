@@ -291,6 +291,42 @@ def killed_worker_runs_it_again(env: dict[str, str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_worker_killed_in_a_requests_second_task_reruns_it_and_runs_the_third(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log)
+    labels = lambda: [(r["task"], r["label"]) for r in runs(jobs_log)]  # noqa: E731
+    with web_server(env) as server:
+        with worker(engine, env) as first:
+            response = httpx.post(f"{server.url}/chain", params={"seconds": 3}, timeout=10)
+            assert response.status_code == 200
+            wait_for(
+                lambda: ("slow-start", "slow") in labels(),
+                30,
+                lambda: f"the second task; worker said:\n{worker_output(first)}",
+            )
+            kill_group(first, signal.SIGKILL)
+        assert labels() == [("record", "before"), ("slow-start", "slow")]
+        with worker(engine, env) as second:
+            wait_for(
+                lambda: ("record", "after") in labels(),
+                60,
+                lambda: f"the third task; worker said:\n{worker_output(second)}",
+            )
+            time.sleep(1.0)  # a duplicate would show up now
+    # The first task's message was done (and acknowledged) before the kill: it stays
+    # done; the second's comes back and runs again; then the third, once.
+    assert labels() == [
+        ("record", "before"),
+        ("slow-start", "slow"),
+        ("slow-start", "slow"),
+        ("slow-end", "slow"),
+        ("record", "after"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
 def test_killing_the_web_server_under_load_loses_no_task_of_a_200(
     engine: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:

@@ -87,6 +87,14 @@ def ids(tasks: BackgroundTasks) -> list[str]:
     return [handle.id for handle in handles]
 
 
+@app.post("/chain")
+def chain(tasks: BackgroundTasks, seconds: float = 3.0) -> str:
+    tasks.add_task(jobs.record, "before")
+    tasks.add_task(jobs.slow, "slow", seconds)
+    tasks.add_task(jobs.record, "after")
+    return "ok"
+
+
 @app.post("/slow")
 def slow(tasks: BackgroundTasks, seconds: float = 4.0) -> str:
     tasks.add_task(jobs.slow, "slow", seconds)
