@@ -5,15 +5,29 @@ task doing nothing, once with it sleeping 1 s (`BENCH_TASK_SLEEP=1`). The
 pure-Python generator sends `POST /signup` at a fixed rate the server easily
 sustains, over 50 keep-alive connections, alternating between the two servers
 round after round (fresh processes each round); p50/p99 of the response times
-are compared as a ratio. The generator's own noise floor (same rate against
-`bench.ceiling`) is reported beside them.
+are compared as a ratio, per round and as medians. The generator's own noise
+floor (same rate against `bench.ceiling`) is reported beside them.
+
+The apps run with `max_tasks_in_flight` raised (`BENCH_MAX_TASKS_IN_FLIGHT`,
+read by `bench/apps/velocipy_app.py`): at 1,000 req/s with 1 s tasks about
+1,000 tasks are in flight, which is the default bound, where the servers stop
+reading requests until tasks finish (backpressure, by design). With the default
+bound this scenario would measure that pause, not the task's effect. One extra
+line (`default_bound`) runs the first configuration with the default bound and
+the sleeping task, to show what the bound does at this load.
+
+Alone: `python -m bench.latency --configs velocipy/own-server-httptools
+--rounds 5` (`--help` for the rest); prints a table, `--json PATH` keeps it all.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import signal
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.configs import BY_NAME, PY, SCENARIOS
@@ -21,6 +35,13 @@ from bench.loadgen import run_pyload
 from bench.servers import Server, free_port, start_all, stop_all
 
 SIGNUP = next(s for s in SCENARIOS if s.name == "signup")
+
+#: `max_tasks_in_flight` for the measured apps: far above the ~1,000 tasks in flight at
+#: 1,000 req/s with 1 s tasks, so the bound never pauses the server here; an integer (not
+#: "no bound") so the in-flight accounting stays on the measured path.
+RAISED_BOUND = 1_000_000
+#: The variant that keeps the framework's default bound (see `measure`).
+DEFAULT_BOUND = "sleeping, default bound"
 
 
 def log(message: str) -> None:
@@ -32,6 +53,22 @@ def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _spread(values: list[float]) -> dict[str, float] | None:
+    """Median, min and max of `values` (None when there are none)."""
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _round_ratios(
+    idle: list[dict[str, Any]], sleeping: list[dict[str, Any]], key: str
+) -> list[float]:
+    """sleeping/idle of `key`, round by round (the two were measured in the same round)."""
+    return [
+        b[key] / a[key] for a, b in zip(idle, sleeping, strict=False) if a.get(key) and b.get(key)
+    ]
+
+
 def measure(
     names: list[str],
     *,
@@ -41,16 +78,31 @@ def measure(
     connections: int,
     sleep: float = 1.0,
     floor: bool = True,
+    bound: int | None = RAISED_BOUND,
+    default_bound_line: bool = True,
 ) -> dict[str, Any]:
-    """p50/p99 of POST /signup with a `sleep`-second task vs a no-op task, per configuration."""
+    """p50/p99 of POST /signup with a `sleep`-second task vs a no-op task, per configuration.
+
+    `bound` is the apps' `max_tasks_in_flight` (None: the framework's default). With
+    `default_bound_line`, the first VelociPy configuration also runs with the default
+    bound and the sleeping task, reported as `default_bound`.
+    """
     servers: list[Server] = []
+    bound_env = {"BENCH_MAX_TASKS_IN_FLIGHT": str(bound)} if bound is not None else {}
     for name in names:
         for variant, seconds in (("idle", 0.0), ("sleeping", sleep)):
             port = free_port()
             server = Server(name, BY_NAME[name].command(port), port)
-            server.env = {"BENCH_TASK_SLEEP": str(seconds)}
+            server.env = {"BENCH_TASK_SLEEP": str(seconds), **bound_env}
             server.name = f"{name}|{variant}"
             servers.append(server)
+    ours = [name for name in names if BY_NAME[name].ours]
+    if default_bound_line and bound is not None and ours:
+        port = free_port()
+        server = Server(ours[0], BY_NAME[ours[0]].command(port), port)
+        server.env = {"BENCH_TASK_SLEEP": str(sleep)}
+        server.name = f"{ours[0]}|{DEFAULT_BOUND}"
+        servers.append(server)
     ceiling_port = free_port()
     ceiling = Server(
         "ceiling", [PY, "-m", "bench.ceiling", "--port", str(ceiling_port)], ceiling_port
@@ -61,6 +113,7 @@ def measure(
         "duration": duration,
         "rounds": rounds,
         "task_sleep": sleep,
+        "max_tasks_in_flight": bound,
         "configs": {},
     }
     try:
@@ -112,7 +165,120 @@ def measure(
             for key in ("p50_ms", "p99_ms"):
                 a, b = entry["idle"][key], entry["sleeping"][key]
                 entry[f"{key[:3]}_ratio"] = b / a if a and b else None
+                entry[f"{key[:3]}_ratio_by_round"] = _spread(
+                    _round_ratios(runs[idle.name], runs[sleeping.name], key)
+                )
             results["configs"][name] = entry
+        for server in servers:
+            if server.name.endswith(DEFAULT_BOUND):
+                taken = runs[server.name]
+                results["default_bound"] = {
+                    "config": server.name.split("|")[0],
+                    "status": "unavailable" if server.problem else "ok",
+                    "reason": server.problem,
+                    "runs": taken,
+                    **{k: _median(taken, k) for k in ("p50_ms", "p99_ms", "max_ms", "rps")},
+                }
     finally:
         stop_all([*servers, *extra])
     return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table: medians over rounds, per-round p99 ratio min-max."""
+    task = f"{results['task_sleep']:g} s task"
+    lines = [
+        f"| configuration | p50 no-op | p50 {task} | p99 no-op | p99 {task} "
+        "| p99 ratio (of medians) | p99 ratio by round: median (min–max) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in results["configs"].items():
+        if entry["status"] != "ok":
+            lines.append(f"| {name} | {entry['status']}: {entry['reason'][:80]} | | | | | |")
+            continue
+        idle, sleeping = entry["idle"], entry["sleeping"]
+        spread = entry.get("p99_ratio_by_round")
+        by_round = (
+            f"{spread['median']:.2f} ({spread['min']:.2f}–{spread['max']:.2f})" if spread else "–"
+        )
+        lines.append(
+            f"| {name} | {_ms(idle['p50_ms'])} | {_ms(sleeping['p50_ms'])} | "
+            f"{_ms(idle['p99_ms'])} | {_ms(sleeping['p99_ms'])} | "
+            f"{_ratio(entry['p99_ratio'])} | {by_round} |"
+        )
+    default = results.get("default_bound")
+    if default and default["status"] == "ok":
+        lines.append(
+            f"\nWith the default bound (1,000 tasks in flight), {default['config']}, {task}: "
+            f"p50 {_ms(default['p50_ms'])}, p99 {_ms(default['p99_ms'])}, "
+            f"max {_ms(default['max_ms'])}, {default['rps'] or 0:.0f} req/s "
+            "(backpressure: the server stops reading requests while the bound is reached)."
+        )
+    floor = results.get("generator_floor") or {}
+    if floor.get("p99_ms") is not None:
+        lines.append(
+            f"\nGenerator floor against `bench.ceiling`: p50 {_ms(floor['p50_ms'])}, "
+            f"p99 {_ms(floor['p99_ms'])}."
+        )
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.2f} ms" if value is not None else "–"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "–"
+
+
+#: What `python -m bench.latency` measures by default: issue 14's path, the h11 path and
+#: VelociPy on uvicorn httptools, with the bare app on both uvicorn flavours as references.
+DEFAULT_CONFIGS = (
+    "velocipy/own-server-httptools",
+    "velocipy/own-server",
+    "velocipy/uvicorn-httptools",
+    "bare-asgi/uvicorn-httptools",
+    "bare-asgi/uvicorn-h11",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--sleep", type=float, default=1.0, help="seconds the slow task sleeps")
+    parser.add_argument(
+        "--bound", default=str(RAISED_BOUND),
+        help="the apps' max_tasks_in_flight, or 'default' for the framework's own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-default-bound-line", action="store_true",
+        help="skip the extra run of the first VelociPy configuration with the default bound",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.configs.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown configurations: {unknown}; known: {list(BY_NAME)}")
+    results = measure(
+        names,
+        rate=args.rate,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
+        sleep=args.sleep,
+        bound=None if args.bound == "default" else int(args.bound),
+        default_bound_line=not args.no_default_bound_line,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

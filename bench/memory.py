@@ -6,7 +6,10 @@ each makes one `GET /hello` (so the server has really served it and keeps it
 alive), then stays open and silent while the server's peak RSS (VmHWM, with
 its child processes) is read. Queued tasks: the server runs with the signup
 task sleeping for minutes, receives that many `POST /signup` requests, and its
-RSS is read while every task still waits.
+RSS is read while every task still waits. Its app runs with `max_tasks_in_flight`
+raised above that many (`BENCH_MAX_TASKS_IN_FLIGHT`): with the default bound of
+1,000 the server would stop reading requests once 1,000 tasks wait (backpressure,
+by design) and the generator would wait out its timeout.
 """
 
 from __future__ import annotations
@@ -102,11 +105,14 @@ def idle_server(name: str, count: int) -> Server:
     return Server(name, config.command(port) + idle_options(config, count), port)
 
 
-def tasks_server(name: str) -> Server:
-    """The server (not started) for `queued_tasks`: its signup task sleeps for minutes."""
+def tasks_server(name: str, count: int) -> Server:
+    """The server (not started) for `queued_tasks` of `count` tasks: they sleep for minutes.
+
+    Its in-flight bound is raised above `count`, so all of them are taken.
+    """
     port = free_port()
     server = Server(name, BY_NAME[name].command(port), port)
-    server.env = {"BENCH_TASK_SLEEP": "600"}
+    server.env = {"BENCH_TASK_SLEEP": "600", "BENCH_MAX_TASKS_IN_FLIGHT": str(count * 2)}
     return server
 
 

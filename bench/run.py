@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" not in skip:
         rows: list[dict[str, Any]] = []
         idle = [memory.idle_server(name, plan.idle_connections) for name in plan.idle_configs]
-        queued = [memory.tasks_server(name) for name in plan.task_configs]
+        queued = [memory.tasks_server(name, plan.queued_tasks) for name in plan.task_configs]
         try:
             start_all([*idle, *queued])
             for server in idle:
