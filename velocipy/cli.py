@@ -145,7 +145,8 @@ def _add_serve_arguments(run: argparse.ArgumentParser, *, dev: bool) -> None:
         "--freeze-gc",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="built-in server: keep what startup built out of garbage collections",
+        help="built-in server: keep what startup built out of garbage collections, and young "
+        "collections small while many tasks are in flight",
     )
     run.add_argument(
         "--server", choices=SERVERS, default="velocipy", help="which HTTP server to run"

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
+import anyio
 import pytest
 
 from tests.adapters.test_server_harness import (
@@ -26,7 +27,7 @@ from tests.adapters.test_server_harness import (
     status_of,
     using_parser,
 )
-from velocipy import File, UploadFile, VelociPy
+from velocipy import BackgroundTasks, File, UploadFile, VelociPy
 from velocipy.server import ServerConfig
 
 pytestmark = pytest.mark.server
@@ -515,3 +516,42 @@ def test_startup_objects_are_frozen_while_serving_and_given_back_at_stop() -> No
     assert gc.get_freeze_count() == 0
     with serving(freeze_gc=False):
         assert gc.get_freeze_count() == 0
+
+
+def test_young_collections_are_kept_small_while_many_tasks_are_in_flight() -> None:
+    import gc
+
+    from velocipy.adapters._gc import BUSY_FLOWS, DEFAULT_THRESHOLDS, SERVING_THRESHOLDS
+
+    released: list[bool] = []
+    waiting = VelociPy()
+
+    async def wait_for_release() -> None:
+        while not released:
+            await anyio.sleep(0.01)
+
+    @waiting.get("/wait")
+    async def wait(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(wait_for_release)
+        return {}
+
+    before = gc.get_threshold()
+    gc.set_threshold(*DEFAULT_THRESHOLDS)  # CPython's, whatever an earlier test left
+    try:
+        for freeze_gc, while_busy in ((True, SERVING_THRESHOLDS), (False, DEFAULT_THRESHOLDS)):
+            released.clear()
+            with serving(waiting, freeze_gc=freeze_gc) as running:
+                with running.connect() as sock:
+                    reader = Reader(sock)
+                    for number in range(BUSY_FLOWS + 5):
+                        sock.sendall(get("/wait"))
+                        assert reader.response().status == 200
+                        if number == BUSY_FLOWS - 3:  # not yet: few tasks keep CPython's
+                            assert running.portal.call(gc.get_threshold) == DEFAULT_THRESHOLDS
+                assert running.portal.call(gc.get_threshold) == while_busy
+                released.append(True)
+                assert wait_for(lambda: running.server.flows == 0)
+                assert running.portal.call(gc.get_threshold) == DEFAULT_THRESHOLDS
+            assert gc.get_threshold() == DEFAULT_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

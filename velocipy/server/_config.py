@@ -90,7 +90,9 @@ class ServerConfig:
             requests; with several workers, the master starts a fresh one.
         freeze_gc: Once the app's startup is complete, move every object alive then
             out of the garbage collector's sight (`gc.freeze()`) until shutdown, so
-            that collections scan only what requests create.
+            that collections scan only what requests create; and while many
+            background flows are in flight, collect young objects in small steps
+            (`velocipy.adapters._gc.ThresholdSwitch`).
     """
 
     host: str = DEFAULT_HOST

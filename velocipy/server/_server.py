@@ -33,7 +33,12 @@ import anyio.abc
 import anyio.to_thread
 
 from velocipy.adapters._drive import call_now, drive_async
-from velocipy.adapters._gc import startup_objects_frozen
+from velocipy.adapters._gc import (
+    BUSY_FLOWS,
+    CALM_FLOWS,
+    ThresholdSwitch,
+    startup_objects_frozen,
+)
 from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
@@ -167,6 +172,8 @@ class Server:
         self.shutting_down = False
         #: Background-task flows (tasks plus cleanup of one exchange) still running.
         self.flows = 0
+        #: Keeps young collections small while many flows are in flight (see `_gc`).
+        self._collector = ThresholdSwitch(config.freeze_gc)
         #: True while the app's tasks in flight are at `max_tasks_in_flight`: no
         #: connection is accepted and no request read until some finish.
         self.paused = False
@@ -216,6 +223,8 @@ class Server:
         does on trio.
         """
         self.flows += 1
+        if self.flows == BUSY_FLOWS:
+            self._collector.busy()
         limit = self._max_in_flight
         if limit is not None and not self.paused:
             # `has_room()`, inline: a method call here was a measurable part of a request.
@@ -242,6 +251,8 @@ class Server:
     def _flow_done(self, task: asyncio.Task[Any]) -> None:
         exchange = self._flow_tasks.pop(task)
         self.flows -= 1
+        if self.flows == CALM_FLOWS and self._collector.tuned:
+            self._collector.calm()
         if self.paused:
             self._check_room()
         if not task.cancelled():
@@ -256,6 +267,8 @@ class Server:
             logger.exception("Background work for %s failed", exchange.head.path)
         finally:
             self.flows -= 1
+            if self.flows == CALM_FLOWS and self._collector.tuned:
+                self._collector.calm()
             if self.paused:
                 self._check_room()
 
@@ -344,7 +357,10 @@ class Server:
                     # Full collections then skip what startup left alive (see docs/server.md).
                     with startup_objects_frozen(config.freeze_gc):
                         outer.start_soon(self._sweep)
-                        await self._serve_until_stopped(sock, ready)
+                        try:
+                            await self._serve_until_stopped(sock, ready)
+                        finally:
+                            self._collector.calm()
             except Exception:
                 if self._stop.is_set():
                     logger.exception("Application shutdown failed")
