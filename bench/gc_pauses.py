@@ -1,0 +1,191 @@
+"""Garbage-collector pauses in a server under load, counted in CPU time: what noise does not move.
+
+`python -m bench.gc_pauses [--configs velocipy/own-server-httptools] [--rounds 2]`
+runs each configuration's server with a probe that records every collection
+(generation, and the CPU time it took on the serving thread: `time.thread_time`,
+so time the process spent descheduled by others is not counted), sends `POST
+/signup` at 1,000 req/s for a few seconds, and sums the collections made
+meanwhile. Four servers per configuration: the signup task doing nothing or
+sleeping 1 s (~1,000 tasks in flight; the apps' in-flight bound raised, as in
+`bench.latency`), each with VelociPy's serving thresholds
+(`velocipy.adapters._gc.SERVING_THRESHOLDS`) and with CPython's own (700, 10,
+10). Response-time percentiles are printed too, but on a loaded machine only
+the pause counts mean something: a pause of several milliseconds holds every
+request that arrives meanwhile, which is what a p99 at a fixed rate sees.
+
+`python -m bench.gc_pauses probe OUT THRESHOLDS MODULE ARGS...` is the probe
+itself (what the servers are started as): it runs `python -m MODULE ARGS...`
+and writes the collections to OUT as JSON twice a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import runpy
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.configs import BY_NAME, PY, SCENARIOS
+from bench.latency import RAISED_BOUND
+from bench.loadgen import run_pyload
+from bench.servers import Server, free_port, start_all, stop_all
+
+SIGNUP = next(s for s in SCENARIOS if s.name == "signup")
+CPYTHON = (700, 10, 10)
+#: Pauses at least this long (ms of CPU) are counted apart: at 1,000 req/s each holds
+#: about that many requests, enough of them and the p99 is theirs.
+LONG_MS = (1.0, 5.0)
+
+
+def probe(out: str, thresholds: str, module: str, args: list[str]) -> None:
+    """Run `python -m module args...` recording every collection into `out`."""
+    events: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            events.append((info["generation"], (time.thread_time() - started[0]) * 1000))
+
+    def dump() -> None:
+        partial = Path(out + ".partial")
+        while True:
+            time.sleep(0.5)
+            partial.write_text(json.dumps(events[:]))
+            partial.replace(out)  # whole files only for the reader
+
+    if thresholds:
+        import velocipy.adapters._gc as policy
+
+        first, second, third = (int(n) for n in thresholds.split(","))
+        policy.SERVING_THRESHOLDS = (first, second, third)
+    gc.callbacks.append(record)
+    threading.Thread(target=dump, daemon=True).start()
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def _events(path: Path) -> list[tuple[int, float]]:
+    try:
+        return [(int(g), float(ms)) for g, ms in json.loads(path.read_text())]
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return []
+
+
+def summarize(events: list[tuple[int, float]]) -> dict[str, Any]:
+    """Counts and CPU milliseconds of `events`, by generation and by length."""
+    found: dict[str, Any] = {"collections": len(events)}
+    for generation in (0, 1, 2):
+        times = [ms for g, ms in events if g == generation]
+        found[f"gen{generation}"] = {
+            "n": len(times),
+            "cpu_ms": sum(times),
+            "max_ms": max(times, default=0.0),
+        }
+    for limit in LONG_MS:
+        found[f"over_{limit:g}ms"] = sum(1 for _, ms in events if ms >= limit)
+    found["cpu_ms"] = sum(ms for _, ms in events)
+    found["max_ms"] = max((ms for _, ms in events), default=0.0)
+    return found
+
+
+def measure(
+    names: list[str], *, rate: float, duration: float, rounds: int, connections: int
+) -> dict[str, Any]:
+    """Collections during `duration` s of POST /signup at `rate`, per variant and round."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-gc-"))
+    servers: list[tuple[Server, Path]] = []
+    for name in names:
+        argv = BY_NAME[name].command(0)
+        if argv[1] != "-m":
+            raise SystemExit(f"{name}: not started as `python -m MODULE`")
+        for thresholds in ("", ",".join(map(str, CPYTHON))):
+            for sleep in (0.0, 1.0):
+                port = free_port()
+                out = folder / f"{len(servers)}.json"
+                command = [PY, "-m", "bench.gc_pauses", "probe", str(out), thresholds]
+                command += [argv[2], *BY_NAME[name].command(port)[3:]]
+                server = Server(name, command, port)
+                server.env = {
+                    "BENCH_TASK_SLEEP": str(sleep),
+                    "BENCH_MAX_TASKS_IN_FLIGHT": str(RAISED_BOUND),
+                }
+                label = "serving thresholds" if not thresholds else f"CPython's {CPYTHON}"
+                server.name = f"{name}|{'1 s task' if sleep else 'no-op task'}|{label}"
+                servers.append((server, out))
+    results: dict[str, Any] = {"rate": rate, "duration": duration, "runs": {}}
+    try:
+        start_all([s for s, _ in servers])
+        for number in range(1, rounds + 1):
+            print(f"gc pauses: round {number}/{rounds} ...", file=sys.stderr, flush=True)
+            for server, out in servers:
+                if server.problem or server.check(SIGNUP):
+                    results["runs"].setdefault(server.name, []).append({"problem": server.problem})
+                    continue
+                time.sleep(0.6)  # the probe writes twice a second
+                before = len(_events(out))
+                load = run_pyload(server.port, SIGNUP, duration, connections, rate=rate)
+                time.sleep(0.6)
+                run = summarize(_events(out)[before:])
+                run.update(p50_ms=load["p50_ms"], p99_ms=load["p99_ms"], requests=load["requests"])
+                results["runs"].setdefault(server.name, []).append(run)
+    finally:
+        stop_all([s for s, _ in servers])
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| server, task, thresholds | round | collections (gen 0/1/2) | CPU ms in collections "
+        "| longest, ms | ≥ 1 ms | ≥ 5 ms | p99 ms (loaded machine: indicative) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in results["runs"].items():
+        for number, run in enumerate(runs, 1):
+            if "problem" in run:
+                lines.append(f"| {name} | {number} | failed: {run['problem'][:60]} | | | | | |")
+                continue
+            counts = "/".join(str(run[f"gen{g}"]["n"]) for g in (0, 1, 2))
+            lines.append(
+                f"| {name} | {number} | {counts} | {run['cpu_ms']:.0f} | {run['max_ms']:.1f} | "
+                f"{run['over_1ms']} | {run['over_5ms']} | {run['p99_ms']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        probe(argv[1], argv[2], argv[3], argv[4:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.gc_pauses", description=__doc__)
+    parser.add_argument("--configs", default="velocipy/own-server-httptools")
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    results = measure(
+        names,
+        rate=args.rate,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
