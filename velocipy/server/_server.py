@@ -33,6 +33,7 @@ import anyio.abc
 import anyio.to_thread
 
 from velocipy.adapters._drive import call_now, drive_async
+from velocipy.adapters._eager import start_eagerly
 from velocipy.adapters._gc import (
     BUSY_FLOWS,
     CALM_FLOWS,
@@ -216,11 +217,15 @@ class Server:
     def start_flow(self, exchange: Exchange, effect: Effect) -> None:
         """Drive the rest of `exchange` (its tasks and cleanup) server-wide, off the connection.
 
-        On asyncio each flow is a plain task running `drive_async` itself (an anyio
-        task-group spawn, or a wrapper coroutine, costs more on every request with
-        tasks, and keeps more objects alive while the tasks run); the server tracks
-        them and cancels what is left at the shutdown deadline, as the task group
-        does on trio.
+        On asyncio each flow is `drive_async` started eagerly (`start_eagerly`): its
+        first step runs here, as the first step of its own task, and only a flow that
+        then waits becomes a plain asyncio task (an anyio task-group spawn, or a
+        wrapper coroutine, costs more on every request with tasks, and keeps more
+        objects alive while the tasks run); the server tracks those and cancels what
+        is left at the shutdown deadline, as the task group does on trio. A flow whose
+        tasks never wait is over when this returns: no task, no turn of the loop.
+        An ASGI app's call (`purpose == "asgi"`) is not started eagerly: it talks to
+        the connection, which is still in the middle of its request.
         """
         self.flows += 1
         if self.flows == BUSY_FLOWS:
@@ -233,9 +238,23 @@ class Server:
                 self.paused = True
         loop = self._asyncio_loop
         if loop is not None:
-            task = loop.create_task(
-                drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
-            )
+            flow = drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
+            if effect.purpose == "asgi":  # type: ignore[union-attr]
+                task = loop.create_task(flow)
+            else:
+                try:
+                    eager = start_eagerly(loop, flow)
+                except Exception:  # the core logs task failures itself; this is a core bug
+                    logger.exception("Background work for %s failed", exchange.head.path)
+                    eager = None
+                if eager is None:  # over already: what `_flow_done` does
+                    self.flows -= 1
+                    if self.flows == CALM_FLOWS and self._collector.tuned:
+                        self._collector.calm()
+                    if self.paused:
+                        self._check_room()
+                    return
+                task = eager
             self._flow_tasks[task] = exchange
             task.add_done_callback(self._on_flow_done)
         else:
