@@ -36,11 +36,11 @@ the response has been handed to the kernel, so whatever the app does after it
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Generator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from velocipy.core import (
     BodyTooLarge,
@@ -76,31 +76,6 @@ _CLOSE = (b"connection", b"close")
 WAITING, RESPONDING, OVER = 0, 1, 2
 
 
-class ASGIHead(RequestHead):
-    """A request head that also carries its connection and raw path, for the ASGI scope."""
-
-    __slots__ = ("connection", "raw_path")
-    connection: Any
-    raw_path: bytes
-
-    @classmethod
-    def of(cls, head: RequestHead, connection: Any, raw_path: bytes) -> ASGIHead:
-        made = cls(
-            head.method,
-            head.path,
-            head.query_string,
-            head.headers,
-            head.http_version,
-            head.scheme,
-            head.client,
-            head.server,
-            head.root_path,
-        )
-        made.connection = connection
-        made.raw_path = raw_path
-        return made
-
-
 class ASGICycle:
     """One request and its response between an ASGI app and a connection (see the docstring).
 
@@ -108,66 +83,52 @@ class ASGICycle:
     it is `receive` and `send` (as `app_send`).
     """
 
-    __slots__ = (
-        "host",
-        "head",
-        "connection",
-        "phase",
-        "status",
-        "headers",
-        "chunks",
-        "queued",
-        "final",
-        "complete",
-        "disconnected",
-        "app_done",
-        "wanted",
-        "piece",
-        "request_complete",
-        "has_body",
-        "received",
-        "read_error",
-        "is_head",
-        "_loop",
-        "_connection_waiter",
-        "_app_waiters",
-    )
+    # Class-level defaults, not slots: a request sets only what it changes, which is
+    # most of this object's cost on a request that sends its response at once.
+    phase = WAITING
+    #: The response's status and headers, once the app sent `http.response.start`.
+    status: int | None = None
+    headers: list[tuple[bytes, bytes]]
+    #: Body bytes the app sent that the connection has not written yet.
+    queued = 0
+    #: The app sent its last body message (`more_body` false).
+    final = False
+    #: The connection has written the whole response.
+    complete = False
+    #: The client is gone (or the response could not be written): the app is told so.
+    disconnected = False
+    app_done = False
+    #: The app waits in `receive()` for the next piece of the body.
+    wanted = False
+    piece: tuple[bytes, bool] | None = None
+    #: The app has had its last `http.request` message.
+    request_complete = False
+    #: Whether the request has a body: found out on the first `receive`, if any.
+    has_body: bool | None = None
+    received = 0
+    #: Why the body could not be read (too large, too slow, malformed), if so.
+    read_error: ClientError | None = None
+    #: A call of the app's is reading the body itself (see `receive`).
+    reading = False
+    _connection_waiter: Any = None
+    #: One waiter per waiting call of the app's (it may receive in one task and send in
+    #: another); a cancelled one must not cancel the others, so none is shared.
+    _app_waiters: list[Any] | tuple[()] = ()
 
-    def __init__(self, host: ASGIHost, head: ASGIHead) -> None:
+    def __init__(self, host: ASGIHost, head: RequestHead, connection: Any) -> None:
         self.host = host
         self.head = head
-        self.connection = head.connection
-        self.phase = WAITING
-        #: The response's status and headers, once the app sent `http.response.start`.
-        self.status: int | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        #: Body bytes the app sent that the connection has not written yet.
-        self.chunks: deque[bytes] = deque()
-        self.queued = 0
-        #: The app sent its last body message (`more_body` false).
-        self.final = False
-        #: The connection has written the whole response.
-        self.complete = False
-        #: The client is gone (or the response could not be written): the app is told so.
-        self.disconnected = False
-        self.app_done = False
-        #: The app waits in `receive()` for the next piece of the body.
-        self.wanted = False
-        self.piece: tuple[bytes, bool] | None = None
-        #: The app has had its last `http.request` message.
-        self.request_complete = False
-        self.has_body = _has_body(head.headers)
-        self.received = 0
-        #: Why the body could not be read (too large, too slow, malformed), if so.
-        self.read_error: ClientError | None = None
+        #: The connection serving it (h11's or httptools', with the `raw_path` of the target).
+        self.connection = connection
+        self.chunks: list[bytes] = []
         self.is_head = head.method == "HEAD"
+        #: A body small enough to be read whole, in one `http.request` message, as uvicorn
+        #: gives a body that came with its head; a larger or chunked one goes in pieces.
+        length = self.connection.content_length
+        self.whole = length is not None and length <= READ_SIZE
         #: The asyncio loop (None on trio): waits are plain futures there, not anyio Events,
         #: whose creation alone costs a lookup of the running library every time.
-        self._loop = host.server.asyncio_loop
-        self._connection_waiter: Any = None
-        #: One waiter per waiting call of the app's (it may receive in one task and send in
-        #: another); a cancelled one must not cancel the others, so none is shared.
-        self._app_waiters: list[Any] = []
+        self.loop = host.loop
 
     # -- the exchange, as the connection drives it ------------------------------------------
 
@@ -199,12 +160,13 @@ class ASGICycle:
         """Nothing to release: the app task is the server's to finish or cancel."""
 
     async def _until_response(self) -> None:
+        # On asyncio the app takes its first step in here (see `ASGIHost.start_app`):
+        # usually it has sent its whole response when this returns, so nothing waits.
         self.host.start_app(self)
         while self.status is None and not self.app_done and self.read_error is None:
-            if self.wanted:
-                await self._read()
-            else:
-                await self._wait_for_app()
+            if self.disconnected:  # the app's read of the body found the client gone
+                raise ClientDisconnected()
+            await self._wait_for_app()
 
     def _respond(self) -> Respond:
         connection = self.connection
@@ -220,9 +182,13 @@ class ASGICycle:
             if error is not None:
                 return Respond(error.status_code, [_PLAIN, _CLOSE], reason(error.status_code))
             return Respond(500, [_PLAIN, _CLOSE], b"Internal Server Error")
+        if self.reading:
+            # A call of the app's still reads the body while another responds: the
+            # connection must not read the next request under it, so it closes after.
+            connection.close_after = True
         headers = self.headers
         for name, value in headers:
-            if name.lower() == b"connection" and b"close" in value.lower():
+            if len(name) == 10 and name.lower() == b"connection" and b"close" in value.lower():
                 connection.close_after = True  # the app's word: both parsers honour it
         if self.final:
             # The whole body is here already (the usual case): one write, head and body.
@@ -238,7 +204,8 @@ class ASGICycle:
         chunks = self.chunks
         while True:
             if chunks:
-                data = chunks.popleft() if len(chunks) == 1 else b"".join(_take(chunks))
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
                 self.queued = 0
                 self._wake_app()  # if it waits for room to send more
                 yield data
@@ -256,13 +223,35 @@ class ASGICycle:
                 await self._wait_for_app()
 
     async def _read(self) -> None:
-        """Read the next piece of the body for the app (on the connection's task)."""
+        """Read the next piece of the body for the app, on the connection's task.
+
+        Asked by `receive` once the response has begun: the connection then reads
+        between writing pieces of the response.
+        """
+        try:
+            self.piece = await self._next_piece()
+        finally:
+            self.wanted = False
+            self._wake_app()
+        if self.disconnected and self.read_error is None:
+            raise ClientDisconnected()
+
+    async def _next_piece(self) -> tuple[bytes, bool] | None:
+        """The next piece of the body as `(data, more)`; None if it cannot be read.
+
+        What went wrong is noted for the connection: `read_error` (answered 4xx
+        if the response has not begun) or `disconnected`.
+        """
         connection = self.connection
         limit = self.host.max_body_size
         try:
-            piece = await connection.read_body(limit, READ_SIZE)
-            if type(piece) is bytes:  # a body-less request: the reader says so at once
-                piece = (piece, False)
+            if self.whole:
+                self.whole = False
+                piece: Any = (await connection.read_body(limit), False)
+            else:
+                piece = await connection.read_body(limit, READ_SIZE)
+                if type(piece) is bytes:  # a body-less request: the reader says so at once
+                    piece = (piece, False)
             self.received += len(piece[0])
             if self.received > limit:
                 connection.close_after = True
@@ -270,35 +259,51 @@ class ASGICycle:
         except ClientError as error:
             self.read_error = error
             self.disconnected = True
+            self._wake_connection()
+            return None
         except ClientDisconnected:
             self.disconnected = True
-            raise
-        else:
-            self.piece = piece
-        finally:
-            self.wanted = False
-            self._wake_app()
+            self._wake_connection()
+            return None
+        return piece  # type: ignore[no-any-return]
 
     # -- the app's side ---------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        """ASGI `receive`: the next `http.request` piece, or `http.disconnect`."""
+        """ASGI `receive`: the next `http.request` piece, or `http.disconnect`.
+
+        Until the response begins the connection only waits for it, so the body
+        is read right here, on the app's task. Once it has begun, the connection
+        writes it and reads for the app in between (it is asked, and waited for).
+        """
+        while self.reading:  # another call of the app's reads: after it
+            await self._wait_for_connection()
         if self.complete or self.disconnected:
             return {"type": "http.disconnect"}
         if self.request_complete:
             await self._until_disconnect()
             return {"type": "http.disconnect"}
+        if self.has_body is None:
+            self.has_body = _has_body(self.head.headers)
         if not self.has_body:
             self.request_complete = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        self.wanted = True
-        self._wake_connection()
-        while self.wanted and not self.disconnected and not self.complete:
-            await self._wait_for_connection()
-        piece = self.piece
+        if self.phase == WAITING:
+            self.reading = True
+            try:
+                piece = await self._next_piece()
+            finally:
+                self.reading = False
+                self._wake_app()
+        else:
+            self.wanted = True
+            self._wake_connection()
+            while self.wanted and not self.disconnected and not self.complete:
+                await self._wait_for_connection()
+            piece = self.piece
+            self.piece = None
         if piece is None:
             return {"type": "http.disconnect"}
-        self.piece = None
         data, more = piece
         if not more:
             self.request_complete = True
@@ -317,8 +322,8 @@ class ASGICycle:
             status = message["status"]
             if type(status) is not int or not 100 <= status <= 999:
                 raise RuntimeError(f"Invalid ASGI response status {status!r}.")
-            headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
-            self.headers = headers
+            # Copied: the connection adds its own (Date, Server); the app may reuse its list.
+            self.headers = list(message.get("headers", ()))
             self.status = status
             self._wake_connection()
             return
@@ -335,8 +340,11 @@ class ASGICycle:
         if not message.get("more_body", False):
             self.final = True
             self._wake_connection()
-            while not self.complete and not self.disconnected:
-                await self._wait_for_connection()
+            if not self.complete and not self.disconnected:
+                # One turn of the loop is usually all the connection needs to write it.
+                await (_NEXT_TURN if self.loop is not None else anyio.lowlevel.checkpoint())
+                while not self.complete and not self.disconnected:
+                    await self._wait_for_connection()
             return
         self._wake_connection()
         while self.queued > WRITE_HIGH_WATER and not self.disconnected:
@@ -365,7 +373,7 @@ class ASGICycle:
     # -- waking each other ------------------------------------------------------------------
 
     async def _wait_for_app(self) -> None:
-        loop = self._loop
+        loop = self.loop
         if loop is not None:
             waiter = self._connection_waiter = loop.create_future()
             await waiter
@@ -374,14 +382,14 @@ class ASGICycle:
             await event.wait()
 
     async def _wait_for_connection(self) -> None:
-        loop = self._loop
+        loop = self.loop
         if loop is not None:
             waiter = loop.create_future()
-            self._app_waiters.append(waiter)
+            self._app_waiters = [*self._app_waiters, waiter]
             await waiter
         else:
             event = anyio.Event()
-            self._app_waiters.append(event)
+            self._app_waiters = [*self._app_waiters, event]
             await event.wait()
 
     def _wake_connection(self) -> None:
@@ -393,9 +401,21 @@ class ASGICycle:
     def _wake_app(self) -> None:
         waiters = self._app_waiters
         if waiters:
-            self._app_waiters = []
+            self._app_waiters = ()
             for waiter in waiters:
                 _wake(waiter)
+
+
+class _NextTurn:
+    """Awaited: let the asyncio loop run what is ready (the connection), then go on."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield  # a bare yield: the task is scheduled again at once, behind what is ready
+
+
+_NEXT_TURN = _NextTurn()
 
 
 def _wake(waiter: Any) -> None:
@@ -412,9 +432,3 @@ def _has_body(headers: Any) -> bool:
         if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
             return True
     return False
-
-
-def _take(chunks: deque[bytes]) -> list[bytes]:
-    taken = list(chunks)
-    chunks.clear()
-    return taken

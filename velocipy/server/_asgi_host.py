@@ -15,9 +15,11 @@ raw path, which the cycle needs for the scope and for reading the body.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, MutableMapping
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -27,7 +29,8 @@ import anyio.abc
 from velocipy.core import Application, Call, Done, Exchange, RequestHead
 from velocipy.core._registry import TaskRegistry
 
-from ._asgi_cycle import ASGICycle, ASGIHead
+from ._asgi_cycle import ASGICycle
+from ._eager import start_now
 
 if TYPE_CHECKING:
     import h11
@@ -79,6 +82,9 @@ class ASGIHost:
         self.tasks = app.tasks if isinstance(app, Application) else TaskRegistry()
         #: The lifespan's state: filled by the app at startup, copied into every request.
         self.state: dict[str, Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: The connection whose request head was made last (see `exchange`).
+        self.asking: Any = None
         size = server.config.max_body_size
         self.max_body_size = NO_LIMIT if size is None else size
 
@@ -88,15 +94,28 @@ class ASGIHost:
         It has everything of `Exchange` the connection and the drivers use (`start`,
         `send`, `throw`, `close`, `head`), so the connection serves both alike.
         """
-        return cast(Exchange, ASGICycle(self, cast(ASGIHead, head)))
+        # The connection asking: `_answer` calls this right after `_request_head`, with
+        # nothing in between, so `asking` is this request's (see the classes below).
+        return ASGICycle(self, head, self.asking)  # type: ignore[return-value]
 
     def start_app(self, cycle: ASGICycle) -> None:
-        """Run `app(scope, receive, send)` for `cycle` as one of the server's background flows."""
-        run = Call(self._call_app, (cycle,), {}, True, "asgi")
-        self.server.start_flow(cast(Exchange, _AppCall(cycle.head)), run)
+        """Run `app(scope, receive, send)` for `cycle` as one of the server's background flows.
+
+        On asyncio the app's task takes its first step right here, on the
+        connection's turn (see `_eager`): an app that answers without waiting has
+        its response ready when this returns, and the connection never waits for it.
+        """
+        loop = cycle.loop
+        if loop is not None:
+            task = start_now(loop, self._call_app(cycle), copy_context())
+            self.server.adopt_flow(task, cycle)
+        else:
+            run = Call(self._call_app, (cycle,), {}, True, "asgi")
+            self.server.start_flow(cast(Exchange, _AppCall(cycle.head)), run)
 
     async def _call_app(self, cycle: ASGICycle) -> None:
         head = cycle.head
+        raw_path = cycle.connection.raw_path
         root = head.root_path
         scope = {
             "type": "http",
@@ -109,7 +128,7 @@ class ASGIHost:
             # The full path, root included, as the ASGI spec asks (and uvicorn does).
             "root_path": root,
             "path": root + head.path if root else head.path,
-            "raw_path": root.encode("latin-1") + head.raw_path if root else head.raw_path,
+            "raw_path": root.encode("latin-1") + raw_path if root else raw_path,
             "query_string": head.query_string,
             "headers": head.headers,
             "state": self.state.copy(),
@@ -137,6 +156,8 @@ class ASGIHost:
         A failure is raised once the lifespan's task group is left, so the server
         sees the app's own message rather than a group of exceptions.
         """
+        #: The asyncio loop serving (None on trio), read by every request's cycle.
+        self.loop = self.server.asyncio_loop
         lifespan = Lifespan(self.app, self.state)
         async with anyio.create_task_group() as group:
             group.start_soon(lifespan.run)
@@ -266,24 +287,28 @@ def asgi_connection_class(http: str) -> ConnectionClass:
         from .protocols.httptools import HttptoolsConnection
 
         class ASGIHttptoolsConnection(HttptoolsConnection):
-            __slots__ = ()
+            __slots__ = ("raw_path",)
 
             def _request_head(self, method: str, version: bytes) -> RequestHead:
                 head = super()._request_head(method, version)
-                return ASGIHead.of(head, self, _raw_path(self.url, head))
+                self.raw_path = _raw_path(self.url, head)
+                self.server.asgi.asking = self  # type: ignore[union-attr]
+                return head
 
         made = _classes[parser] = ASGIHttptoolsConnection
     else:
         from ._connection import HTTPConnection
 
         class ASGIHTTPConnection(HTTPConnection):
-            __slots__ = ()
+            __slots__ = ("raw_path",)
 
             def _request_head(
                 self, event: h11.Request, headers: list[tuple[bytes, bytes]]
             ) -> RequestHead:
                 head = super()._request_head(event, headers)
-                return ASGIHead.of(head, self, _raw_path(bytes(event.target), head))
+                self.raw_path = _raw_path(bytes(event.target), head)
+                self.server.asgi.asking = self  # type: ignore[union-attr]
+                return head
 
         made = _classes[parser] = ASGIHTTPConnection
     return made

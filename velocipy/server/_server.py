@@ -261,6 +261,21 @@ class Server:
             assert self._tasks_group is not None
             self._tasks_group.start_soon(self._run_flow, exchange, effect)
 
+    def adopt_flow(self, task: asyncio.Task[Any], exchange: Any) -> None:
+        """Track `task`, already running, as a flow: an ASGI app's call (see `_asgi_host`).
+
+        The same bookkeeping as `start_flow`'s on asyncio: counted, awaited by a
+        graceful stop, cancelled at its deadline; `exchange.head` names it in the log.
+        """
+        self.flows += 1
+        limit = self._max_in_flight
+        if limit is not None and not self.paused:
+            tasks = self._task_counts
+            if tasks.pending + tasks.running >= limit:
+                self.paused = True
+        self._flow_tasks[task] = exchange
+        task.add_done_callback(self._on_flow_done)
+
     def _cancel_flows(self) -> None:
         if self._tasks_group is not None:
             self._tasks_group.cancel_scope.cancel()
