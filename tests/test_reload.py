@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -76,7 +77,7 @@ def write_app(directory: Path, version: str, name: str = "app.py") -> None:
 
 
 @contextlib.contextmanager
-def reloading(directory: Path, *extra: str, command: str = "run", **kw: bool) -> Iterator[Watcher]:
+def reloading(directory: Path, *extra: str, command: str = "run", **kw: Any) -> Iterator[Watcher]:
     """`velocipy COMMAND app:app --reload` served from `directory`; every process ends after."""
     port = free_port()
     argv = [PYTHON, "-m", "velocipy", command, "app:app", "--port", str(port), *extra]
@@ -199,6 +200,37 @@ def test_sigterm_stops_the_watcher_and_the_app_leaving_no_process(tmp_path: Path
     assert f"TASK done {key}" in logs  # the app drained its task before exiting
     assert logs.index(f"TASK done {key}") < logs.index("LIFESPAN shutdown one")
     assert "Reloader process" in logs and "stopped" in logs
+
+
+ENV_APP = """
+import os
+
+from velocipy import VelociPy
+
+app = VelociPy()
+
+
+@app.get("/version")
+def version() -> dict[str, object]:
+    return {"version": os.environ.get("GREETING", "-") + "/" + os.environ.get("FROM_SHELL", "-")}
+"""
+
+
+@pytest.mark.server
+def test_an_edited_env_file_reloads_and_its_new_values_hold(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(ENV_APP)
+    env_file = tmp_path / ".env"
+    env_file.write_text("GREETING=one\nFROM_SHELL=file\n")
+    # A variable of the shell's own still wins over the file's, as without --reload.
+    with reloading(tmp_path, "--env-file", ".env", env={"FROM_SHELL": "shell"}) as watcher:
+        watcher.wait_until_serving("one/shell")
+        env_file.write_text("GREETING=two\nFROM_SHELL=file\n")
+        watcher.wait_until_serving("two/shell")
+        env_file.write_text("FROM_SHELL=file\n")  # a variable removed from the file is gone
+        watcher.wait_until_serving("-/shell")
+        logs = watcher.logs()
+    assert "Changes detected in '.env': reloading" in logs
+    assert len(watcher.app_pids()) == 3
 
 
 @pytest.mark.server

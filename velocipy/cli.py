@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from velocipy.server import _config as defaults
@@ -409,8 +410,12 @@ def version_line() -> str:
     )
 
 
-def load_env_file(path: str) -> None:
-    """Put the variables of the .env file `path` into `os.environ` (set ones are kept)."""
+def load_env_file(path: str, *, check_only: bool = False) -> None:
+    """Put the variables of the .env file `path` into `os.environ` (set ones are kept).
+
+    `check_only`: refuse a missing file or a missing python-dotenv, load nothing
+    (the `--reload` watcher: each app process it starts reads the file itself).
+    """
     try:
         from dotenv import load_dotenv
     except ImportError:
@@ -419,7 +424,8 @@ def load_env_file(path: str) -> None:
         ) from None
     if not os.path.isfile(path):
         raise UsageError(f"--env-file: no such file: {path}")
-    load_dotenv(path, override=False)
+    if not check_only:
+        load_dotenv(path, override=False)
 
 
 def load_log_config(path: str) -> None:
@@ -536,7 +542,13 @@ RELOAD_ONLY: dict[str, object] = {
 
 def _run(options: argparse.Namespace, argv: list[str]) -> int:
     if options.env_file is not None:
-        load_env_file(options.env_file)
+        # Under --reload the watcher leaves its own environment as the user gave it, so
+        # every app process reads the file afresh: an edited .env holds after a reload
+        # (and a variable removed from it is gone), while the shell's own still win.
+        from velocipy.server._reload import SOCKET_FD_VARIABLE
+
+        watcher = options.reload and SOCKET_FD_VARIABLE not in os.environ
+        load_env_file(options.env_file, check_only=watcher)
     configure_logging(options.log_level, options.log_config)
     if options.command == "dev" and options.server != "velocipy":
         raise UsageError("velocipy dev serves with the built-in server: drop --server")
@@ -742,12 +754,20 @@ def _run_reloader(options: argparse.Namespace, argv: list[str]) -> int:
     from velocipy.server._reload import Reloader, app_starter
     from velocipy.server._reload_paths import ReloadPaths
 
+    includes = list(options.reload_includes)
+    if options.env_file is not None:
+        # A saved .env restarts the app too (named outright, so `.*` does not exclude it).
+        includes.append(str(Path(options.env_file).resolve()))
     try:
-        paths = ReloadPaths.resolve(
-            options.reload_dirs, options.reload_includes, options.reload_excludes
-        )
+        paths = ReloadPaths.resolve(options.reload_dirs, includes, options.reload_excludes)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if options.env_file is not None and not paths.watches(Path(options.env_file).resolve()):
+        logging.getLogger("velocipy.server").warning(
+            "--env-file %s is outside the watched directories: saving it does not reload "
+            "(add its directory with --reload-dir)",
+            options.env_file,
+        )
     sock = _listen(options)  # bound once, here: no connection is refused during a reload
     try:
         reloader = Reloader(

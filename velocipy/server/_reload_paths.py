@@ -103,6 +103,10 @@ class ReloadPaths:
             return not any(path.match(exclude) for exclude in self.excludes)
         return False
 
+    def watches(self, path: Path) -> bool:
+        """True when `path` (absolute) is inside a watched directory."""
+        return any(directory in path.parents for directory in self.dirs)
+
     def select(self, changed: Iterable[str]) -> list[Path]:
         """The changed paths (as watchfiles reports them) that restart the app, sorted."""
         return sorted({path for path in map(Path, changed) if self(path)})
