@@ -11,17 +11,23 @@ for ASGI apps without a second copy of it. Two tasks share the cycle:
 - the *app task* runs `app(scope, receive, send)`. The server starts it as one of
   its background flows, so it may run on after the response (Starlette's
   background tasks do) while the connection serves its next request, and a
-  graceful stop waits for it like for any background task;
+  graceful stop waits for it like for any background task. On asyncio its
+  first step is taken at once, on the connection's turn (see `_eager`): an app
+  that answers without waiting has sent its whole response when `start()`'s
+  call returns, and the connection never waits;
 - the *connection task* drives the cycle: `start()` is a call that waits until the
   app has sent `http.response.start` (or failed, or returned); the response's
   body is an async iterator of what the app sends with `more_body`.
 
-Only the connection task reads the socket. When the app calls `receive()` it
-asks, and the connection task reads the next piece of the body (through the
-connection's own body reader) wherever it is waiting: before the response or
-between two body chunks. So the body is read only as fast as the app consumes it
-(flow control: the channel stops reading the socket past its high-water mark),
-and once the response is complete nothing of this request reads any more.
+One task at a time reads the socket. Until the response begins, the
+connection only waits for it, so the app's `receive()` reads the body itself,
+on the app's task (a small body whole, in one message). Once the response has
+begun, `receive()` asks and the connection task reads the next piece between
+two pieces of the response. So the body is read only as fast as the app
+consumes it (flow control: the channel stops reading the socket past its
+high-water mark), and once the response is complete nothing of this request
+reads any more (a read still running then makes the connection close after
+the response rather than read the next request under it).
 
 As uvicorn: `receive()` gives `http.disconnect` once the response is complete,
 or once the client is gone; waiting after the whole body was received, it
@@ -29,8 +35,9 @@ returns when the peer closes the connection. `send()` after a disconnect is
 ignored; a message out of order raises `RuntimeError`. An app that fails or
 returns before `http.response.start` gets a 500 (connection closed); after it,
 the connection is closed mid-response. The last body message returns only once
-the response has been handed to the kernel, so whatever the app does after it
-(background work) starts after the client has its response.
+the response has been handed to the kernel (it yields one turn of the loop,
+which is usually all the connection needs to write it), so whatever the app
+does after it (background work) starts after the client has its response.
 """
 
 from __future__ import annotations
