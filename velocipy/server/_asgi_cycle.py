@@ -13,11 +13,12 @@ for ASGI apps without a second copy of it. Two tasks share the cycle:
   background tasks do) while the connection serves its next request, and a
   graceful stop waits for it like for any background task. On asyncio its
   first step is taken at once, on the connection's turn (see `_eager`): an app
-  that answers without waiting has sent its whole response when `start()`'s
-  call returns, and the connection never waits;
-- the *connection task* drives the cycle: `start()` is a call that waits until the
-  app has sent `http.response.start` (or failed, or returned); the response's
-  body is an async iterator of what the app sends with `more_body`.
+  that answers without waiting has sent its whole response when `start()`
+  returns, and the connection never waits;
+- the *connection task* drives the cycle: `start()` gives the response, or else a
+  call that waits until the app has sent `http.response.start` (or failed, or
+  returned); a response's body still to come is an async iterator of what the
+  app sends with `more_body`.
 
 One task at a time reads the socket. Until the response begins, the
 connection only waits for it, so the app's `receive()` reads the body itself,
@@ -139,8 +140,16 @@ class ASGICycle:
 
     # -- the exchange, as the connection drives it ------------------------------------------
 
-    def start(self) -> Call:
-        """The first effect: wait (on the connection's task) until the response can begin."""
+    def start(self) -> Call | Respond:
+        """The first effect: the response, if the app has it at once; else a wait for it.
+
+        On asyncio the app takes its first step in here (see `ASGIHost.start_app`),
+        and an app that answers without waiting has sent its response already.
+        """
+        self.host.start_app(self)
+        if self.status is not None or self.app_done or self.read_error is not None:
+            self.phase = RESPONDING
+            return self._respond()
         return Call(self._until_response, (), {}, True, "handler")
 
     def send(self, value: Any) -> Respond | Done:
@@ -150,7 +159,8 @@ class ASGICycle:
             return self._respond()
         self.phase = OVER
         self.complete = True
-        self._wake_app()
+        if self._app_waiters:
+            self._wake_app()
         return _DONE
 
     def throw(self, error: BaseException) -> Done:
@@ -167,9 +177,6 @@ class ASGICycle:
         """Nothing to release: the app task is the server's to finish or cancel."""
 
     async def _until_response(self) -> None:
-        # On asyncio the app takes its first step in here (see `ASGIHost.start_app`):
-        # usually it has sent its whole response when this returns, so nothing waits.
-        self.host.start_app(self)
         while self.status is None and not self.app_done and self.read_error is None:
             if self.disconnected:  # the app's read of the body found the client gone
                 raise ClientDisconnected()
@@ -291,7 +298,7 @@ class ASGICycle:
             await self._until_disconnect()
             return {"type": "http.disconnect"}
         if self.has_body is None:
-            self.has_body = _has_body(self.head.headers)
+            self.has_body = self.connection.request_has_body()
         if not self.has_body:
             self.request_complete = True
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -332,7 +339,8 @@ class ASGICycle:
             # Copied: the connection adds its own (Date, Server); the app may reuse its list.
             self.headers = list(message.get("headers", ()))
             self.status = status
-            self._wake_connection()
+            if self._connection_waiter is not None:
+                self._wake_connection()
             return
         if self.final:
             raise RuntimeError(
@@ -346,7 +354,8 @@ class ASGICycle:
             self.queued += len(body)
         if not message.get("more_body", False):
             self.final = True
-            self._wake_connection()
+            if self._connection_waiter is not None:
+                self._wake_connection()
             if not self.complete and not self.disconnected:
                 # One turn of the loop is usually all the connection needs to write it.
                 await (_NEXT_TURN if self.loop is not None else anyio.lowlevel.checkpoint())
@@ -375,7 +384,8 @@ class ASGICycle:
     def app_finished(self) -> None:
         """The app task is over (returned, failed or cancelled)."""
         self.app_done = True
-        self._wake_connection()
+        if self._connection_waiter is not None:
+            self._wake_connection()
 
     # -- waking each other ------------------------------------------------------------------
 
@@ -431,11 +441,3 @@ def _wake(waiter: Any) -> None:
         waiter.set()
     elif not waiter.done():
         waiter.set_result(None)
-
-
-def _has_body(headers: Any) -> bool:
-    """Whether the request announces a body (its framing was checked with the head)."""
-    for name, value in headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return True
-    return False

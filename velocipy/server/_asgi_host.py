@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import anyio
 import anyio.abc
+import h11
 
 from velocipy.core import Application, Call, Done, Exchange, RequestHead
 from velocipy.core._registry import TaskRegistry
@@ -33,8 +34,6 @@ from ._asgi_cycle import ASGICycle
 from ._eager import start_now
 
 if TYPE_CHECKING:
-    import h11
-
     from ._server import Server
     from .protocols import ConnectionClass
 
@@ -295,6 +294,10 @@ def asgi_connection_class(http: str) -> ConnectionClass:
                 self.server.asgi.asking = self  # type: ignore[union-attr]
                 return head
 
+            def request_has_body(self) -> bool:
+                """Whether the request has a body (llhttp ends a body-less one with its head)."""
+                return not self.message_done
+
         made = _classes[parser] = ASGIHttptoolsConnection
     else:
         from ._connection import HTTPConnection
@@ -309,6 +312,10 @@ def asgi_connection_class(http: str) -> ConnectionClass:
                 self.raw_path = _raw_path(bytes(event.target), head)
                 self.server.asgi.asking = self  # type: ignore[union-attr]
                 return head
+
+            def request_has_body(self) -> bool:
+                """Whether the request has a body (h11 ends a body-less one with its head)."""
+                return self.h11.their_state is not h11.DONE
 
         made = _classes[parser] = ASGIHTTPConnection
     return made
