@@ -710,7 +710,7 @@ def _run_builtin(options: argparse.Namespace, argv: list[str]) -> int:
         print(line, flush=True)
 
     if watched is not None:
-        return run_server(
+        code = run_server(
             app,
             config,
             sock,
@@ -719,6 +719,8 @@ def _run_builtin(options: argparse.Namespace, argv: list[str]) -> int:
             parent=watched.watcher,
             stop_signals=(signal.SIGTERM,),
         )
+        watched.stopped_serving()  # the next process may start while this one exits
+        return code
 
     if options.workers > 1:
         from velocipy.server import run_workers

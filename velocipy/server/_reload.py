@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -52,6 +53,8 @@ logger = logging.getLogger("velocipy.server")
 #: socket's file descriptor, and the watcher's pid. The child removes them at once.
 SOCKET_FD_VARIABLE = "VELOCIPY_RELOAD_SOCKET_FD"
 WATCHER_PID_VARIABLE = "VELOCIPY_RELOAD_WATCHER_PID"
+#: The write end of a pipe the child closes once it has stopped serving (see `Reloader`).
+DONE_FD_VARIABLE = "VELOCIPY_RELOAD_DONE_FD"
 
 #: Longest wait, in seconds, for file events before the watcher checks on its child.
 POLL_INTERVAL = 0.5
@@ -59,7 +62,8 @@ POLL_INTERVAL = 0.5
 #: (which makes it stop at once), and then before it is killed.
 STOP_MARGIN = 5.0
 
-StartApp = Callable[[], "subprocess.Popen[bytes]"]
+#: Starts a child serving the app: the process, and the read end of its "done" pipe (or None).
+StartApp = Callable[[], "tuple[subprocess.Popen[bytes], int | None]"]
 
 
 class Reloader:
@@ -84,6 +88,11 @@ class Reloader:
         #: SIGINT/SIGTERM received so far.
         self.signals = 0
         self.process: subprocess.Popen[bytes] | None = None
+        #: The read end of the current child's "done" pipe: at EOF it has stopped serving.
+        self.done: int | None = None
+        #: Children that stopped serving and are still exiting (the interpreter's own
+        #: teardown, which the next child does not wait for): reaped as they finish.
+        self.exiting: list[subprocess.Popen[bytes]] = []
         #: True once the current child's own exit has been reported.
         self._exit_reported = False
 
@@ -124,7 +133,7 @@ class Reloader:
                     self._stop_app()
                     if not self.stopping.is_set():
                         self._start()
-            return self._stop_app()
+            return self._stop_app(until_exit=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -137,12 +146,15 @@ class Reloader:
         self.stopping.set()
 
     def _start(self) -> None:
-        self.process = self.start_app()
+        self._close_done()
+        self.process, self.done = self.start_app()
         self._exit_reported = False
         logger.info("Started the app in process %d", self.process.pid)
 
     def _check_on_app(self) -> None:
         """Report a child that exited on its own; replace one that retired cleanly."""
+        if self.exiting:
+            self.exiting = [old for old in self.exiting if old.poll() is None]
         process = self.process
         if process is None or self._exit_reported or process.poll() is None:
             return
@@ -157,20 +169,29 @@ class Reloader:
             process.returncode,
         )
 
-    def _stop_app(self) -> int:
+    def _stop_app(self, *, until_exit: bool = False) -> int:
         """Stop the child gracefully, forcing it on a second signal or past its deadline.
 
-        Returns 0 when it stopped cleanly (or had already exited), 1 otherwise.
+        For a reload it is enough that the child has stopped serving (its requests,
+        tasks and lifespan shutdown done, its pipe closed): the next one starts
+        while it exits, a teardown of a few hundred milliseconds that a reload
+        need not wait for. `until_exit` (the watcher stopping) waits for every
+        child to be gone. Returns 0 when it stopped cleanly (or had already
+        exited), 1 otherwise.
         """
         process = self.process
         if process is None or process.poll() is not None:
-            return 0
+            return self._wait_for_exiting() if until_exit else 0
         process.send_signal(signal.SIGTERM)
         forced = False
         deadline = time.monotonic() + self.graceful_timeout + STOP_MARGIN
         while True:
+            # Short waits, so that our signal handler runs.
+            if not until_exit and self._stopped_serving(0.05):
+                self.exiting.append(process)
+                return 0
             try:
-                process.wait(timeout=0.05)  # short, so that our signal handler runs
+                process.wait(timeout=0 if self.done is not None and not until_exit else 0.05)
                 break
             except subprocess.TimeoutExpired:
                 pass
@@ -185,7 +206,34 @@ class Reloader:
                 process.kill()
                 process.wait()
                 break
+        if until_exit:
+            self._wait_for_exiting()
         return 0 if process.returncode == 0 else 1
+
+    def _stopped_serving(self, timeout: float) -> bool:
+        """Whether the current child closes its "done" pipe (or exits) within `timeout`."""
+        if self.done is None:
+            return False
+        readable, _, _ = select.select([self.done], [], [], timeout)
+        return bool(readable)
+
+    def _wait_for_exiting(self) -> int:
+        """Wait for the children still exiting (killed past `STOP_MARGIN`); 0."""
+        for process in self.exiting:
+            try:
+                process.wait(timeout=STOP_MARGIN)
+            except subprocess.TimeoutExpired:
+                logger.error("The app process %d did not exit: killing it", process.pid)
+                process.kill()
+                process.wait()
+        self.exiting = []
+        self._close_done()
+        return 0
+
+    def _close_done(self) -> None:
+        if self.done is not None:
+            os.close(self.done)
+            self.done = None
 
 
 def app_starter(argv: Sequence[str], sock: socket.socket) -> StartApp:
@@ -193,9 +241,22 @@ def app_starter(argv: Sequence[str], sock: socket.socket) -> StartApp:
     fd = sock.fileno()
     command = [sys.executable, "-m", "velocipy", *argv]
 
-    def start_app() -> subprocess.Popen[bytes]:
-        env = {**os.environ, SOCKET_FD_VARIABLE: str(fd), WATCHER_PID_VARIABLE: str(os.getpid())}
-        return subprocess.Popen(command, pass_fds=(fd,), env=env)
+    def start_app() -> tuple[subprocess.Popen[bytes], int | None]:
+        done, done_in_child = os.pipe()
+        env = {
+            **os.environ,
+            SOCKET_FD_VARIABLE: str(fd),
+            WATCHER_PID_VARIABLE: str(os.getpid()),
+            DONE_FD_VARIABLE: str(done_in_child),
+        }
+        try:
+            process = subprocess.Popen(command, pass_fds=(fd, done_in_child), env=env)
+        except BaseException:
+            os.close(done)
+            raise
+        finally:
+            os.close(done_in_child)  # the child's now: at EOF, it has stopped serving
+        return process, done
 
     return start_app
 
@@ -206,6 +267,8 @@ class WatchedChild:
 
     fd: int
     watcher: int
+    #: The write end of the watcher's "done" pipe (None from an older watcher).
+    done: int | None = None
 
     @classmethod
     def from_environment(cls) -> WatchedChild | None:
@@ -215,9 +278,17 @@ class WatchedChild:
         """
         fd = os.environ.pop(SOCKET_FD_VARIABLE, None)
         watcher = os.environ.pop(WATCHER_PID_VARIABLE, None)
+        done = os.environ.pop(DONE_FD_VARIABLE, None)
         if fd is None or watcher is None:
             return None
-        return cls(int(fd), int(watcher))
+        if done is not None:
+            os.set_inheritable(int(done), False)  # not for the processes the app starts
+        return cls(int(fd), int(watcher), None if done is None else int(done))
+
+    def stopped_serving(self) -> None:
+        """Tell the watcher this process has stopped serving: it may start the next one."""
+        if self.done is not None:
+            os.close(self.done)
 
     def import_error(self, error: Exception, target: str) -> str:
         """`error`, raised importing the app, with the traceback of the app's code only."""
