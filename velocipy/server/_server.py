@@ -268,6 +268,8 @@ class Server:
         graceful stop, cancelled at its deadline; `exchange.head` names it in the log.
         """
         self.flows += 1
+        if self.flows == BUSY_FLOWS:
+            self._collector.busy()
         limit = self._max_in_flight
         if limit is not None and not self.paused:
             tasks = self._task_counts
