@@ -45,6 +45,7 @@ from velocipy.core import (
 )
 
 from ._channel import Channel
+from ._h11_response import checked, response_event, server_lines_checked
 from ._hardening import (
     ChunkOverLimit,
     HeadScanner,
@@ -54,7 +55,7 @@ from ._hardening import (
     check_target,
 )
 from ._proxy import forwarded
-from ._wire import date_header, error_response, reason
+from ._wire import date_header, error_response
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -130,6 +131,7 @@ class HTTPConnection:
         "read_body",
         "scheme",
         "proxied",
+        "lines_checked",
     )
 
     def __init__(
@@ -168,6 +170,8 @@ class HTTPConnection:
         self.run_sync = server.run_sync
         self.read_body = self._read_body
         self.scheme = server.scheme
+        #: Whether the server's own response lines passed h11's check (see `_h11_response`).
+        self.lines_checked = server_lines_checked(server.default_headers)
         trusted = server.trusted_proxies
         #: The trusted proxies, if the peer is one whose forwarding headers are believed.
         self.proxied = (
@@ -335,6 +339,8 @@ class HTTPConnection:
         if not close and conn.their_state is not _DONE:
             close = not self._can_drain()
         headers = respond.headers
+        # Before the server's lines are added: the app's own set is what is remembered.
+        trusted = self.lines_checked and checked(headers)
         if server.date_header:
             headers.append((b"date", date_header()))
         if server.default_headers:
@@ -345,9 +351,7 @@ class HTTPConnection:
         delivered = False
         started = False
         try:
-            head_bytes = conn.send(
-                h11.Response(status_code=status, headers=headers, reason=reason(status))
-            )
+            head_bytes = conn.send(response_event(status, headers, trusted))
             started = True
             if respond.stream is None:
                 if respond.body:
