@@ -36,8 +36,8 @@ class Gate(BatchingBackend):
         self.sent.extend(envelope.id for pending in pendings for envelope in pending.envelopes)
 
 
-def signup_app(backend: Gate) -> tuple[VelociPy, list[Task]]:
-    app = VelociPy(task_backend=backend)
+def signup_app(backend: Gate, **options: Any) -> tuple[VelociPy, list[Task]]:
+    app = VelociPy(task_backend=backend, **options)
     handles: list[Task] = []
 
     @app.post("/signup")
@@ -175,6 +175,31 @@ def test_a_batch_with_no_answer_is_reported_at_the_deadline_once(
     [task] = handles
     assert task.state is TaskState.FAILED and app.tasks.published == 0
     assert any("no answer within 0.3s" in r.getMessage() for r in caplog.records)
+
+
+def test_requests_held_at_the_in_flight_bound_go_on_once_the_broker_answers() -> None:
+    # Past half the bound requests wait for their publish again: when the broker answers,
+    # their ends let the held requests in at once (not at the servers' next look, 0.5 s).
+    backend = Gate(deadline=5.0)
+    app, handles = signup_app(backend, max_tasks_in_flight=4)
+
+    async def main() -> float:
+        backend.hold.clear()
+        calls = [asyncio.ensure_future(post(app)) for _ in range(10)]
+        await until(lambda: app.tasks.pending == 4)  # at the bound: the rest are held
+        await asyncio.sleep(0.1)
+        assert len(handles) == 4
+        released = time.monotonic()
+        backend.hold.set()
+        assert await asyncio.gather(*calls) == [200] * 10
+        return time.monotonic() - released
+
+    try:
+        took = asyncio.run(main())
+    finally:
+        backend.close()
+    assert took < 0.4, took
+    assert len(handles) == 10 and app.tasks.published + app.tasks.pending == 10
 
 
 @pytest.mark.parametrize(

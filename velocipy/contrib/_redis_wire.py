@@ -88,10 +88,18 @@ class RedisWire:
         sock = self._sock
         if sock is None:
             sock = self._connect()
-        data = b"".join(
-            pack([b"LPUSH", key.encode(), *[value.encode() for value in values]])
-            for key, values in commands
-        )
+        # Packed here rather than by `pack`: one join, and the messages, the bulk of the
+        # bytes, copied once.
+        parts: list[bytes] = []
+        for key, values in commands:
+            name = key.encode()
+            parts.append(
+                b"*%d\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(values) + 2, len(name), name)
+            )
+            for value in values:
+                data = value.encode()
+                parts += (b"$%d\r\n" % len(data), data, _CRLF)
+        data = b"".join(parts)
         try:
             sock.sendall(data)
             answers = self._read_lines(sock, len(commands))

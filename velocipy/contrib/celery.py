@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import socket
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -51,30 +52,20 @@ from velocipy.tasks._worker import error_hooks, run_next
 #: The name of the generic task every batch is sent to.
 TASK_NAME = "velocipy.run_batch"
 
-#: JSON text of a string, and of the JSON-ready body: the C functions `json.dumps` ends
-#: in, called directly (each `json.dumps` call is three Python calls around them).
+#: JSON text of a string: the C function `json.dumps` ends in, called directly.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
-_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_body_chunks: Any = (
-    _c_make_encoder(None, None, _quote, None, ": ", ", ", False, False, True)
-    if _c_make_encoder is not None
-    else None
-)
-
-
-def _dumps(value: Any) -> str:
-    if _body_chunks is None:  # pragma: no cover - CPython always has the C encoder
-        return json.dumps(value)
-    return "".join(_body_chunks(value, 0))
 
 
 #: The third part of a protocol-2 body: no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: A protocol-2 body: the generic task's one argument (the batch), no keyword arguments.
+_BODY = "[[[%s]], {}, " + json.dumps(_EMBED) + "]"
 #: A Celery task message as kombu's Redis transport stores it (what `send_task` would
-#: write, with the body as UTF-8 JSON rather than base64, which kombu reads alike):
-#: body, id, eta, id, argsrepr, origin, id, routing key, priority, delivery tag.
+#: write, the body base64-encoded as Celery does: the C encoder takes a tenth of the
+#: time JSON-escaping the body's quotes did): body, id, eta, id, argsrepr, origin, id,
+#: routing key, priority, delivery tag.
 _WIRE = (
-    '{"body": %s, "content-encoding": "utf-8", "content-type": "application/json", '
+    '{"body": "%s", "content-encoding": "utf-8", "content-type": "application/json", '
     '"headers": {"lang": "py", "task": "' + TASK_NAME + '", "id": %s, "shadow": null, '
     '"eta": %s, "expires": null, "group": null, "group_index": null, "retries": 0, '
     '"timelimit": [null, null], "root_id": %s, "parent_id": null, "argsrepr": %s, '
@@ -82,7 +73,7 @@ _WIRE = (
     '"replaced_task_nesting": 0, "stamped_headers": null, "stamps": {}}, '
     '"properties": {"correlation_id": %s, "reply_to": "", "delivery_mode": 2, '
     '"delivery_info": {"exchange": "", "routing_key": %s}, "priority": %d, '
-    '"body_encoding": "utf-8", "delivery_tag": %s}}'
+    '"body_encoding": "base64", "delivery_tag": %s}}'
 )
 
 
@@ -238,10 +229,11 @@ class CeleryBackend(BatchingBackend):
                     name, channel._get_message_priority({"properties": {"priority": priority}})
                 )
                 ident = _quote(first.id)
-                body = _dumps([[[envelope.to_dict() for envelope in batch]], {}, _EMBED])
+                # `json.dumps([[[envelope.to_dict() ...]], {}, _EMBED])`, the same text.
+                body = _BODY % ", ".join([envelope.to_json() for envelope in batch])
                 names = ", ".join(envelope.name for envelope in batch)
                 wire = _WIRE % (
-                    _quote(body),
+                    b2a_base64(body.encode(), newline=False).decode("ascii"),
                     ident,
                     _eta(first.delay),
                     ident,

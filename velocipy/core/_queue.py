@@ -288,7 +288,7 @@ def publish_flow(
     on the broker, and the backend settles the tasks when the engine has answered.
     """
     envelopes = [task.envelope() for task in tasks]
-    if backend.detaches:
+    if backend.detaches and _room_to_detach(tasks):
         call = Call(
             backend.apublish_detached,
             (envelopes, Settlement(backend, tasks, route, hooks)),
@@ -322,6 +322,21 @@ def publish_flow(
         for task in tasks:
             task._published()
     return True
+
+
+def _room_to_detach(tasks: Sequence[QueuedTask]) -> bool:
+    """Whether the tasks in flight are under half the app's bound.
+
+    A detached batch leaves flight when the publishing thread's answer reaches the
+    loop, and no request's end is there to let the requests held at the bound in
+    (the servers look for room when a request's work ends). Past half the bound the
+    requests wait for their publish again, as before detaching: theirs is the end
+    that lets the held ones in, as soon as the broker has answered.
+    """
+    registry = tasks[0]._registry if tasks else None
+    if registry is None or registry.max_in_flight is None:
+        return True
+    return (registry.pending + registry.running) * 2 < registry.max_in_flight
 
 
 def failed_flow(
