@@ -20,6 +20,7 @@ import pytest
 
 from velocipy import BackgroundTasks, Request, StreamingResponse, VelociPy
 from velocipy.adapters._asgi_request import route_path
+from velocipy.adapters._gc import BUSY_FLOWS, DEFAULT_THRESHOLDS, SERVING_THRESHOLDS
 from velocipy.adapters.asgi import ASGIAdapter
 from velocipy.core import Respond
 
@@ -578,6 +579,40 @@ async def test_the_freeze_can_be_turned_off(unfrozen: None) -> None:
     await call(adapter, {"type": "lifespan"}, peer)
     assert peer.sent[-1]["type"] == "lifespan.shutdown.complete"
     assert SEEN == [0] and gc.get_freeze_count() == 0
+
+
+async def test_young_collections_are_kept_small_while_many_calls_run_their_tasks() -> None:
+    released = anyio.Event()
+    waiting = VelociPy()
+
+    @waiting.get("/wait")
+    async def wait(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(released.wait)
+        return {}
+
+    before = gc.get_threshold()
+    gc.set_threshold(*DEFAULT_THRESHOLDS)  # CPython's, whatever an earlier test left
+    try:
+        for freeze_gc, while_busy in ((True, SERVING_THRESHOLDS), (False, DEFAULT_THRESHOLDS)):
+            released = anyio.Event()
+            adapter = ASGIAdapter(waiting, freeze_gc=freeze_gc)
+            peers = [Peer({"type": "http.request", "body": b""}) for _ in range(BUSY_FLOWS + 5)]
+            seen: list[tuple[int, int, int]] = []
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    for number, peer in enumerate(peers):
+                        scope = http_scope("GET", "/wait")
+                        group.start_soon(adapter, scope, peer.receive, peer.send)
+                        while len(peer.sent) < 2:  # its response is out, its task waits
+                            await anyio.sleep(0)
+                        if number == BUSY_FLOWS - 3:  # not yet: few tasks keep CPython's
+                            seen.append(gc.get_threshold())
+                    seen.append(gc.get_threshold())
+                    released.set()
+            seen.append(gc.get_threshold())
+            assert seen == [DEFAULT_THRESHOLDS, while_busy, DEFAULT_THRESHOLDS]
+    finally:
+        gc.set_threshold(*before)
 
 
 async def test_a_freeze_made_before_startup_is_left_in_place(unfrozen: None) -> None:

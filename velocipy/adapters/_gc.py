@@ -7,20 +7,20 @@ requests are in flight (a thousand whose background task sleeps 1 s, say):
   server, after the app's startup): the objects alive then (imported modules,
   the app, whatever startup built) live as long as the process, so scanning
   them is wasted work; they are frozen (`gc.freeze()`).
-- `ThresholdSwitch` (the built-in server, while many background flows are in
-  flight). CPython (3.11 at least) starts a young collection when allocations
-  minus deallocations of tracked objects pass the first threshold (700). With
-  many tasks in flight, old requests' objects die about as fast as new ones are
-  made, so that count hardly moves and the young generation grows to tens of
-  thousands of objects before it is collected: a pause as long as a full
-  collection, several times a second. While `BUSY_FLOWS` flows or more are in
-  flight the thresholds are `SERVING_THRESHOLDS`: young collections after 200
-  (small, frequent), full ones after about the same number of net allocations
-  as CPython's default (700 x 10 x 10 ~ 200 x 10 x 35), so cycles wait no
-  longer to be reclaimed. Below `CALM_FLOWS` CPython's thresholds return: with
-  few objects in flight the count works as designed, and the more frequent
-  young collections would only cost every request (about 3 microseconds each).
-  Thresholds someone else set are left alone.
+- `ThresholdSwitch` (the built-in server and the ASGI adapter, while many
+  background flows are in flight). CPython (3.11 at least) starts a young
+  collection when allocations minus deallocations of tracked objects pass the
+  first threshold (700). With many tasks in flight, old requests' objects die
+  about as fast as new ones are made, so that count hardly moves and the young
+  generation grows to tens of thousands of objects before it is collected: a
+  pause as long as a full collection, several times a second. While `BUSY_FLOWS`
+  flows or more are in flight the thresholds are `SERVING_THRESHOLDS`: young
+  collections after 200 (small, frequent), full ones after about the same number
+  of net allocations as CPython's default (700 x 10 x 10 ~ 200 x 10 x 35), so
+  cycles wait no longer to be reclaimed. Below `CALM_FLOWS` CPython's thresholds
+  return: with few objects in flight the count works as designed, and the more
+  frequent young collections would only cost every request. Thresholds someone
+  else set are left alone.
 
 docs/asgi.md and docs/server.md have the figures.
 """

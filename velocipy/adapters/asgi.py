@@ -51,6 +51,7 @@ from velocipy.adapters._asgi_request import (
     route_path,
 )
 from velocipy.adapters._drive import call_now, drive_async, iterate_async
+from velocipy.adapters._gc import BUSY_FLOWS, CALM_FLOWS, ThresholdSwitch
 from velocipy.core import Application, Call, ClientDisconnected, Done, Exchange, Respond
 from velocipy.core._mounts import ASGI
 
@@ -132,8 +133,10 @@ class ASGIAdapter:
             at once; kept apart so slow tasks never hold the handlers' threads.
         freeze_gc: Once the lifespan startup is complete, freeze the objects alive
             then (`gc.freeze()`), so that garbage collections only scan what
-            requests create, and unfreeze them at shutdown. Shortens collector
-            pauses when many requests are in flight; see docs/asgi.md.
+            requests create, and unfreeze them at shutdown; and while many calls
+            run their tasks, keep young collections small (`_gc.ThresholdSwitch`).
+            Shortens collector pauses when many requests are in flight; see
+            docs/asgi.md.
         min_body_rate: Slowest request body accepted, in bytes per second over
             each `body_rate_window`, for bodies that arrive in several messages
             (408 and `connection: close` below it, or after a window without a
@@ -153,6 +156,8 @@ class ASGIAdapter:
         "_max_in_flight",
         "_tasks",
         "_body_rate",
+        "_flows",
+        "_collector",
     )
 
     def __init__(
@@ -179,6 +184,10 @@ class ASGIAdapter:
         self._max_in_flight = app.tasks.max_in_flight
         self._body_rate = BodyRate(min_body_rate, body_rate_window)
         self._tasks = app.tasks
+        #: Calls still running their tasks after the response; while many are, young
+        #: garbage collections are kept small (`_gc.ThresholdSwitch`, if `freeze_gc`).
+        self._flows = 0
+        self._collector = ThresholdSwitch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call: `http`, `lifespan` or `websocket`."""
@@ -250,6 +259,9 @@ class ASGIAdapter:
                 tasks = self._tasks
                 if tasks.pending + tasks.running >= limit:
                     self._paused = True
+            self._flows += 1
+            if self._flows == BUSY_FLOWS and self.freeze_gc:
+                self._collector.busy()
             try:
                 await drive_async(
                     exchange, after, read_body=_no_body_after_response, run_sync=self._run_sync
@@ -257,6 +269,9 @@ class ASGIAdapter:
             except Exception:
                 logger.exception("Background work for %s %s failed", *_label(exchange))
             finally:
+                self._flows -= 1
+                if self._flows == CALM_FLOWS and self._collector.tuned:
+                    self._collector.calm()
                 if self._paused:
                     self._check_room()
 
@@ -284,7 +299,10 @@ class ASGIAdapter:
     async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await run_lifespan(self.app, receive, send, freeze_gc=self.freeze_gc)
+            try:
+                await run_lifespan(self.app, receive, send, freeze_gc=self.freeze_gc)
+            finally:
+                self._collector.calm()  # CPython's thresholds back, whatever is in flight
         elif kind == "websocket":
             await refuse_websocket(receive, send)
         else:
