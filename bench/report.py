@@ -191,8 +191,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"load against `bench.ceiling`): p50 {_num(latency['generator_floor']['p50_ms'])} ms,"
             f" p99 {_num(latency['generator_floor']['p99_ms'])} ms: differences of that order "
             "are the generator's, not the server's. Configurations other than VelociPy's "
-            "are references: the same task with no framework, and on a peer.\n"
+            "are references: the same task with no framework, and on a peer."
         )
+        bound = latency.get("max_tasks_in_flight")
+        if bound:
+            add(
+                f"The VelociPy apps run with `max_tasks_in_flight={bound:,}` "
+                "(`BENCH_MAX_TASKS_IN_FLIGHT`): about 1,000 tasks are in flight at this load, "
+                "the default bound, where the servers would stop reading requests "
+                "(backpressure) and this would measure that instead."
+            )
+        add("")
         task = f"{latency['task_sleep']:g} s task"
         add(f"| configuration | p50 no-op | p50 {task} | p50 ratio | p99 no-op | p99 {task} "
             "| p99 ratio |")  # fmt: skip
@@ -206,6 +215,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {name} | {_num(idle['p50_ms'])} ms | {_num(sleeping['p50_ms'])} ms | "
                 f"{_num(entry['p50_ratio'])} | {_num(idle['p99_ms'])} ms | "
                 f"{_num(sleeping['p99_ms'])} ms | {_num(entry['p99_ratio'])} |"
+            )
+        default = latency.get("default_bound")
+        if default and default.get("status") == "ok":
+            add(
+                f"| {default['config']}, default bound (backpressure) | | "
+                f"{_num(default['p50_ms'])} ms | | | {_num(default['p99_ms'])} ms | |"
             )
         add("")
     core = results.get("core")
