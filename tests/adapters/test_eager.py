@@ -207,3 +207,26 @@ def test_it_can_be_called_from_a_loop_callback_with_no_current_task(loop: str) -
         assert await results[1] == "done"
 
     run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_bare_yield_in_the_first_step_goes_on_one_turn_later_not_two(loop: str) -> None:
+    # `asyncio.sleep(0)` asks to go on after what is ready at that moment: the
+    # task's first step is exactly that turn (scheduled when the step yielded),
+    # so callbacks scheduled after the start come after the rest, as FIFO wants.
+    order: list[str] = []
+
+    async def turn_then_finish() -> None:
+        order.append("first step")
+        await asyncio.sleep(0)
+        order.append("rest")
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        task = start_eagerly(running, turn_then_finish())
+        assert task is not None
+        running.call_soon(order.append, "scheduled after the start")
+        await task
+
+    run(loop, main)
+    assert order == ["first step", "rest", "scheduled after the start"]

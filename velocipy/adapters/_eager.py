@@ -107,7 +107,11 @@ class _Resumed(collections.abc.Coroutine[Any, Any, Any]):
         waiting = self._waiting
         if waiting is not _NOTHING:
             self._waiting = _NOTHING
-            return waiting
+            if waiting is not None:
+                return waiting
+            # A bare yield (`asyncio.sleep(0)`: "a turn of the loop, then go on"): the
+            # task's first step comes a turn after this one already, so it goes on now
+            # rather than ask for a second turn.
         return self._coroutine.send(value)
 
     def throw(self, *error: Any) -> Any:
