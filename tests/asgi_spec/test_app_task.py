@@ -1,4 +1,4 @@
-"""The app's task is its own from its first line, on every server (see `velocipy.server._eager`).
+"""The app's task is its own from its first line, on every server (see `velocipy.adapters._eager`).
 
 The built-in server takes the first step of an ASGI app's task on the
 connection's turn; these checks hold it to what a task started the usual way

@@ -12,7 +12,7 @@ for ASGI apps without a second copy of it. Two tasks share the cycle:
   its background flows, so it may run on after the response (Starlette's
   background tasks do) while the connection serves its next request, and a
   graceful stop waits for it like for any background task. On asyncio its
-  first step is taken at once, on the connection's turn (see `_eager`): an app
+  first step is taken at once, on the connection's turn (`start_eagerly`): an app
   that answers without waiting has sent its whole response when `start()`
   returns, and the connection never waits;
 - the *connection task* drives the cycle: `start()` gives the response, or else a

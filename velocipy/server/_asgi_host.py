@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, MutableMapping
-from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -27,11 +26,11 @@ import anyio
 import anyio.abc
 import h11
 
+from velocipy.adapters._eager import start_eagerly
 from velocipy.core import Application, Call, Done, Exchange, RequestHead
 from velocipy.core._registry import TaskRegistry
 
 from ._asgi_cycle import ASGICycle
-from ._eager import start_now
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -101,13 +100,14 @@ class ASGIHost:
         """Run `app(scope, receive, send)` for `cycle` as one of the server's background flows.
 
         On asyncio the app's task takes its first step right here, on the
-        connection's turn (see `_eager`): an app that answers without waiting has
+        connection's turn (`start_eagerly`): an app that answers without waiting has
         its response ready when this returns, and the connection never waits for it.
         """
         loop = cycle.loop
         if loop is not None:
-            task = start_now(loop, self._call_app(cycle), copy_context())
-            self.server.adopt_flow(task, cycle)
+            task = start_eagerly(loop, self._call_app(cycle))
+            if task is not None:  # None: the call is over already (it never waited)
+                self.server.adopt_flow(task, cycle)
         else:
             run = Call(self._call_app, (cycle,), {}, True, "asgi")
             self.server.start_flow(cast(Exchange, _AppCall(cycle.head)), run)
