@@ -40,6 +40,7 @@ def _record(name: str, **fields: Any) -> None:
     entry = {
         "task": name,
         "pid": os.getpid(),
+        "at": time.time(),
         "request_id": request_id.get(),
         "traceparent": traceparent.get(),
         **fields,

@@ -244,6 +244,25 @@ def each_task_is_a_message(env: dict[str, str]) -> None:
         assert len(runs(jobs_log)) == 3
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_delayed_run_waits_once_not_once_per_task(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    env = environment(engine, redis_url, run_id, jobs_log)
+    with web_server(env) as server, worker(engine, env) as process:
+        sent = time.time()
+        assert httpx.post(f"{server.url}/delayed", params={"seconds": 2}, timeout=10).is_success
+        wait_for(
+            lambda: len(runs(jobs_log)) >= 2,
+            30,
+            lambda: f"2 runs; worker said:\n{worker_output(process)}",
+        )
+    first, second = runs(jobs_log)
+    assert (first["label"], second["label"]) == ("first", "second")
+    assert first["at"] - sent >= 1.9  # the delay, waited before the first task
+    assert second["at"] - first["at"] < 1.5  # and not again before the second
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_worker_killed_mid_task_runs_it_again(

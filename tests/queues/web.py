@@ -87,6 +87,13 @@ def ids(tasks: BackgroundTasks) -> list[str]:
     return [handle.id for handle in handles]
 
 
+@app.post("/delayed")
+def delayed(tasks: BackgroundTasks, seconds: float = 2.0) -> str:
+    tasks.add_task(jobs.record_id, "first").with_options(delay=seconds)
+    tasks.add_task(jobs.record_id, "second").with_options(delay=seconds)
+    return "ok"
+
+
 @app.post("/chain")
 def chain(tasks: BackgroundTasks, seconds: float = 3.0) -> str:
     tasks.add_task(jobs.record, "before")

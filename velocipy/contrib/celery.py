@@ -341,6 +341,11 @@ class _Tags:
         return f'"{self._prefix}.{self._count}"'
 
 
+#: How long a worker tries to forward the rest of a batch before it gives up and logs
+#: the tasks it could not publish (the web process's deadline is for a request's wait).
+_FORWARD_DEADLINE = 30.0
+
+
 def install(
     celery_app: Celery,
     *,
@@ -355,23 +360,23 @@ def install(
     """
     variables = tuple(context_vars)
     hooks = error_hooks(on_task_error)
+    # The worker forwards through a backend of its own, made on first use in the
+    # process that forwards (a forked pool child makes its own): the same message and
+    # routing as the web process's, at a tenth of what `send_task` costs per message.
+    forwarders: list[CeleryBackend] = []
+
+    def forward(rest: Sequence[Mapping[str, Any]]) -> None:
+        # The continuation: the next task, as a message of its own under its own id, to
+        # the queue the web process chose (always named in the envelope). The run's
+        # delay was waited once, before its first task: the rest go out undelayed.
+        envelopes = [Envelope.from_dict({**data, "delay": None}) for data in rest]
+        if not forwarders:
+            forwarders.append(
+                CeleryBackend(celery_app, queue=envelopes[0].queue, deadline=_FORWARD_DEADLINE)
+            )
+        forwarders[0].publish(envelopes)
 
     def run_velocipy_batch(batch: list[dict[str, Any]]) -> str:
-        def forward(rest: Sequence[Mapping[str, Any]]) -> None:
-            # The continuation: the next task, as a message of its own under its own id,
-            # routed as the web process routed the first (`queue` is always resolved there).
-            following = rest[0]
-            options: dict[str, Any] = {}
-            if following.get("priority") is not None:
-                options["priority"] = following["priority"]
-            celery_app.send_task(
-                TASK_NAME,
-                args=[list(rest)],
-                task_id=str(following["id"]),
-                queue=following.get("queue") or None,
-                **options,
-            )
-
         task = run_next(
             batch, forward=forward, context_vars=variables, hooks=hooks, engine_context=True
         )
