@@ -220,7 +220,8 @@ class CeleryBackend(BatchingBackend):
             for batch in engine_batches(pending.envelopes):
                 first = batch[0]
                 name = self._queue_name(first)
-                if not self._routes_directly(name):
+                direct = self._direct.get(name)  # known after the first batch: no call
+                if not (self._routes_directly(name) if direct is None else direct):
                     routed.append(batch)
                     continue
                 self._declare(name)
