@@ -81,8 +81,8 @@ class ASGIHost:
         #: The lifespan's state: filled by the app at startup, copied into every request.
         self.state: dict[str, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        #: The connection whose request head was made last (see `exchange`).
-        self.asking: Any = None
+        #: The connection whose request head was made last, and that head (see `exchange`).
+        self.asking: tuple[Any, RequestHead | None] = (None, None)
         size = server.config.max_body_size
         self.max_body_size = NO_LIMIT if size is None else size
 
@@ -93,8 +93,12 @@ class ASGIHost:
         `send`, `throw`, `close`, `head`), so the connection serves both alike.
         """
         # The connection asking: `_answer` calls this right after `_request_head`, with
-        # nothing in between, so `asking` is this request's (see the classes below).
-        return ASGICycle(self, head, self.asking)  # type: ignore[return-value]
+        # nothing in between, so `asking` is this request's (see the classes below);
+        # checked, so that an await ever put between the two fails loudly.
+        connection, asked = self.asking
+        if asked is not head:
+            raise RuntimeError("ASGIHost.exchange: the head is not the one made last")
+        return ASGICycle(self, head, connection)  # type: ignore[return-value]
 
     def start_app(self, cycle: ASGICycle) -> None:
         """Run `app(scope, receive, send)` for `cycle` as one of the server's background flows.
@@ -291,7 +295,7 @@ def asgi_connection_class(http: str) -> ConnectionClass:
             def _request_head(self, method: str, version: bytes) -> RequestHead:
                 head = super()._request_head(method, version)
                 self.raw_path = _raw_path(self.url, head)
-                self.server.asgi.asking = self  # type: ignore[union-attr]
+                self.server.asgi.asking = (self, head)  # type: ignore[union-attr]
                 return head
 
             def request_has_body(self) -> bool:
@@ -310,7 +314,7 @@ def asgi_connection_class(http: str) -> ConnectionClass:
             ) -> RequestHead:
                 head = super()._request_head(event, headers)
                 self.raw_path = _raw_path(bytes(event.target), head)
-                self.server.asgi.asking = self  # type: ignore[union-attr]
+                self.server.asgi.asking = (self, head)  # type: ignore[union-attr]
                 return head
 
             def request_has_body(self) -> bool:
