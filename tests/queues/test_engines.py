@@ -41,6 +41,9 @@ def worker(engine: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]
         argv = [
             PYTHON, "-m", "celery", "-A", "tests.queues.celery_worker", "worker",
             "--pool=solo", "-Q", queue, "--loglevel=INFO",
+            # A node name of the test's own: the worker's remote-control queue on RabbitMQ
+            # is exclusive and named after it, and other checkouts share the broker.
+            "-n", f"{queue}@%h",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
     else:
