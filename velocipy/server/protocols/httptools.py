@@ -337,8 +337,16 @@ class HttptoolsConnection:
                 # unknown Transfer-Encoding, which llhttp calls plain invalid).
                 check_request(self.headers, self._version_bytes(), method or parser.get_method())
             raise Rejected(400, "malformed request head") from None
-        name = parser.get_http_version()
-        version = _VERSIONS.get(name) or name.encode("ascii")
+        # The version as llhttp read it, taken from the end of the request line that it
+        # has just accepted: `get_http_version()` formats a new string on every call,
+        # about 1 % of all the work of a request. Anything unusual asks llhttp.
+        line_end = head.find(b"\r\n")
+        if head.endswith(b" HTTP/1.1", 0, line_end):
+            version = b"1.1"
+        elif head.endswith(b" HTTP/1.0", 0, line_end):
+            version = b"1.0"
+        else:
+            version = self._version_bytes()
         if method is None:
             method = parser.get_method()
         if self.url[:1] != b"/":
