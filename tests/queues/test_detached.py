@@ -202,6 +202,28 @@ def test_requests_held_at_the_in_flight_bound_go_on_once_the_broker_answers() ->
     assert len(handles) == 10 and app.tasks.published + app.tasks.pending == 10
 
 
+def test_a_batch_that_fails_after_its_loop_closed_is_still_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = Gate(deadline=5.0)
+    backend.fail = [ValueError("the broker said no")]
+    app, handles = signup_app(backend)
+
+    async def main() -> None:
+        backend.hold.clear()
+        assert await post(app) == 200
+
+    with caplog.at_level(logging.ERROR, logger="velocipy"):
+        asyncio.run(main())  # the loop closes with the batch still in the thread
+        backend.hold.set()
+        backend.close()  # sends what is queued, then the thread stops
+    assert any(
+        "after their event loop had closed; they will not run" in r.getMessage()
+        and "tests.queues.jobs.record" in r.getMessage()
+        for r in caplog.records
+    )
+
+
 @pytest.mark.parametrize(
     "options",
     [{"publish": "before_response"}, {"on_failure": "inline"}],

@@ -284,7 +284,23 @@ def _wake(pendings: Sequence[Pending]) -> None:
         try:
             loop.call_soon_threadsafe(_settle, group)
         except RuntimeError:  # that loop is closed: nobody is waiting any more
-            pass
+            _orphaned(group)
+
+
+def _orphaned(pendings: Sequence[Pending]) -> None:
+    """On the thread: detached batches that failed after their event loop closed (a
+    server that stopped meanwhile) cannot be settled there; say so here rather than
+    lose them silently."""
+    for pending in pendings:
+        settlement = pending.settlement
+        if settlement is not None and pending.error is not None and not pending.settled:
+            logger.error(
+                "Publishing background tasks (%s) for %s failed (%r) after their event "
+                "loop had closed; they will not run",
+                ", ".join(envelope.name for envelope in pending.envelopes),
+                settlement.route,
+                pending.error,
+            )
 
 
 def _settle(pendings: Sequence[Pending]) -> None:
