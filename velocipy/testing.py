@@ -39,6 +39,7 @@ httpx is an optional dependency: `pip install 'velocipy[testing]'`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -53,6 +54,7 @@ except ImportError as missing:  # pragma: no cover - exercised only without the 
     raise ImportError("velocipy.testing needs httpx: pip install 'velocipy[testing]'") from missing
 
 from velocipy.adapters._carry import guarded, unwrap_carried
+from velocipy.adapters._contexts import iterate_in
 from velocipy.adapters._drive import (
     RunCoroutine,
     call_now,
@@ -131,13 +133,23 @@ class _PendingTasks:
     """The rest of an exchange after its response: tasks and cleanup, run on demand."""
 
     def __init__(
-        self, transport: CoreTransport, exchange: Exchange, recorder: RecordingBackend | None
+        self,
+        transport: CoreTransport,
+        exchange: Exchange,
+        recorder: RecordingBackend | None,
+        context: contextvars.Context,
     ) -> None:
         self._transport = transport
         self.exchange = exchange
         self._recorder = recorder
+        #: The request's context: its dependencies' cleanup runs there, where they set things.
+        self.context = context
 
     def run(self) -> None:
+        self.context.run(self.run_here)
+
+    def run_here(self) -> None:
+        """`run`, from inside the request's context."""
         with self._transport.portal() as portal, publishing_to(self._transport.app, self._recorder):
             drive_sync(
                 self.exchange,
@@ -321,6 +333,12 @@ class CoreTransport(httpx.BaseTransport):
             return self._through_asgi(request)
         if self.app.mounts and self._wsgi_mount(request):
             return self._through_wsgi(request)
+        # Each request in a context of its own, as on a server: what a handler sets in a
+        # ContextVar dies with its request instead of changing the test's own context.
+        context = contextvars.copy_context()
+        return context.run(self._through_core, request, context)
+
+    def _through_core(self, request: httpx.Request, context: contextvars.Context) -> TestResponse:
         exchange = self.app.exchange(head_from_request(request, self.client, self.root_path))
         recorder = recorder_for(self.app, self.record_tasks)
         held = contextlib.ExitStack()
@@ -336,12 +354,16 @@ class CoreTransport(httpx.BaseTransport):
             if isinstance(effect, Done):  # pragma: no cover - the core always responds first
                 raise RuntimeError("the exchange ended without a response")
             respond: Respond = effect
-            rest = _PendingTasks(self, exchange, recorder)
+            rest = _PendingTasks(self, exchange, recorder, context)
             run_now = request.extensions.get(_RUN_TASKS, True)
             if respond.stream is not None and respond.error is None:
                 # Pulled as the test reads it; the portal stays open until then.
                 stream = _AppStream(
-                    iterate_sync(respond.stream, portal), rest, run_now, portal, held.pop_all()
+                    iterate_in(context, iterate_sync(respond.stream, portal)),
+                    rest,
+                    run_now,
+                    portal,
+                    held.pop_all(),
                 )
                 return TestResponse(
                     respond.status,
@@ -356,7 +378,7 @@ class CoreTransport(httpx.BaseTransport):
                 content = b"".join(iterate_sync(respond.stream, portal))
             pending: _PendingTasks | None = rest
             if run_now:
-                rest.run()
+                rest.run_here()  # in the request's context already
                 pending = None
         if respond.error is not None and self.raise_server_exceptions:
             raise respond.error
@@ -457,13 +479,15 @@ class _AppStream(httpx.SyncByteStream):
                 close = getattr(self._chunks, "close", None)
                 if close is not None:
                     close()
-                exchange = pending.exchange
-                after = exchange.throw(ClientDisconnected())
-                if not isinstance(after, Done):  # the cleanup of generator dependencies
-                    drive_sync(exchange, after, read_body=_no_body, run_coroutine=self._portal)
+                pending.context.run(self._abandon, pending.exchange)
             elif self._run_now:
                 self.pending = None
                 pending.run()
+
+    def _abandon(self, exchange: Exchange) -> None:
+        after = exchange.throw(ClientDisconnected())
+        if not isinstance(after, Done):  # the cleanup of generator dependencies
+            drive_sync(exchange, after, read_body=_no_body, run_coroutine=self._portal)
 
 
 class TestClient(httpx.Client):

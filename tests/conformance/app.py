@@ -283,6 +283,12 @@ async def record_tag_async(key: str, name: str) -> None:
     EVENTS[key].append(f"{name}={request_tag.get()}")
 
 
+async def tag_request(key: str) -> str:
+    """An async dependency setting the request's tag: the handler sees it, the next request not."""
+    request_tag.set(f"dependency-{key}")
+    return key
+
+
 @app.post("/context-sync/{key}")
 def context_sync(key: str, background_tasks: BackgroundTasks) -> str:
     request_tag.set(f"sync-{key}")
@@ -297,6 +303,22 @@ async def context_async(key: str, background_tasks: BackgroundTasks) -> str:
     background_tasks.add_task(record_tag, key, "sync-task")
     background_tasks.add_task(record_tag_async, key, "async-task")
     return "ok"
+
+
+@app.get("/context-now")
+async def context_now() -> str:
+    """What a request sees of `request_tag` before setting it: a fresh request sees "unset"."""
+    return request_tag.get()
+
+
+@app.get("/context-now-sync")
+def context_now_sync() -> str:
+    return request_tag.get()
+
+
+@app.post("/context-set-in-dependency/{key}")
+async def context_set_in_dependency(tag: str = Depends(tag_request)) -> str:
+    return f"{tag}:{request_tag.get()}"
 
 
 @app.post("/run-on/{key}/{outcome}")

@@ -38,6 +38,27 @@ def test_tasks_see_the_request_context(driver: Driver) -> None:
         ]
 
 
+#: Drivers that run a request's async code on one event loop task, in one context.
+ON_ONE_LOOP = {"uvicorn-h11", "uvicorn-httptools", "server", "server-h11"}
+
+
+def test_context_set_by_a_request_does_not_leak_into_the_next(driver: Driver) -> None:
+    # One keep-alive connection (the HTTP drivers' client) serves these in turn; a value a
+    # handler or dependency set must die with its request, as each request has its own
+    # context under uvicorn and FastAPI.
+    for setter in ("context-sync", "context-async", "context-set-in-dependency"):
+        key = new_key()
+        answer = driver.request("POST", f"/{setter}/{key}")
+        assert answer.status_code == 200
+        if setter == "context-set-in-dependency" and driver.name in ON_ONE_LOOP:
+            # An async dependency and an async handler share the request's context where
+            # the request runs on one event loop (as in FastAPI). The sync drivers run
+            # each async call on their portal, in a copy (docs/guide.md says so).
+            assert answer.json() == f"{key}:dependency-{key}"
+        for reader in ("/context-now", "/context-now-sync"):
+            assert driver.request("GET", reader).json() == "unset", (setter, reader)
+
+
 def test_run_on_decides_which_tasks_follow_which_outcome(driver: Driver) -> None:
     expected = {
         "ok": (200, ["success-only", "always"]),

@@ -19,6 +19,7 @@ the server thread (with its keep-alive connection) waits for them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from functools import partial
 from typing import Any, Literal
 
 from velocipy.adapters import _wsgi_process
+from velocipy.adapters._contexts import iterate_in
 from velocipy.adapters._drive import drive_sync, iterate_sync
 from velocipy.adapters.task_runner import DEFAULT_QUEUE_SIZE, DEFAULT_THREADS, TaskRunner
 from velocipy.core import (
@@ -51,6 +53,7 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 TaskMode = Literal["thread", "inline"]
 
 _READ_CHUNK = 64 * 1024
+_copy_context = contextvars.copy_context
 _DISCONNECTED_BODY = b'{"detail":"The client disconnected before sending the whole body"}'
 _DISCONNECTED_HEADERS = (
     ("content-type", "application/json"),
@@ -117,8 +120,12 @@ class WSGIAdapter:
         if runner is not None and runner.paused:  # too many tasks in flight: wait for room
             runner.wait_for_room(self.app.tasks)
         exchange = self.app.exchange(request_head(environ))
+        # The server reuses its threads: each request runs in a context of its own,
+        # so that what a handler sets in a ContextVar dies with its request.
+        context = _copy_context()
         try:
-            effect = drive_sync(
+            effect = context.run(
+                drive_sync,
                 exchange,
                 exchange.start(),
                 read_body=partial(_read_body, environ),  # a C-level partial: cheap per request
@@ -142,8 +149,8 @@ class WSGIAdapter:
             body = respond.body
             chunks: Iterable[bytes] = (body,) if body else ()
         else:
-            chunks = iterate_sync(stream, self._run_coroutine)
-        return ResponseBody(self, exchange, respond, chunks)
+            chunks = iterate_in(context, iterate_sync(stream, self._run_coroutine))
+        return ResponseBody(self, exchange, respond, chunks, context)
 
     def _start(self) -> None:
         """First request in this process: run the app's lifespan startup, if it has one.
@@ -199,7 +206,7 @@ class ResponseBody:
     the response, in place, as it runs on every request.
     """
 
-    __slots__ = ("_adapter", "_exchange", "_respond", "_chunks", "complete", "_closed")
+    __slots__ = ("_adapter", "_exchange", "_respond", "_chunks", "_context", "complete", "_closed")
 
     def __init__(
         self,
@@ -207,8 +214,10 @@ class ResponseBody:
         exchange: Exchange,
         respond: Respond,
         chunks: Iterable[bytes],
+        context: contextvars.Context,
     ) -> None:
         self._adapter = adapter
+        self._context = context
         self._exchange = exchange
         self._respond = respond
         self._chunks = chunks
@@ -225,6 +234,11 @@ class ResponseBody:
         if self._closed:
             return
         self._closed = True
+        # In the request's context: a dependency's cleanup may reset a ContextVar with
+        # the token it got when it set it, which only works in the context that set it.
+        self._context.run(self._finish)
+
+    def _finish(self) -> None:
         if not self.complete:
             try:
                 self._close_stream()

@@ -33,6 +33,7 @@ import anyio
 import anyio.lowlevel
 import h11
 
+from velocipy.adapters._contexts import in_fresh_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -271,7 +272,8 @@ class HTTPConnection:
                 await server.wait_for_room()
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
-            if not await self._answer(event, headers):
+            # In a context of its own: what a handler sets in a ContextVar dies with its request.
+            if not await in_fresh_context(self._answer(event, headers)):
                 return
             if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return

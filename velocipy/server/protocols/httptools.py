@@ -37,6 +37,7 @@ from httptools import (
     HttpRequestParser,
 )
 
+from velocipy.adapters._contexts import in_fresh_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -301,7 +302,8 @@ class HttptoolsConnection:
                 await server.wait_for_room()
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
-            if not await self._answer(method, version):
+            # In a context of its own: what a handler sets in a ContextVar dies with its request.
+            if not await in_fresh_context(self._answer(method, version)):
                 return
             if not self.message_done:
                 return
