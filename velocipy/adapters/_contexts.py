@@ -10,9 +10,12 @@ on a thread it reuses. Run as they are, a value set by one request would be
 what the next one finds. These helpers run a request's code in a copy of the
 context the serving place had, without a task or a thread per request:
 
-- `in_fresh_context(coroutine)`, awaited, steps the coroutine in a copy of the
-  current context. The copy is O(1) (contexts are immutable maps), and each step
-  costs one `Context.run`: a request that never waits costs one.
+- `await InContext(context, coroutine)` steps the coroutine in `context` (a copy
+  of the connection's, made per request: O(1), contexts are immutable maps); each
+  step costs one `Context.run`, so the server wraps only the app's parts (the
+  drive, a streamed body) and not its own writes. The server runs the drive's
+  first step itself (`context.run(flow.send, None)`): a handler that never waits
+  then costs one switch and no wrapper object.
 - `iterate_in(context, chunks)` pulls a sync iterator's items (a streamed body)
   in the request's context, so the stream sees what the handler set, and closes
   the iterator there too.
@@ -26,42 +29,54 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_copy_context = contextvars.copy_context
+copy_context = contextvars.copy_context
+
+_NOTHING: Any = object()
 
 
-class _InContext(Generator[Any, Any, T]):
+class InContext(Generator[Any, Any, T]):
     """A coroutine driven step by step in one context; `await` it to get its result.
 
     `await` delegates every send, throw and close to this object (PEP 380); each
     one steps the coroutine inside `context`. The coroutine's `StopIteration`
     (its return value) comes out of `Context.run` as it is and ends the `await`.
+
+    `waiting`, when given, is what the coroutine yielded in a first step the
+    caller already ran in `context` (see `first_step`): it goes to the event loop
+    first, and the coroutine resumes from there.
     """
 
-    __slots__ = ("_context", "_coroutine")
+    __slots__ = ("_context", "_coroutine", "_waiting")
 
-    def __init__(self, context: contextvars.Context, coroutine: Coroutine[Any, Any, T]) -> None:
+    def __init__(
+        self,
+        context: contextvars.Context,
+        coroutine: Coroutine[Any, Any, T],
+        waiting: Any = _NOTHING,
+    ) -> None:
         self._context = context
         self._coroutine = coroutine
+        self._waiting = waiting
 
     def __await__(self) -> Generator[Any, Any, T]:
         return self
 
     def __next__(self) -> Any:
-        return self._context.run(self._coroutine.send, None)
+        return self.send(None)
 
     def send(self, value: Any) -> Any:
+        waiting = self._waiting
+        if waiting is not _NOTHING:
+            self._waiting = _NOTHING
+            return waiting
         return self._context.run(self._coroutine.send, value)
 
     def throw(self, *error: Any) -> Any:
+        self._waiting = _NOTHING
         return self._context.run(self._coroutine.throw, *error)
 
     def close(self) -> None:
         self._context.run(self._coroutine.close)
-
-
-def in_fresh_context(coroutine: Coroutine[Any, Any, T]) -> _InContext[T]:
-    """`coroutine`, to be awaited, run in a copy of the context current now."""
-    return _InContext(_copy_context(), coroutine)
 
 
 def iterate_in(context: contextvars.Context, chunks: Iterator[T]) -> Iterator[T]:

@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 import h11
 
-from velocipy.adapters._contexts import in_fresh_context
+from velocipy.adapters._contexts import InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -272,8 +272,7 @@ class HTTPConnection:
                 await server.wait_for_room()
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
-            # In a context of its own: what a handler sets in a ContextVar dies with its request.
-            if not await in_fresh_context(self._answer(event, headers)):
+            if not await self._answer(event, headers):
                 return
             if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return
@@ -323,9 +322,19 @@ class HTTPConnection:
         head = self._request_head(event, headers)
         exchange = server.app.exchange(head)
         try:
-            effect = await drive_async(
+            # The app's code runs in a context of its own (its stream and cleanup too): what
+            # a handler sets in a ContextVar dies with its request, as each request's task
+            # does under uvicorn. Only the app's parts switch: each switch costs a step.
+            context = copy_context()
+            flow = drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
+            try:
+                waiting = context.run(flow.send, None)
+            except StopIteration as answered:  # without waiting: the usual case
+                effect = answered.value
+            else:
+                effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -361,7 +370,7 @@ class HTTPConnection:
                 head_bytes += conn.send(_EndOfMessage())
                 await self.channel.send(head_bytes)
             else:
-                await self._stream(respond, head_bytes)
+                await InContext(context, self._stream(respond, head_bytes))
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -382,7 +391,7 @@ class HTTPConnection:
                 status,
                 (_monotonic() - began) * 1000,
             )
-        self._finish(exchange, delivered)
+        context.run(self._finish, exchange, delivered)
         if not delivered or close:
             return False
         if conn.their_state is not _DONE:

@@ -37,7 +37,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from velocipy.adapters._contexts import in_fresh_context
+from velocipy.adapters._contexts import InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -302,8 +302,7 @@ class HttptoolsConnection:
                 await server.wait_for_room()
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
-            # In a context of its own: what a handler sets in a ContextVar dies with its request.
-            if not await in_fresh_context(self._answer(method, version)):
+            if not await self._answer(method, version):
                 return
             if not self.message_done:
                 return
@@ -405,9 +404,19 @@ class HttptoolsConnection:
         head = self._request_head(method, version)
         exchange = server.app.exchange(head)
         try:
-            effect = await drive_async(
+            # The app's code runs in a context of its own (its stream and cleanup too): what
+            # a handler sets in a ContextVar dies with its request, as each request's task
+            # does under uvicorn. Only the app's parts switch: each switch costs a step.
+            context = copy_context()
+            flow = drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
+            try:
+                waiting = context.run(flow.send, None)
+            except StopIteration as answered:  # without waiting: the usual case
+                effect = answered.value
+            else:
+                effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -446,7 +455,7 @@ class HttptoolsConnection:
                 if self.channel.write(head_bytes):
                     await self.channel.flush()
             else:
-                await self._stream(respond, head_bytes, framing, declared)
+                await InContext(context, self._stream(respond, head_bytes, framing, declared))
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -467,7 +476,7 @@ class HttptoolsConnection:
                 status,
                 (_monotonic() - began) * 1000,
             )
-        self._finish(exchange, delivered)
+        context.run(self._finish, exchange, delivered)
         if not delivered or close:
             return False
         if not self.message_done:
