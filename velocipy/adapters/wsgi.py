@@ -234,17 +234,17 @@ class ResponseBody:
         if self._closed:
             return
         self._closed = True
-        # In the request's context: a dependency's cleanup may reset a ContextVar with
-        # the token it got when it set it, which only works in the context that set it.
-        self._context.run(self._finish)
-
-    def _finish(self) -> None:
         if not self.complete:
             try:
                 self._close_stream()
             except Exception:  # the stream's own cleanup failed; the exchange still ends
                 head = self._exchange.head
                 logger.exception("Closing the stream of %s %s failed", head.method, head.path)
+        # In the request's context: a dependency's cleanup may reset a ContextVar with
+        # the token it got when it set it, which only works in the context that set it.
+        self._context.run(self._finish)
+
+    def _finish(self) -> None:
         exchange = self._exchange
         try:
             if not self.complete:
@@ -273,7 +273,8 @@ class ResponseBody:
     def _close_stream(self) -> None:
         """Let a stream the server stopped reading run its own cleanup (finally blocks)."""
         # The generator the server iterates is suspended in the chunks' iterator
-        # (or never started): closing that iterator runs the stream's cleanup.
+        # (or never started): closing that iterator runs the stream's cleanup (in the
+        # request's context: `iterate_in` closes it there).
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
@@ -281,7 +282,7 @@ class ResponseBody:
         if stream is not None and stream.is_async:
             aclose = getattr(stream.iterator, "aclose", None)
             if aclose is not None:
-                self._adapter._run_coroutine(aclose())
+                self._context.run(self._adapter._run_coroutine, aclose())
 
 
 def refuse_asgi_middleware(app: Application) -> None:
