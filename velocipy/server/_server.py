@@ -224,8 +224,8 @@ class Server:
         objects alive while the tasks run); the server tracks those and cancels what
         is left at the shutdown deadline, as the task group does on trio. A flow whose
         tasks never wait is over when this returns: no task, no turn of the loop.
-        An ASGI app's call (`purpose == "asgi"`) is not started eagerly: it talks to
-        the connection, which is still in the middle of its request.
+        (An ASGI app's call on asyncio does not come here: `ASGIHost.start_app` starts
+        it eagerly itself and hands the task to `adopt_flow`.)
         """
         self.flows += 1
         if self.flows == BUSY_FLOWS:
@@ -239,22 +239,18 @@ class Server:
         loop = self._asyncio_loop
         if loop is not None:
             flow = drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
-            if effect.purpose == "asgi":  # type: ignore[union-attr]
-                task = loop.create_task(flow)
-            else:
-                try:
-                    eager = start_eagerly(loop, flow)
-                except Exception:  # the core logs task failures itself; this is a core bug
-                    logger.exception("Background work for %s failed", exchange.head.path)
-                    eager = None
-                if eager is None:  # over already: what `_flow_done` does
-                    self.flows -= 1
-                    if self.flows == CALM_FLOWS and self._collector.tuned:
-                        self._collector.calm()
-                    if self.paused:
-                        self._check_room()
-                    return
-                task = eager
+            try:
+                task = start_eagerly(loop, flow)
+            except Exception:  # the core logs task failures itself; this is a core bug
+                logger.exception("Background work for %s failed", exchange.head.path)
+                task = None
+            if task is None:  # over already: what `_flow_done` does
+                self.flows -= 1
+                if self.flows == CALM_FLOWS and self._collector.tuned:
+                    self._collector.calm()
+                if self.paused:
+                    self._check_room()
+                return
             self._flow_tasks[task] = exchange
             task.add_done_callback(self._on_flow_done)
         else:
