@@ -97,7 +97,14 @@ def summarize(events: list[tuple[int, float]]) -> dict[str, Any]:
 
 
 def measure(
-    names: list[str], *, rate: float, duration: float, rounds: int, connections: int
+    names: list[str],
+    *,
+    rate: float,
+    duration: float,
+    rounds: int,
+    connections: int,
+    thresholds: list[str] | None = None,
+    sleeps: tuple[float, ...] = (0.0, 1.0),
 ) -> dict[str, Any]:
     """Collections during `duration` s of POST /signup at `rate`, per variant and round."""
     folder = Path(tempfile.mkdtemp(prefix="bench-gc-"))
@@ -106,18 +113,24 @@ def measure(
         argv = BY_NAME[name].command(0)
         if argv[1] != "-m":
             raise SystemExit(f"{name}: not started as `python -m MODULE`")
-        for thresholds in ("", ",".join(map(str, CPYTHON))):
-            for sleep in (0.0, 1.0):
+        for chosen in thresholds or ["", ",".join(map(str, CPYTHON))]:
+            for sleep in sleeps:
                 port = free_port()
                 out = folder / f"{len(servers)}.json"
-                command = [PY, "-m", "bench.gc_pauses", "probe", str(out), thresholds]
+                command = [PY, "-m", "bench.gc_pauses", "probe", str(out), chosen]
                 command += [argv[2], *BY_NAME[name].command(port)[3:]]
                 server = Server(name, command, port)
                 server.env = {
                     "BENCH_TASK_SLEEP": str(sleep),
                     "BENCH_MAX_TASKS_IN_FLIGHT": str(RAISED_BOUND),
                 }
-                label = "serving thresholds" if not thresholds else f"CPython's {CPYTHON}"
+                label = (
+                    "serving thresholds"
+                    if not chosen
+                    else f"CPython's {CPYTHON}"
+                    if chosen == ",".join(map(str, CPYTHON))
+                    else f"({chosen})"
+                )
                 server.name = f"{name}|{'1 s task' if sleep else 'no-op task'}|{label}"
                 servers.append((server, out))
     results: dict[str, Any] = {"rate": rate, "duration": duration, "runs": {}}
@@ -144,7 +157,7 @@ def measure(
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| server, task, thresholds | round | collections (gen 0/1/2) | CPU ms in collections "
-        "| longest, ms | ≥ 1 ms | ≥ 5 ms | p99 ms (loaded machine: indicative) |",
+        "| longest, ms (gen 0/1/2) | ≥ 1 ms | ≥ 5 ms | p99 ms (loaded machine: indicative) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results["runs"].items():
@@ -153,8 +166,9 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {number} | failed: {run['problem'][:60]} | | | | | |")
                 continue
             counts = "/".join(str(run[f"gen{g}"]["n"]) for g in (0, 1, 2))
+            longest = "/".join(f"{run[f'gen{g}']['max_ms']:.1f}" for g in (0, 1, 2))
             lines.append(
-                f"| {name} | {number} | {counts} | {run['cpu_ms']:.0f} | {run['max_ms']:.1f} | "
+                f"| {name} | {number} | {counts} | {run['cpu_ms']:.0f} | {longest} | "
                 f"{run['over_1ms']} | {run['over_5ms']} | {run['p99_ms']:.1f} |"
             )
     return "\n".join(lines)
@@ -171,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--thresholds",
+        help="serving thresholds to compare, ';'-separated (e.g. '200,10,35;700,10,10'; "
+        "'' is the server's own); default: the server's own and CPython's",
+    )
+    parser.add_argument("--sleeping-only", action="store_true", help="only the 1 s task")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
@@ -180,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         rounds=args.rounds,
         connections=args.connections,
+        thresholds=args.thresholds.split(";") if args.thresholds is not None else None,
+        sleeps=(1.0,) if args.sleeping_only else (0.0, 1.0),
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -14,7 +14,12 @@ read by `bench/apps/velocipy_app.py`): at 1,000 req/s with 1 s tasks about
 reading requests until tasks finish (backpressure, by design). With the default
 bound this scenario would measure that pause, not the task's effect. One extra
 line (`default_bound`) runs the first configuration with the default bound and
-the sleeping task, to show what the bound does at this load.
+the sleeping task, to show what the bound does at this load. With
+`--serving-thresholds 200,10,35` (';' between several), the first configuration
+also runs with the sleeping task and those collector thresholds in place of
+`velocipy.adapters._gc.SERVING_THRESHOLDS` (started through `python -m
+bench.latency thresholds A,B,C MODULE ARGS...`), so that two choices are
+compared in the same rounds.
 
 Alone: `python -m bench.latency --configs velocipy/own-server-httptools
 --rounds 5` (`--help` for the rest); prints a table, `--json PATH` keeps it all.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import signal
 import statistics
 import sys
@@ -42,6 +48,18 @@ SIGNUP = next(s for s in SCENARIOS if s.name == "signup")
 RAISED_BOUND = 1_000_000
 #: The variant that keeps the framework's default bound (see `measure`).
 DEFAULT_BOUND = "sleeping, default bound"
+#: The variants with other serving thresholds (see `measure`), named this and the thresholds.
+THRESHOLDS = "sleeping, serving thresholds "
+
+
+def run_with_thresholds(thresholds: str, module: str, args: list[str]) -> None:
+    """`python -m module args...` with `thresholds` as the server's serving thresholds."""
+    import velocipy.adapters._gc as policy
+
+    first, second, third = (int(n) for n in thresholds.split(","))
+    policy.SERVING_THRESHOLDS = (first, second, third)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def log(message: str) -> None:
@@ -80,6 +98,7 @@ def measure(
     floor: bool = True,
     bound: int | None = RAISED_BOUND,
     default_bound_line: bool = True,
+    thresholds: list[str] | None = None,
 ) -> dict[str, Any]:
     """p50/p99 of POST /signup with a `sleep`-second task vs a no-op task, per configuration.
 
@@ -102,6 +121,16 @@ def measure(
         server = Server(ours[0], BY_NAME[ours[0]].command(port), port)
         server.env = {"BENCH_TASK_SLEEP": str(sleep)}
         server.name = f"{ours[0]}|{DEFAULT_BOUND}"
+        servers.append(server)
+    for chosen in thresholds or () if ours else ():
+        port = free_port()
+        argv = BY_NAME[ours[0]].command(port)
+        if argv[1] != "-m":
+            raise SystemExit(f"{ours[0]}: not started as `python -m MODULE`")
+        command = [PY, "-m", "bench.latency", "thresholds", chosen, *argv[2:]]
+        server = Server(ours[0], command, port)
+        server.env = {"BENCH_TASK_SLEEP": str(sleep), **bound_env}
+        server.name = f"{ours[0]}|{THRESHOLDS}{chosen}"
         servers.append(server)
     ceiling_port = free_port()
     ceiling = Server(
@@ -179,6 +208,18 @@ def measure(
                     "runs": taken,
                     **{k: _median(taken, k) for k in ("p50_ms", "p99_ms", "max_ms", "rps")},
                 }
+            elif THRESHOLDS in server.name:
+                name, chosen = server.name.split("|")[0], server.name.split(THRESHOLDS)[1]
+                taken = runs[server.name]
+                idle_runs = runs[f"{name}|idle"]
+                results.setdefault("thresholds", {})[chosen] = {
+                    "config": name,
+                    "status": "unavailable" if server.problem else "ok",
+                    "reason": server.problem,
+                    "runs": taken,
+                    **{k: _median(taken, k) for k in ("p50_ms", "p99_ms", "max_ms", "rps")},
+                    "p99_ratio_by_round": _spread(_round_ratios(idle_runs, taken, "p99_ms")),
+                }
     finally:
         stop_all([*servers, *extra])
     return results
@@ -213,6 +254,18 @@ def table(results: dict[str, Any]) -> str:
             f"p50 {_ms(default['p50_ms'])}, p99 {_ms(default['p99_ms'])}, "
             f"max {_ms(default['max_ms'])}, {default['rps'] or 0:.0f} req/s "
             "(backpressure: the server stops reading requests while the bound is reached)."
+        )
+    for chosen, entry in (results.get("thresholds") or {}).items():
+        if entry["status"] != "ok":
+            continue
+        spread = entry["p99_ratio_by_round"]
+        by_round = (
+            f"{spread['median']:.2f} ({spread['min']:.2f}–{spread['max']:.2f})" if spread else "–"
+        )
+        lines.append(
+            f"\nWith serving thresholds ({chosen}), {entry['config']}, {task}: "
+            f"p50 {_ms(entry['p50_ms'])}, p99 {_ms(entry['p99_ms'])}; p99 ratio to the "
+            f"no-op task by round: {by_round}."
         )
     floor = results.get("generator_floor") or {}
     if floor.get("p99_ms") is not None:
@@ -258,7 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         "--no-default-bound-line", action="store_true",
         help="skip the extra run of the first VelociPy configuration with the default bound",
     )  # fmt: skip
+    parser.add_argument(
+        "--serving-thresholds",
+        help="also run the first VelociPy configuration, sleeping task, with these collector "
+        "thresholds while busy ('200,10,35'; ';' between several)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["thresholds"]:
+        run_with_thresholds(argv[1], argv[2], argv[3:])
+        return 0
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in BY_NAME]
@@ -273,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         sleep=args.sleep,
         bound=None if args.bound == "default" else int(args.bound),
         default_bound_line=not args.no_default_bound_line,
+        thresholds=args.serving_thresholds.split(";") if args.serving_thresholds else None,
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
