@@ -14,13 +14,27 @@ requests are in flight (a thousand whose background task sleeps 1 s, say):
   about as fast as new ones are made, so that count hardly moves and the young
   generation grows to tens of thousands of objects before it is collected: a
   pause as long as a full collection, several times a second. While `BUSY_FLOWS`
-  flows or more are in flight the thresholds are `SERVING_THRESHOLDS`: young
-  collections after 200 (small, frequent), full ones after about the same number
-  of net allocations as CPython's default (700 x 10 x 10 ~ 200 x 10 x 35), so
-  cycles wait no longer to be reclaimed. Below `CALM_FLOWS` CPython's thresholds
-  return: with few objects in flight the count works as designed, and the more
-  frequent young collections would only cost every request. Thresholds someone
-  else set are left alone.
+  flows or more are in flight the thresholds are `SERVING_THRESHOLDS`:
+
+  - young collections after 50 (small, frequent: about 25 us each);
+  - every second one is a generation-1 collection (second threshold 0): what
+    survived one young collection goes to the old generation at the next. With
+    CPython's 10, a generation-1 collection scans what survived ten young ones,
+    which under ~1,000 sleeping tasks is thousands of objects (1-5 ms);
+  - full collections after 2,400 generation-1 collections (50 x 2 x 2,400 =
+    240,000 net allocations, about three times CPython's 700 x 11 x 10). A full
+    collection scans every task in flight, and its cost grows faster than their
+    number (it is bound by memory, not by the processor: 300 sleeping tasks
+    ~3 ms, 1,000 ~30 ms on a loaded 2-core machine), so it must be rare: under
+    ~1,000 tasks in flight that is about one every 10 s (with (200, 10, 35),
+    one every 3-5 s; with CPython's, several a second). What they reclaim is
+    only reference cycles that outlived two young collections; the server's own
+    request and task objects make none (freed by their reference counts), so
+    only an app's own cycles wait longer.
+
+  Below `CALM_FLOWS` CPython's thresholds return: with few objects in flight the
+  count works as designed, and the more frequent young collections would only
+  cost every request. Thresholds someone else set are left alone.
 
 docs/asgi.md and docs/server.md have the figures.
 """
@@ -34,7 +48,7 @@ from collections.abc import Iterator
 #: CPython's own thresholds: the only ones `ThresholdSwitch` replaces.
 DEFAULT_THRESHOLDS = (700, 10, 10)
 #: The thresholds while many flows are in flight (see the module's docstring).
-SERVING_THRESHOLDS = (200, 10, 35)
+SERVING_THRESHOLDS = (50, 0, 2_400)
 #: Flows in flight from which `SERVING_THRESHOLDS` apply...
 BUSY_FLOWS = 100
 #: ...and below which CPython's return (apart, so that a count hovering around one
