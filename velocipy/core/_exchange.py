@@ -488,6 +488,9 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
             # all, so that waiting exchanges hold less memory and the collector
             # scans less.
             matched = result = kwargs = values = None
+            # These two as well: the frame holds them while the tasks run, and each is
+            # one more object every collection scans per request in flight.
+            problems = headers = None  # type: ignore[assignment]
             ctx.shed()
             if queue is not None and queue.before_response:
                 respond = yield from _publish_before_response(app, head, tasks, respond)

@@ -389,12 +389,16 @@ class Task:
         return f"<Task #{self.id} {self.name} {self.state.value}>"
 
 
-class _InContext:
+class _InContext(Generator[Any, Any, Any]):
     """Await a coroutine with every step run inside `context`.
 
     Works on any event loop (asyncio, trio): it only passes the coroutine's
     yields through, entering the context around each step. `first` is what the
     coroutine yielded at its first step, already taken in `run_in_context`.
+
+    The object is its own iterator (`await` delegates send, throw and close to
+    it), not a generator: one object alive while the task waits, where a
+    generator frame and its bound `Context.run` made three.
     """
 
     __slots__ = ("_context", "_coroutine", "_first")
@@ -405,20 +409,29 @@ class _InContext:
         self._first = first
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        run = self._context.run
-        coroutine = self._coroutine
-        yielded = self._first
-        while True:
-            try:
-                value = yield yielded
-            except BaseException as raised:  # cancellation included: hand it in
-                step, argument = coroutine.throw, raised
-            else:
-                step, argument = coroutine.send, value
-            try:
-                yielded = run(step, argument)
-            except StopIteration as stop:
-                return stop.value
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        first = self._first
+        if first is not _STEPPED:
+            self._first = _STEPPED
+            return first
+        return self._context.run(self._coroutine.send, value)
+
+    def throw(self, *error: Any) -> Any:  # cancellation included: hand it in
+        self._first = _STEPPED
+        return self._context.run(self._coroutine.throw, *error)
+
+    def close(self) -> None:
+        self._first = _STEPPED
+        self._context.run(self._coroutine.close)
+
+
+#: `_InContext._first` once the first yield has gone to the event loop.
+_STEPPED: Any = object()
 
 
 async def run_in_context(
@@ -583,7 +596,10 @@ def run_tasks(
 ) -> Generator[Call, Any, None]:
     """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on."""
     debug = logger.isEnabledFor(logging.DEBUG)
-    for index, task in enumerate(tasks):
+    # A plain `for`, not `enumerate`: the loop's state lives as long as the tasks run
+    # (a second, a thousand flows in flight), and enumerate keeps two more objects
+    # (itself and its (index, task) tuple) for the collector to scan.
+    for task in tasks:
         if task.state is not _PENDING:  # settled before its turn
             continue
         try:
@@ -635,7 +651,7 @@ def run_tasks(
             # A task still pending never started (it waited for a running slot): it is
             # abandoned with the rest. One already settled (a drain gave up on it and
             # said so) is not logged twice.
-            log_abandoned(tasks[index:], route, "the server stopped first")
+            log_abandoned(tasks[_position(tasks, task) :], route, "the server stopped first")
             raise
         else:
             task._succeed()
@@ -646,6 +662,14 @@ def run_tasks(
                     route,
                     extra=task._log_extra(),
                 )
+
+
+def _position(tasks: Sequence[Task], task: Task) -> int:
+    """Where `task` is in `tasks` (by identity: a task is in its exchange's list once)."""
+    for index, candidate in enumerate(tasks):
+        if candidate is task:
+            return index
+    raise ValueError(task)  # pragma: no cover - run_tasks only asks for its own
 
 
 def _call_hooks(
