@@ -30,4 +30,12 @@ celery_app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
 )
-install(celery_app)
+# A test of failed forwards sends the worker's own publishing (the forward of a
+# request's later tasks) through a TCP proxy to the same Redis, and shuts it.
+if os.environ.get("VELOCIPY_TEST_WRITE_BROKER"):
+    celery_app.conf.broker_write_url = os.environ["VELOCIPY_TEST_WRITE_BROKER"]
+install(
+    celery_app,
+    forward_attempts=int(os.environ.get("VELOCIPY_TEST_FORWARD_ATTEMPTS", "6")),
+    forward_backoff=float(os.environ.get("VELOCIPY_TEST_FORWARD_BACKOFF", "0.5")),
+)

@@ -15,7 +15,9 @@ from dramatiq.middleware import CurrentMessage
 
 from velocipy.contrib.dramatiq import install
 
-URL = os.environ["VELOCIPY_TEST_BROKER"]
+# A test of failed forwards sends all the worker's traffic through a TCP proxy to the
+# same Redis (Dramatiq has one connection pool for consuming and enqueueing), and shuts it.
+URL = os.environ.get("VELOCIPY_TEST_WRITE_BROKER") or os.environ["VELOCIPY_TEST_BROKER"]
 broker: dramatiq.Broker
 if URL.startswith("amqp"):
     # RabbitMQ hands a killed worker's unacknowledged messages out again at once.
@@ -32,4 +34,9 @@ else:
 # Lets a task see the message it runs in (`tests.queues.jobs.record_id`).
 broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
-install(broker, queues=[os.environ["VELOCIPY_TEST_QUEUE"]])
+install(
+    broker,
+    queues=[os.environ["VELOCIPY_TEST_QUEUE"]],
+    forward_attempts=int(os.environ.get("VELOCIPY_TEST_FORWARD_ATTEMPTS", "6")),
+    forward_backoff=float(os.environ.get("VELOCIPY_TEST_FORWARD_BACKOFF", "0.5")),
+)

@@ -24,6 +24,7 @@ from velocipy import BackgroundTasks, Depends, VelociPy
 from velocipy.core import TaskState
 from velocipy.tasks import (
     Envelope,
+    ForwardFailed,
     InProcess,
     RecordingBackend,
     TaskBackend,
@@ -318,14 +319,48 @@ def test_a_rest_that_cannot_be_forwarded_is_logged_by_name_and_raised(
         Envelope(id=str(i), task="tests.queues.jobs:record", name="record", args=[str(i)]).to_dict()
         for i in (1, 2, 3)
     ]
+    calls: list[Sequence[Any]] = []
 
     def broker_gone(rest: Sequence[Any]) -> None:
+        calls.append(rest)
         raise ConnectionError("broker gone")
 
-    with caplog.at_level(logging.ERROR, logger="velocipy"), pytest.raises(ConnectionError):
-        run_next(batch, forward=broker_gone)
+    with (
+        caplog.at_level(logging.WARNING, logger="velocipy"),
+        pytest.raises(ForwardFailed) as raised,
+    ):
+        run_next(batch, forward=broker_gone, forward_attempts=3, forward_backoff=0.01)
+    # The task ran once; its forward was tried three times, then given up to the engine.
     assert [run["label"] for run in jobs.RUNS] == ["1"]
+    assert calls == [batch[1:]] * 3 and raised.value.rest == batch[1:]
+    assert isinstance(raised.value.__cause__, ConnectionError)
+    assert "attempt 1 of 3" in caplog.text and "attempt 2 of 3" in caplog.text
     assert "tests.queues.jobs:record [2], tests.queues.jobs:record [3]" in caplog.text
+
+
+def test_a_forward_that_fails_then_goes_through_publishes_the_rest_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batch = [
+        Envelope(id=str(i), task="tests.queues.jobs:record", name="record", args=[str(i)]).to_dict()
+        for i in (1, 2)
+    ]
+    outcomes: list[BaseException | None] = [ConnectionError("refused"), TimeoutError(), None]
+    forwarded: list[Sequence[Any]] = []
+
+    def flaky(rest: Sequence[Any]) -> None:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+        forwarded.append(rest)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        run_next(batch, forward=flaky, forward_attempts=5, forward_backoff=0.05)
+    # Two failures, paused 0.05 s then 0.1 s (the backoff doubles), then sent once.
+    assert time.monotonic() - started >= 0.15
+    assert forwarded == [batch[1:]] and outcomes == []
+    assert "published the rest of a task batch at attempt 3" in caplog.text
 
 
 def test_an_import_error_on_the_worker_is_logged_and_the_rest_run(

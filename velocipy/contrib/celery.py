@@ -16,7 +16,8 @@ task's envelope id. The worker runs that one task, then publishes the rest as
 the next message under the next task's id (`run_next`): every task is a Celery
 task of its own id, in order, whatever the one before did. The generic task is
 declared with `acks_late` and `reject_on_worker_lost`: a worker killed mid-task
-leaves the message to be delivered again (at least once).
+leaves the message to be delivered again (at least once); so does a worker that
+could not publish the rest after its attempts (the message is rejected and requeued).
 
 Publishing goes through one `BatchPublisher` thread per process. On a Redis
 broker, the messages of every batch waiting when the thread is free are written
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextvars
 import datetime
 import json
+import logging
 import os
 import socket
 from binascii import b2a_base64
@@ -42,15 +44,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import Reject
 
 from velocipy.contrib._redis_wire import RedisWire
 from velocipy.core import Task
 from velocipy.core._envelopes import Envelope, engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
-from velocipy.tasks._worker import error_hooks, run_next
+from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
 
 #: The name of the generic task every batch is sent to.
 TASK_NAME = "velocipy.run_batch"
+
+logger = logging.getLogger("velocipy")
 
 #: JSON text of a string: the C function `json.dumps` ends in, called directly.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -342,9 +347,9 @@ class _Tags:
         return f'"{self._prefix}.{self._count}"'
 
 
-#: How long a worker tries to forward the rest of a batch before it gives up and logs
-#: the tasks it could not publish (the web process's deadline is for a request's wait).
-_FORWARD_DEADLINE = 30.0
+#: How long one attempt of a worker to forward the rest of a batch may wait for the
+#: broker (the web process's deadline is for a request's wait; this is a worker's).
+_FORWARD_DEADLINE = 10.0
 
 
 def install(
@@ -352,12 +357,21 @@ def install(
     *,
     context_vars: Iterable[contextvars.ContextVar[Any]] = (),
     on_task_error: Iterable[Callable[..., Any]] = (),
+    forward_attempts: int = 6,
+    forward_backoff: float = 0.5,
+    forward_max_backoff: float = 8.0,
 ) -> Any:
     """Register the generic task that runs published batches on `celery_app`'s workers.
 
     `context_vars` are restored on the worker besides `request_id` and
     `traceparent`; `on_task_error` hooks are called as `hook(task, exception)`
     for each failed task, as in process. Returns the Celery task.
+
+    After its task, a message publishes the rest of its request's tasks: up to
+    `forward_attempts` times, `forward_backoff` seconds apart at first, doubling up
+    to `forward_max_backoff` (each attempt waits at most 10 s for the broker). If
+    every attempt fails, the message is rejected and requeued: Celery delivers it
+    again, its task runs again and the rest is forwarded then (at least once).
     """
     variables = tuple(context_vars)
     hooks = error_hooks(on_task_error)
@@ -372,15 +386,40 @@ def install(
         # delay was waited once, before its first task: the rest go out undelayed.
         envelopes = [Envelope.from_dict({**data, "delay": None}) for data in rest]
         if not forwarders:
+            # No retries inside: `run_next` retries, and logs each attempt.
             forwarders.append(
-                CeleryBackend(celery_app, queue=envelopes[0].queue, deadline=_FORWARD_DEADLINE)
+                CeleryBackend(
+                    celery_app, queue=envelopes[0].queue, deadline=_FORWARD_DEADLINE, retries=0
+                )
             )
         forwarders[0].publish(envelopes)
 
     def run_velocipy_batch(batch: list[dict[str, Any]]) -> str:
-        task = run_next(
-            batch, forward=forward, context_vars=variables, hooks=hooks, engine_context=True
-        )
+        try:
+            task = run_next(
+                batch,
+                forward=forward,
+                context_vars=variables,
+                hooks=hooks,
+                engine_context=True,
+                forward_attempts=forward_attempts,
+                forward_backoff=forward_backoff,
+                forward_max_backoff=forward_max_backoff,
+            )
+        except ForwardFailed as failed:
+            # Failing would acknowledge the message (acks_late acks failures too) and
+            # lose the rest; requeued, it is delivered again, reruns its task and
+            # forwards then. If the broker cannot take the reject either, the message
+            # stays unacknowledged, and the broker hands it out again (Redis after its
+            # visibility timeout, RabbitMQ when the channel closes).
+            logger.error(
+                "requeueing the Celery message %s: its task %s will run again, then "
+                "publish the rest (%s)",
+                batch[0].get("id"),
+                batch[0].get("task"),
+                describe(failed.rest),
+            )
+            raise Reject(str(failed), requeue=True) from failed
         # The message's result (with a result backend): how its one task ended.
         return task.state.value
 

@@ -18,13 +18,16 @@ waits on the broker. The worker runs that one task, then enqueues the rest as
 the next message under the next task's id (`run_next`): every task is a message
 of its own id, in order, whatever the one before did. Dramatiq acks a message
 only after the actor returns, so a worker killed mid-task leaves it to be
-delivered again (at least once). Dramatiq is LGPL-3.0 licensed.
+delivered again (at least once); a worker that could not enqueue the rest after its
+attempts hands the message to Dramatiq's Retries middleware, which delivers it again.
+Dramatiq is LGPL-3.0 licensed.
 Needs `pip install 'velocipy[dramatiq]'`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +35,7 @@ import dramatiq
 
 from velocipy.core._envelopes import engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
-from velocipy.tasks._worker import error_hooks, run_next
+from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
 
 #: The name of the generic actor every batch is sent to.
 ACTOR_NAME = "velocipy_run_batch"
@@ -41,6 +44,11 @@ DEFAULT_QUEUE = "default"
 #: Our own per-task timeouts apply on the worker; Dramatiq's 10-minute limit would cut
 #: a long batch, so the actor's is a day.
 _ACTOR_TIME_LIMIT_MS = 24 * 3600 * 1000
+#: The first pause before Dramatiq delivers again a message whose forward failed (its
+#: Retries middleware doubles it each time, with jitter, up to its maximum).
+_REDELIVERY_BACKOFF_MS = 2000
+
+logger = logging.getLogger("velocipy")
 
 
 class DramatiqBackend(BatchingBackend):
@@ -104,12 +112,23 @@ def install(
     queues: Iterable[str] = (DEFAULT_QUEUE,),
     context_vars: Iterable[contextvars.ContextVar[Any]] = (),
     on_task_error: Iterable[Callable[..., Any]] = (),
+    forward_attempts: int = 6,
+    forward_backoff: float = 0.5,
+    forward_max_backoff: float = 8.0,
+    redeliveries: int = 20,
 ) -> dramatiq.Actor[Any, Any]:
     """Declare the generic actor that runs published batches, on every queue in `queues`.
 
     `context_vars` are restored on the worker besides `request_id` and
     `traceparent`; `on_task_error` hooks are called as `hook(task, exception)`
     for each failed task, as in process. Returns the actor.
+
+    After its task, a message enqueues the rest of its request's tasks: up to
+    `forward_attempts` times, `forward_backoff` seconds apart at first, doubling up
+    to `forward_max_backoff`. If every attempt fails, Dramatiq's Retries middleware
+    enqueues the message again with its backoff (up to `redeliveries` times): its
+    task runs again and the rest is forwarded then (at least once). A task's own
+    failure is never retried (it is logged, and the rest run).
     """
     names = list(queues) or [DEFAULT_QUEUE]
     variables = tuple(context_vars)
@@ -129,7 +148,31 @@ def install(
         broker.enqueue(message)
 
     def velocipy_run_batch(batch: list[dict[str, Any]]) -> None:
-        run_next(batch, forward=forward, context_vars=variables, hooks=hooks, engine_context=True)
+        try:
+            run_next(
+                batch,
+                forward=forward,
+                context_vars=variables,
+                hooks=hooks,
+                engine_context=True,
+                forward_attempts=forward_attempts,
+                forward_backoff=forward_backoff,
+                forward_max_backoff=forward_max_backoff,
+            )
+        except ForwardFailed as failed:
+            logger.error(
+                "handing the Dramatiq message %s back to its Retries middleware: its task "
+                "%s will run again, then enqueue the rest (%s)",
+                batch[0].get("id"),
+                batch[0].get("task"),
+                describe(failed.rest),
+            )
+            raise
+
+    def retry_when(retries: int, error: BaseException) -> bool:
+        # Only a forward that failed is worth delivering again: a task's own failure
+        # was logged by the batch, and a retry would rerun the tasks that succeeded.
+        return isinstance(error, ForwardFailed) and retries < redeliveries
 
     actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
         velocipy_run_batch,
@@ -137,8 +180,12 @@ def install(
         actor_name=ACTOR_NAME,
         queue_name=names[0],
         priority=0,
-        # Failures are logged per task by the batch; a retry would rerun the good ones.
-        options={"max_retries": 0, "time_limit": _ACTOR_TIME_LIMIT_MS},
+        options={
+            "max_retries": redeliveries,
+            "retry_when": retry_when,
+            "min_backoff": _REDELIVERY_BACKOFF_MS,
+            "time_limit": _ACTOR_TIME_LIMIT_MS,
+        },
     )
     for name in names[1:]:
         broker.declare_queue(name)

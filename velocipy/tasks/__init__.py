@@ -23,13 +23,14 @@ from velocipy.core._envelopes import (
 from velocipy.core._queue import QueuedTask
 
 from ._publisher import BatchingBackend, BatchPublisher, Pending
-from ._worker import error_hooks, import_task, run_batch, run_next
+from ._worker import ForwardFailed, error_hooks, import_task, run_batch, run_next
 
 __all__ = [
     "BatchPublisher",
     "BatchingBackend",
     "CARRIED_CONTEXT",
     "Envelope",
+    "ForwardFailed",
     "InProcess",
     "Pending",
     "QueuedTask",

@@ -6,7 +6,9 @@ An engine's one generic task (`velocipy.contrib.celery.install`,
 `run_next`, which runs its first task and then hands the rest to the engine as
 the next message, under the next task's id: so each task is an engine message
 of its own (its id is the handle's id and the engine's), while one request's
-tasks still run in order, and a failure stops none of the rest. `run_batch`
+tasks still run in order, and a failure stops none of the rest. A forward that
+fails is retried with backoff, then `ForwardFailed` tells the engine to deliver the
+current message again (its task reruns: at least once). `run_batch`
 runs a whole batch here, in order. Each envelope's function is imported by name (the worker imports
 the task's module, never the web app), its arguments are rebuilt from the
 function's annotations, its context variables restored; then `run_tasks` from
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -121,6 +124,29 @@ def run_batch(
     return tasks
 
 
+class ForwardFailed(Exception):
+    """A worker could not publish the rest of a batch within its attempts.
+
+    Raised by `run_next` to the engine's generic task, which then has the engine
+    deliver the *current* message again (Celery: rejected and requeued; Dramatiq:
+    retried by its Retries middleware): its task runs again, then forwards the
+    rest, so no later task of the request is lost (at least once).
+    """
+
+    def __init__(self, rest: Sequence[Mapping[str, Any]], attempts: int) -> None:
+        self.rest = rest
+        self.attempts = attempts
+        super().__init__(
+            f"could not publish the rest of a task batch in {attempts} attempt(s): "
+            + describe(rest)
+        )
+
+
+def describe(batch: Sequence[Mapping[str, Any]]) -> str:
+    """The tasks of a batch by name and id, for the logs."""
+    return ", ".join(f"{data.get('task')} [{data.get('id')}]" for data in batch)
+
+
 def run_next(
     batch: Sequence[Mapping[str, Any]],
     *,
@@ -128,6 +154,9 @@ def run_next(
     context_vars: Iterable[contextvars.ContextVar[Any]] = (),
     hooks: Hooks = (),
     engine_context: bool = False,
+    forward_attempts: int = 1,
+    forward_backoff: float = 0.5,
+    forward_max_backoff: float = 10.0,
 ) -> Task:
     """Run the first task of `batch` here, then `forward(rest)` whatever its outcome.
 
@@ -135,24 +164,71 @@ def run_next(
     `rest[0]["id"]` (the next task's handle id): the continuation. It is called
     after the task ended, before the engine acknowledges this message, so a
     worker killed in between runs this task again and forwards then (at least
-    once, for every task). A failed forward is logged, naming every task it
-    leaves unpublished, and raised to the engine.
+    once, for every task).
+
+    A failed forward is tried again, up to `forward_attempts` times in all,
+    pausing `forward_backoff` seconds, doubled after each failure up to
+    `forward_max_backoff`; each failure is logged. When the last one fails,
+    `ForwardFailed` is raised (from the last error) for the engine to deliver
+    this message again. After a `BaseException` from the task itself (a worker
+    shutting down), the forward is tried once, not retried.
     """
+    completed = False
     try:
         [task] = run_batch(
             batch[:1], context_vars=context_vars, hooks=hooks, engine_context=engine_context
         )
+        completed = True
     finally:
         # Also after a BaseException (a worker's shutdown): the rest is not this task's.
         rest = batch[1:]
         if rest:
-            try:
-                forward(rest)
-            except BaseException:
-                names = ", ".join(f"{data.get('task')} [{data.get('id')}]" for data in rest)
-                logger.exception("could not publish the rest of a task batch: %s", names)
-                raise
+            attempts = max(1, forward_attempts) if completed else 1
+            _forward(rest, forward, attempts, forward_backoff, forward_max_backoff)
     return task
+
+
+def _forward(
+    rest: Sequence[Mapping[str, Any]],
+    forward: Callable[[Sequence[Mapping[str, Any]]], None],
+    attempts: int,
+    backoff: float,
+    max_backoff: float,
+) -> None:
+    pause = backoff
+    for attempt in range(1, attempts + 1):
+        try:
+            forward(rest)
+        except Exception as error:
+            if attempt < attempts:
+                logger.warning(
+                    "publishing the rest of a task batch failed (attempt %d of %d: %r); "
+                    "trying again in %.2g s: %s",
+                    attempt,
+                    attempts,
+                    error,
+                    pause,
+                    describe(rest),
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, max_backoff)
+                continue
+            logger.error(
+                "could not publish the rest of a task batch (%d attempt(s), last: %r): %s",
+                attempts,
+                error,
+                describe(rest),
+            )
+            raise ForwardFailed(rest, attempts) from error
+        except BaseException:
+            logger.exception("could not publish the rest of a task batch: %s", describe(rest))
+            raise
+        else:
+            if attempt > 1:
+                logger.warning(
+                    "published the rest of a task batch at attempt %d: %s", attempt, describe(rest)
+                )
+            return
 
 
 def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
