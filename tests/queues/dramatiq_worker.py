@@ -31,6 +31,11 @@ else:
         heartbeat_timeout=3000,
         maintenance_chance=1_000_000,
     )
+    # Each message's result (how its task ended) is kept, for `DramatiqBackend.get_state`.
+    from dramatiq.results import Results
+    from dramatiq.results.backends import RedisBackend
+
+    broker.add_middleware(Results(backend=RedisBackend(url=os.environ["VELOCIPY_TEST_BROKER"])))
 # Lets a task see the message it runs in (`tests.queues.jobs.record_id`).
 broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)

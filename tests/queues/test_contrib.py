@@ -6,10 +6,13 @@ import base64
 import json
 from typing import Any
 
+import dramatiq
 import pytest
 import redis
 from celery import Celery
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.results import Results
+from dramatiq.results.backends import StubBackend
 from kombu import Exchange, Queue
 
 from tests.queues import jobs
@@ -158,3 +161,38 @@ def test_dramatiq_enqueues_under_the_first_id_and_refuses_a_priority() -> None:
 
     with pytest.raises(ValueError, match="DramatiqBackend has no per-task priority"):
         TestClient(app).post("/p")
+
+
+def test_dramatiq_looks_a_tasks_state_up_with_the_results_middleware() -> None:
+    broker = StubBroker()
+    broker.add_middleware(Results(backend=StubBackend()))
+    broker.emit_after("process_boot")
+    install(broker, queues=["web", "other"])
+    backend = DramatiqBackend(broker, queue="web")
+    app = VelociPy(task_backend=backend)
+
+    @app.post("/p")
+    def p(tasks: BackgroundTasks) -> list[str]:
+        first = tasks.add_task(jobs.record, "a")
+        second = tasks.add_task(jobs.fail, "b")
+        second.with_options(queue="other")  # its result is kept under that queue
+        return [first.id, second.id]
+
+    handles = TestClient(app, record_tasks=False).post("/p").json()
+    assert [backend.get_state(h) for h in handles] == [None, None]  # not run yet
+    worker = dramatiq.Worker(broker, worker_timeout=100)
+    worker.start()
+    try:
+        broker.join("web")
+        broker.join("other")
+        worker.join()
+    finally:
+        worker.stop()
+    assert [backend.get_state(h) for h in handles] == ["succeeded", "failed"]
+    assert backend.get_state("no-such-id") is None
+
+
+def test_dramatiq_state_lookup_without_the_results_middleware_says_what_is_missing() -> None:
+    backend = DramatiqBackend(StubBroker(), queue="web")
+    with pytest.raises(NotImplementedError, match="Results middleware"):
+        backend.get_state("id-1")

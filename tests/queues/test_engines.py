@@ -243,6 +243,30 @@ def each_task_is_a_message(env: dict[str, str]) -> None:
             finally:
                 backend.close()
             assert results == ["succeeded", "failed", "succeeded"]
+        if engine == "dramatiq" and not env["VELOCIPY_TEST_BROKER"].startswith("amqp"):
+            # With Dramatiq's Results middleware, each message's result is its task's end.
+            from dramatiq.brokers.redis import RedisBroker
+            from dramatiq.results import Results
+            from dramatiq.results.backends import RedisBackend
+
+            from velocipy.contrib.dramatiq import DramatiqBackend
+
+            url = env["VELOCIPY_TEST_BROKER"]
+            lookup = RedisBroker(url=url, namespace=env["VELOCIPY_TEST_QUEUE"])
+            lookup.add_middleware(Results(backend=RedisBackend(url=url)))
+            states = DramatiqBackend(lookup, queue=env["VELOCIPY_TEST_QUEUE"])
+            try:
+                wait_for(
+                    lambda: (
+                        [states.get_state(h) for h in handles]
+                        == ["succeeded", "failed", "succeeded"]
+                    ),
+                    10,
+                    lambda: f"the states {[states.get_state(h) for h in handles]}",
+                )
+                assert states.get_state("no-such-id") is None
+            finally:
+                states.close()
         time.sleep(0.5)  # a duplicate would show up now
         assert len(runs(jobs_log)) == 3
 

@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
+from dramatiq.results import ResultBackend, ResultFailure, ResultMissing, Results
 
+from velocipy.core import Task
 from velocipy.core._envelopes import engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
 from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
@@ -66,6 +68,8 @@ class DramatiqBackend(BatchingBackend):
     supports_defer = True
     # Dramatiq orders work by the actor's priority, not the message's.
     supports_priority = False
+    # With Dramatiq's Results middleware on the broker (see `get_state`).
+    supports_get_result = True
     # Dramatiq 2 renamed ConnectionError; both names are the same class where both exist.
     retryable = (
         getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError,
@@ -82,6 +86,50 @@ class DramatiqBackend(BatchingBackend):
     ) -> None:
         super().__init__(queue=queue or DEFAULT_QUEUE, retries=retries, **options)
         self.broker = broker
+        #: The queues this process's tasks were sent to: a result's key names its queue.
+        self._queues: list[str] = [self.queue or DEFAULT_QUEUE]
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        queue = getattr(task, "queue", None)
+        if queue is not None and queue not in self._queues:
+            self._queues.append(queue)
+
+    def get_state(self, queue_id: str) -> str | None:
+        """How the task of the message `queue_id` ended, as the worker stored it with
+        Dramatiq's Results middleware (on the broker here and on the worker's):
+        `"succeeded"`, `"failed"` (the task raised; the rest still ran), ...; or None
+        while there is no result: not run yet, running, unknown, or expired
+        (`result_ttl`, 10 minutes by default). Dramatiq keeps no other states.
+
+        A result is stored under its message's queue: this looks in the backend's
+        queue and in each queue a task of this process was given with `with_options`.
+        """
+        results = _results_backend(self.broker)
+        if results is None:
+            raise NotImplementedError(
+                "DramatiqBackend.get_state needs Dramatiq's Results middleware on the "
+                "broker: broker.add_middleware(Results(backend=RedisBackend(...))), "
+                "here and on the worker"
+            )
+        for queue in list(self._queues):
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=queue,
+                actor_name=ACTOR_NAME,
+                args=(),
+                kwargs={},
+                options={},
+                message_id=queue_id,
+            )
+            try:
+                return str(results.get_result(message))
+            except ResultMissing:
+                continue
+            except ResultFailure:
+                # The message itself failed: Dramatiq gave up delivering it again after
+                # its forward failed (the task's own failure is a stored "failed").
+                return "failed"
+        return None
 
     def send_batches(self, pendings: Sequence[Pending]) -> None:
         """Runs on the publishing thread: one `enqueue` per message, through Dramatiq's
@@ -147,9 +195,11 @@ def install(
         )
         broker.enqueue(message)
 
-    def velocipy_run_batch(batch: list[dict[str, Any]]) -> None:
+    results = _results_backend(broker) is not None
+
+    def velocipy_run_batch(batch: list[dict[str, Any]]) -> str | None:
         try:
-            run_next(
+            task = run_next(
                 batch,
                 forward=forward,
                 context_vars=variables,
@@ -168,6 +218,9 @@ def install(
                 describe(failed.rest),
             )
             raise
+        # With the Results middleware, the message's result is how its one task ended
+        # (`DramatiqBackend.get_state`); without, None (Dramatiq warns about others).
+        return task.state.value if results else None
 
     def retry_when(retries: int, error: BaseException) -> bool:
         # Only a forward that failed is worth delivering again: a task's own failure
@@ -185,8 +238,19 @@ def install(
             "retry_when": retry_when,
             "min_backoff": _REDELIVERY_BACKOFF_MS,
             "time_limit": _ACTOR_TIME_LIMIT_MS,
+            # An option the broker refuses unless the Results middleware is on it.
+            **({"store_results": True} if results else {}),
         },
     )
     for name in names[1:]:
         broker.declare_queue(name)
     return actor
+
+
+def _results_backend(broker: dramatiq.Broker) -> ResultBackend | None:
+    """The result backend of the broker's Results middleware, if it has one."""
+    for middleware in broker.middleware:
+        if isinstance(middleware, Results):
+            backend: ResultBackend = middleware.backend
+            return backend
+    return None
