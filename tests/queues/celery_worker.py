@@ -10,6 +10,7 @@ import os
 
 from celery import Celery
 
+from tests.queues import jobs
 from velocipy.contrib.celery import install
 
 BROKER = os.environ["VELOCIPY_TEST_BROKER"]
@@ -36,6 +37,8 @@ if os.environ.get("VELOCIPY_TEST_WRITE_BROKER"):
     celery_app.conf.broker_write_url = os.environ["VELOCIPY_TEST_WRITE_BROKER"]
 install(
     celery_app,
+    # A test of the worker's error hooks names a file for them to write to.
+    on_task_error=[jobs.worker_hook] if os.environ.get("VELOCIPY_HOOKS_LOG") else [],
     forward_attempts=int(os.environ.get("VELOCIPY_TEST_FORWARD_ATTEMPTS", "6")),
     forward_backoff=float(os.environ.get("VELOCIPY_TEST_FORWARD_BACKOFF", "0.5")),
 )

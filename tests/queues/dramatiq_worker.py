@@ -13,6 +13,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
+from tests.queues import jobs
 from velocipy.contrib.dramatiq import install
 
 # A test of failed forwards sends all the worker's traffic through a TCP proxy to the
@@ -41,6 +42,8 @@ broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 install(
     broker,
+    # A test of the worker's error hooks names a file for them to write to.
+    on_task_error=[jobs.worker_hook] if os.environ.get("VELOCIPY_HOOKS_LOG") else [],
     queues=[os.environ["VELOCIPY_TEST_QUEUE"]],
     forward_attempts=int(os.environ.get("VELOCIPY_TEST_FORWARD_ATTEMPTS", "6")),
     forward_backoff=float(os.environ.get("VELOCIPY_TEST_FORWARD_BACKOFF", "0.5")),

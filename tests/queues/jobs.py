@@ -106,3 +106,12 @@ def slow(label: str, seconds: float) -> None:
     _record("slow-start", label=label)
     time.sleep(seconds)
     _record("slow-end", label=label)
+
+
+def worker_hook(task: Any, error: BaseException) -> None:
+    """An `on_task_error` hook installed on a test worker: writes what it saw to
+    `VELOCIPY_HOOKS_LOG`, a file of its own (the runs' log stays the tasks')."""
+    path = os.environ["VELOCIPY_HOOKS_LOG"]
+    entry = {"task": task.name, "id": task.id, "error": type(error).__name__}
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(json.dumps(entry) + "\n")

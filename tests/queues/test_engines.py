@@ -190,6 +190,33 @@ def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated
         assert "Traceback" in output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_workers_error_hooks_and_task_timeouts_apply_on_the_worker(
+    engine: str, redis_url: str, run_id: str, jobs_log: Path, tmp_path: Path
+) -> None:
+    hooks_log = tmp_path / "hooks.jsonl"
+    env = environment(engine, redis_url, run_id, jobs_log, VELOCIPY_HOOKS_LOG=str(hooks_log))
+    labels = lambda: [(r["task"], r["label"]) for r in runs(jobs_log)]  # noqa: E731
+    with web_server(env) as server, worker(engine, env) as process:
+        assert httpx.post(f"{server.url}/timeout", timeout=10).status_code == 200
+        wait_for(
+            lambda: ("record", "after") in labels(),
+            30,
+            lambda: f"the third task; worker said:\n{worker_output(process)}",
+        )
+        # The second task was cut at its timeout=0.5: the third ran before it ended.
+        assert ("slow-end", "slow") not in labels()
+        wait_for(lambda: len(runs(hooks_log)) == 2, 10, lambda: f"hooks: {runs(hooks_log)}")
+        output = worker_output(process)
+    # The hooks given to `install` saw each failure, by task, with why.
+    assert [(hook["task"], hook["error"]) for hook in runs(hooks_log)] == [
+        ("tests.queues.jobs.fail", "RuntimeError"),
+        ("tests.queues.jobs.slow", "TaskTimedOut"),
+    ]
+    assert "timed out after 0.5s" in output
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_each_task_is_an_engine_message_under_its_handle_id(
     engine: str, redis_url: str, run_id: str, jobs_log: Path

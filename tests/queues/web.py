@@ -102,6 +102,14 @@ def chain(tasks: BackgroundTasks, seconds: float = 3.0) -> str:
     return "ok"
 
 
+@app.post("/timeout")
+def timeout(tasks: BackgroundTasks) -> str:
+    tasks.add_task(jobs.fail, "first")
+    tasks.add_task(jobs.slow, "slow", 3.0).with_options(timeout=0.5)
+    tasks.add_task(jobs.record, "after")
+    return "ok"
+
+
 @app.post("/slow")
 def slow(tasks: BackgroundTasks, seconds: float = 4.0) -> str:
     tasks.add_task(jobs.slow, "slow", seconds)
