@@ -8,12 +8,15 @@ signal ends the process at once, with exit code 1.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -137,6 +140,47 @@ def test_a_stop_while_a_replacement_worker_is_starting_still_drains_it() -> None
         code = server.stop(signal.SIGTERM)
         assert code == 0, server.logs()
         assert server.logs().count("INFO:     Stopped") == 2, server.logs()
+
+
+def test_a_stop_as_the_master_replaces_a_retired_worker_starts_no_worker_it_cannot_stop(
+    tmp_path: Path,
+) -> None:
+    # SIGTERM lands the moment the master logs that a worker retired, i.e. after it
+    # decided to replace it and before the fork. The master must not fork a worker
+    # that the stop it already forwarded never reached: it would wait for it forever.
+    log_config = tmp_path / "log.json"
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+                "handlers": {
+                    "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+                    "stop": {
+                        "()": "tests.support.signal_on_log.SignalOnMessage",
+                        "text": "retired: starting a fresh one",
+                    },
+                },
+                "loggers": {
+                    "velocipy": {"handlers": ["stderr", "stop"], "level": "INFO"},
+                },
+            }
+        )
+    )
+    extra = ("--workers", "2", "--limit-max-requests", "1", "--log-config", str(log_config))
+    with velocipy_run(*extra) as server:
+        wait_for_text(server, "2 workers")
+        reply = httpx.get(f"{server.url}/hello", headers={"Connection": "close"}, timeout=10)
+        assert reply.status_code == 200
+        try:
+            code = server.process.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the master did not stop:\n{server.logs()}") from None
+        logs = server.logs()
+    assert code == 0, logs
+    assert "Received SIGTERM: stopping" in logs, logs
+    assert logs.count("Started worker") == 2, logs  # no replacement after the stop
 
 
 def _running(pid: int) -> bool:

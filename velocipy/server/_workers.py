@@ -70,7 +70,7 @@ def run_workers(
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(workers):
-            _spawn(app, config, sock, loop, children)
+            _spawn(app, config, sock, loop, children, state)
         if ready is not None:
             ready()
         code = 0
@@ -86,7 +86,7 @@ def run_workers(
                 continue
             if exit_code == 0:  # retired after --limit-max-requests, its tasks drained
                 logger.info("Worker %d retired: starting a fresh one", pid)
-                _spawn(app, config, sock, loop, children)
+                _spawn(app, config, sock, loop, children, state)
                 continue
             logger.error("Worker %d exited with code %d", pid, exit_code)
             quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
@@ -97,7 +97,7 @@ def run_workers(
                 for other in list(children):
                     os.kill(other, signal.SIGTERM)
                 continue
-            _spawn(app, config, sock, loop, children)
+            _spawn(app, config, sock, loop, children, state)
         return code
     finally:
         for sig, handler in previous.items():
@@ -111,13 +111,22 @@ def _spawn(
     sock: socket.socket,
     loop: str,
     children: dict[int, float],
+    state: dict[str, Any],
 ) -> None:
-    """Fork a worker and record it in `children` (pid -> start time)."""
+    """Fork a worker and record it in `children` (pid -> start time), unless stopping."""
     # The stop signals stay blocked from before the fork until the new worker is in
     # `children`: in the master, so that a stop arriving meanwhile is forwarded to it
     # too; in the worker, until its server's own handler is in place (the server then
     # unblocks them), so that such a stop is not its death by SIGTERM.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # Blocking runs the handler of a stop that came just before (CPython checks for
+    # signals on return from pthread_sigmask): `forward` has then already signalled
+    # every worker there is, and a worker forked now would never hear of the stop,
+    # so the master would wait for it forever. Decided here, after the block, because
+    # no stop can slip in between this check and the fork.
+    if state["stopping"]:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return
     master = os.getpid()
     pid = os.fork()
     if pid:
