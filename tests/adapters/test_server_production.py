@@ -25,7 +25,7 @@ import pytest
 import trustme
 
 from tests.adapters.test_server_harness import PARSERS, Reader, get, serving, using_parser
-from tests.support.servers import ROOT, free_port, run_server
+from tests.support.servers import ROOT, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.server
 
@@ -216,27 +216,31 @@ def test_inherited_file_descriptor(parser: str) -> None:
     listener.listen(16)
     port = listener.getsockname()[1]
     fd = listener.fileno()
-    process = subprocess.Popen(
-        velocipy_run("--fd", str(fd), "--http", parser),
-        cwd=ROOT,
-        pass_fds=(fd,),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    listener.close()  # the server holds it now
-    try:
-        reply = None
-        for _ in range(100):
-            try:
-                reply = httpx.get(f"http://127.0.0.1:{port}/hello", timeout=5)
-                break
-            except httpx.ConnectError:
-                time.sleep(0.1)
-        assert reply is not None and reply.json() == {"message": "hello"}
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=15)[0].decode()
-    assert process.returncode == 0, output
+    with tempfile.NamedTemporaryFile(prefix="velocipy-server-", suffix=".log") as log:
+        process = subprocess.Popen(
+            velocipy_run("--fd", str(fd), "--http", parser),
+            cwd=ROOT,
+            pass_fds=(fd,),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        listener.close()  # the server holds it now
+        server = ServerProcess(process, port, Path(log.name))
+        try:
+            # A client that comes before the server is ready waits in the inherited
+            # socket's backlog and is served once it is (how socket activation works).
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as early:
+                early.sendall(get("/hello", "Connection: close"))
+                # Importing the app can take longer than any read timeout on a loaded
+                # machine: the reply is awaited only once the server says it serves.
+                server.wait_for_log("VelociPy serving")
+                early.settimeout(5)
+                assert Reader(early).response().status == 200
+            reply = httpx.get(f"http://127.0.0.1:{port}/hello", timeout=5)
+            assert reply.json() == {"message": "hello"}
+        finally:
+            code = server.stop()
+        assert code == 0, server.logs()
 
 
 def test_limit_max_requests_stops_after_draining_tasks(parser: str) -> None:

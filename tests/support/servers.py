@@ -46,6 +46,15 @@ class ServerProcess:
         """Everything the server printed so far (stdout and stderr)."""
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
+        """Wait until `text` is in the output; return the output. Fails if the process exits."""
+        deadline = time.monotonic() + timeout
+        while text not in (logs := self.logs()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{logs}")
+            time.sleep(0.02)
+        return logs
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send `sig` and wait for the exit code; kill it if it outlives `timeout`."""
         if self.process.poll() is None:
