@@ -133,6 +133,31 @@ def web_server(env: dict[str, str], kind: str = "own") -> Iterator[Any]:
         yield server
 
 
+#: What each engine's worker logs once it consumes from the queue.
+READY = {"celery": " ready.", "dramatiq": "Worker process is ready for action."}
+
+
+@contextlib.contextmanager
+def web_and_worker(
+    env: dict[str, str], kind: str = "own"
+) -> Iterator[tuple[Any, subprocess.Popen[bytes]]]:
+    """The web server and a worker, started together; yields (server, worker process).
+
+    The worker starts first and boots while the web server does (both take seconds
+    of imports); the block starts once the worker consumes, so that a test's wait
+    for its tasks measures them, not the worker's start-up: on a loaded machine
+    that alone used to eat the 30 s a RabbitMQ test gave its three tasks.
+    """
+    engine = env["VELOCIPY_TEST_ENGINE"]
+    with worker(engine, env) as process, web_server(env, kind) as server:
+        wait_for(
+            lambda: READY[engine] in worker_output(process),
+            60,
+            lambda: f"the {engine} worker to start; it said:\n{worker_output(process)}",
+        )
+        yield server, process
+
+
 @pytest.mark.parametrize(
     ("engine", "kind"),
     [("celery", "own"), ("dramatiq", "own"), ("celery", "uvicorn"), ("celery", "gunicorn")],
@@ -154,7 +179,7 @@ def test_on_rabbitmq_published_once_and_run_once(
 
 
 def published_once_and_run_once(env: dict[str, str], kind: str) -> None:
-    with web_server(env, kind) as server, worker(env["VELOCIPY_TEST_ENGINE"], env) as process:
+    with web_and_worker(env, kind) as (server, process):
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for n in (1, 2, 3):
                 assert client.post("/signup", params={"n": n}).status_code == 200
@@ -175,7 +200,7 @@ def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated
     engine: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:
     env = environment(engine, redis_url, run_id, jobs_log)
-    with web_server(env) as server, worker(engine, env) as process:
+    with web_and_worker(env) as (server, process):
         assert httpx.post(f"{server.url}/batch", timeout=10).status_code == 200
         wait_for(
             lambda: len(runs(jobs_log)) >= 3,
@@ -238,7 +263,7 @@ def each_task_is_a_message(env: dict[str, str]) -> None:
     """Three tasks of equal options: one publish by the web process, then each task runs
     as the engine's message of its own id, in order, the failing middle one included."""
     engine, jobs_log = env["VELOCIPY_TEST_ENGINE"], Path(env["VELOCIPY_JOBS_LOG"])
-    with web_server(env) as server, worker(engine, env) as process:
+    with web_and_worker(env) as (server, process):
         response = httpx.post(f"{server.url}/ids", timeout=10)
         assert response.status_code == 200
         handles: list[str] = response.json()
@@ -303,7 +328,7 @@ def test_a_delayed_run_waits_once_not_once_per_task(
     engine: str, redis_url: str, run_id: str, jobs_log: Path
 ) -> None:
     env = environment(engine, redis_url, run_id, jobs_log)
-    with web_server(env) as server, worker(engine, env) as process:
+    with web_and_worker(env) as (server, process):
         sent = time.time()
         assert httpx.post(f"{server.url}/delayed", params={"seconds": 2}, timeout=10).is_success
         wait_for(
