@@ -223,7 +223,7 @@ def test_the_workers_error_hooks_and_task_timeouts_apply_on_the_worker(
     hooks_log = tmp_path / "hooks.jsonl"
     env = environment(engine, redis_url, run_id, jobs_log, VELOCIPY_HOOKS_LOG=str(hooks_log))
     labels = lambda: [(r["task"], r["label"]) for r in runs(jobs_log)]  # noqa: E731
-    with web_server(env) as server, worker(engine, env) as process:
+    with web_and_worker(env) as (server, process):
         assert httpx.post(f"{server.url}/timeout", timeout=10).status_code == 200
         wait_for(
             lambda: ("record", "after") in labels(),
