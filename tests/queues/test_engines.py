@@ -137,6 +137,12 @@ def web_server(env: dict[str, str], kind: str = "own") -> Iterator[Any]:
 READY = {"celery": " ready.", "dramatiq": "Worker process is ready for action."}
 
 
+def both_said(server: Any, process: subprocess.Popen[bytes]) -> str:
+    """Both sides' output for a timeout's message: a batch the web server could not
+    publish is logged there, not by the worker."""
+    return f"worker said:\n{worker_output(process)}\nweb server said:\n{server.logs()}"
+
+
 @contextlib.contextmanager
 def web_and_worker(
     env: dict[str, str], kind: str = "own"
@@ -186,7 +192,7 @@ def published_once_and_run_once(env: dict[str, str], kind: str) -> None:
         wait_for(
             lambda: len(runs(Path(env["VELOCIPY_JOBS_LOG"]))) >= 3,
             30,
-            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+            lambda: f"3 runs; {both_said(server, process)}",
         )
         time.sleep(1.0)  # a duplicate would show up now
         done = runs(Path(env["VELOCIPY_JOBS_LOG"]))
@@ -205,7 +211,7 @@ def test_one_requests_tasks_run_in_order_on_the_worker_and_a_failure_is_isolated
         wait_for(
             lambda: len(runs(jobs_log)) >= 3,
             30,
-            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+            lambda: f"3 runs; {both_said(server, process)}",
         )
         # The async task ran too: Celery cannot run `async def` itself, our runner can.
         assert [run["task"] for run in runs(jobs_log)] == ["record", "fail", "async_record"]
@@ -228,7 +234,7 @@ def test_the_workers_error_hooks_and_task_timeouts_apply_on_the_worker(
         wait_for(
             lambda: ("record", "after") in labels(),
             30,
-            lambda: f"the third task; worker said:\n{worker_output(process)}",
+            lambda: f"the third task; {both_said(server, process)}",
         )
         # The second task was cut at its timeout=0.5: the third ran before it ended.
         assert ("slow-end", "slow") not in labels()
@@ -270,7 +276,7 @@ def each_task_is_a_message(env: dict[str, str]) -> None:
         wait_for(
             lambda: len(runs(jobs_log)) >= 3,
             30,
-            lambda: f"3 runs; worker said:\n{worker_output(process)}",
+            lambda: f"3 runs; {both_said(server, process)}",
         )
         done = runs(jobs_log)
         assert [run["label"] for run in done] == ["first", "second", "third"]
@@ -334,7 +340,7 @@ def test_a_delayed_run_waits_once_not_once_per_task(
         wait_for(
             lambda: len(runs(jobs_log)) >= 2,
             30,
-            lambda: f"2 runs; worker said:\n{worker_output(process)}",
+            lambda: f"2 runs; {both_said(server, process)}",
         )
     first, second = runs(jobs_log)
     assert (first["label"], second["label"]) == ("first", "second")
