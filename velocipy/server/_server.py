@@ -19,6 +19,7 @@ it cancelled. A second signal cancels everything at once and exits with 1.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import signal
@@ -197,6 +198,11 @@ class Server:
         # Bound once: a bound method is a new object on every attribute access.
         self._run_sync = self.run_sync
         self._on_flow_done = self._flow_done
+        #: The context `_flow_done` runs in, for every flow (the serving task's, taken once
+        #: `serve` runs). Without one, `add_done_callback` copies the current context: a
+        #: new object that each waiting flow keeps alive until it ends, one more for every
+        #: collection to scan (see adapters/_gc.py).
+        self._bookkeeping = contextvars.Context()
 
     @property
     def asyncio_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -252,7 +258,7 @@ class Server:
                     self._check_room()
                 return
             self._flow_tasks[task] = exchange
-            task.add_done_callback(self._on_flow_done)
+            task.add_done_callback(self._on_flow_done, context=self._bookkeeping)
         else:
             assert self._tasks_group is not None
             self._tasks_group.start_soon(self._run_flow, exchange, effect)
@@ -272,7 +278,7 @@ class Server:
             if tasks.pending + tasks.running >= limit:
                 self.paused = True
         self._flow_tasks[task] = exchange
-        task.add_done_callback(self._on_flow_done)
+        task.add_done_callback(self._on_flow_done, context=self._bookkeeping)
 
     def _cancel_flows(self) -> None:
         if self._tasks_group is not None:
@@ -379,6 +385,7 @@ class Server:
             self._asyncio_loop = asyncio.get_running_loop()
         except RuntimeError:  # trio
             self._asyncio_loop = None
+        self._bookkeeping = contextvars.copy_context()
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals, stop_signals)
