@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 import h11
 
-from velocipy.adapters._contexts import InContext, copy_context
+from velocipy.adapters._contexts import CleanContext, InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -133,6 +133,8 @@ class HTTPConnection:
         "scheme",
         "proxied",
         "lines_checked",
+        "context",
+        "shared_context",
     )
 
     def __init__(
@@ -178,6 +180,11 @@ class HTTPConnection:
         self.proxied = (
             trusted if trusted is not None and (client[0] if client else None) in trusted else None
         )
+        #: The connection's context before any request (made here, in the connection's task).
+        self.context = CleanContext()
+        #: Whether requests are still served in the connection's own context: until one
+        #: changes it (see `_answer`).
+        self.shared_context = True
 
     def expire(self) -> None:
         """Close this connection now (it is idle past its deadline, or the server is stopping)."""
@@ -321,20 +328,25 @@ class HTTPConnection:
         self.close_after = False
         head = self._request_head(event, headers)
         exchange = server.app.exchange(head)
+        # What a handler sets in a ContextVar must die with its request, as each request's
+        # task does under uvicorn. While no request of this connection has set anything,
+        # the app runs in the connection's own context (no switch: the usual case); once
+        # one has, each request runs in a copy of the context as it was before (its
+        # stream and cleanup too), stepped by `InContext`: only the app's parts switch.
+        context = None if self.shared_context else self.context.clean.copy()
         try:
-            # The app's code runs in a context of its own (its stream and cleanup too): what
-            # a handler sets in a ContextVar dies with its request, as each request's task
-            # does under uvicorn. Only the app's parts switch: each switch costs a step.
-            context = copy_context()
             flow = drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
-            try:
-                waiting = context.run(flow.send, None)
-            except StopIteration as answered:  # without waiting: the usual case
-                effect = answered.value
+            if context is None:
+                effect = await flow
             else:
-                effect = await InContext(context, flow, waiting)
+                try:
+                    waiting = context.run(flow.send, None)
+                except StopIteration as answered:  # without waiting: the usual case
+                    effect = answered.value
+                else:
+                    effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -370,7 +382,8 @@ class HTTPConnection:
                 head_bytes += conn.send(_EndOfMessage())
                 await self.channel.send(head_bytes)
             else:
-                await InContext(context, self._stream(respond, head_bytes))
+                stream = self._stream(respond, head_bytes)
+                await (stream if context is None else InContext(context, stream))
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -391,9 +404,17 @@ class HTTPConnection:
                 status,
                 (_monotonic() - began) * 1000,
             )
-        context.run(self._finish, exchange, delivered)
-        if not delivered or close:
-            return False
+        if context is None:
+            self._finish(exchange, delivered)
+            if not delivered or close:
+                return False
+            clean = self.context  # did this request leave a value? (`CleanContext.changed`)
+            if copy_context() != clean.clean or (clean.watched and clean.changed()):
+                self.shared_context = False  # it did: the next requests get a copy each
+        else:
+            context.run(self._finish, exchange, delivered)
+            if not delivered or close:
+                return False
         if conn.their_state is not _DONE:
             if conn.our_state is not _DONE:
                 # Keep-alive is off (`Connection: close`, HTTP/1.0): h11 says MUST_CLOSE.

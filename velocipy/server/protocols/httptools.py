@@ -37,7 +37,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from velocipy.adapters._contexts import InContext, copy_context
+from velocipy.adapters._contexts import CleanContext, InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -127,6 +127,8 @@ class HttptoolsConnection:
         "chunked",
         "rate_window_start",
         "rate_window_bytes",
+        "context",
+        "shared_context",
     )
 
     def __init__(
@@ -181,6 +183,11 @@ class HttptoolsConnection:
         #: The minimum body rate's window (see `_connection`): when it began, bytes since.
         self.rate_window_start = 0.0
         self.rate_window_bytes = 0
+        #: The connection's context before any request (made here, in the connection's task).
+        self.context = CleanContext()
+        #: Whether requests are still served in the connection's own context: until one
+        #: changes it (see `_answer`).
+        self.shared_context = True
 
     # -- llhttp's callbacks ----------------------------------------------------------------
 
@@ -403,20 +410,25 @@ class HttptoolsConnection:
         method = raw_method.decode("ascii")
         head = self._request_head(method, version)
         exchange = server.app.exchange(head)
+        # What a handler sets in a ContextVar must die with its request, as each request's
+        # task does under uvicorn. While no request of this connection has set anything,
+        # the app runs in the connection's own context (no switch: the usual case); once
+        # one has, each request runs in a copy of the context as it was before (its
+        # stream and cleanup too), stepped by `InContext`: only the app's parts switch.
+        context = None if self.shared_context else self.context.clean.copy()
         try:
-            # The app's code runs in a context of its own (its stream and cleanup too): what
-            # a handler sets in a ContextVar dies with its request, as each request's task
-            # does under uvicorn. Only the app's parts switch: each switch costs a step.
-            context = copy_context()
             flow = drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
-            try:
-                waiting = context.run(flow.send, None)
-            except StopIteration as answered:  # without waiting: the usual case
-                effect = answered.value
+            if context is None:
+                effect = await flow
             else:
-                effect = await InContext(context, flow, waiting)
+                try:
+                    waiting = context.run(flow.send, None)
+                except StopIteration as answered:  # without waiting: the usual case
+                    effect = answered.value
+                else:
+                    effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -455,7 +467,8 @@ class HttptoolsConnection:
                 if self.channel.write(head_bytes):
                     await self.channel.flush()
             else:
-                await InContext(context, self._stream(respond, head_bytes, framing, declared))
+                stream = self._stream(respond, head_bytes, framing, declared)
+                await (stream if context is None else InContext(context, stream))
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -476,9 +489,17 @@ class HttptoolsConnection:
                 status,
                 (_monotonic() - began) * 1000,
             )
-        context.run(self._finish, exchange, delivered)
-        if not delivered or close:
-            return False
+        if context is None:
+            self._finish(exchange, delivered)
+            if not delivered or close:
+                return False
+            clean = self.context  # did this request leave a value? (`CleanContext.changed`)
+            if copy_context() != clean.clean or (clean.watched and clean.changed()):
+                self.shared_context = False  # it did: the next requests get a copy each
+        else:
+            context.run(self._finish, exchange, delivered)
+            if not delivered or close:
+                return False
         if not self.message_done:
             return await self._drain()
         return True
