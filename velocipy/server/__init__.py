@@ -2,7 +2,9 @@
 
 Modules, one job each: `_config` (limits and their defaults), `_hardening`
 (what is refused before the app runs), `_wire` (Date header, bare error
-responses), `_connection` (one socket's requests, in order), `_server` (accept
+responses), `_connection` (one socket's requests, in order, parsed by h11;
+`protocols.httptools` the same with llhttp; `_connection_base` what the two
+share), `_server` (accept
 loop, background tasks, graceful stop), `_run` (running it on a loop),
 `_workers` (several forked processes on one socket), `_reload` (the `--reload`
 watcher and its app process) and `_reload_paths` (what `--reload` watches).

@@ -23,7 +23,6 @@ connection goes straight on to the next request.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,19 +32,27 @@ import anyio
 import anyio.lowlevel
 import h11
 
-from velocipy.adapters._contexts import CleanContext, InContext, copy_context
+from velocipy.adapters._contexts import InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
     ClientDisconnected,
-    ClientError,
-    Done,
-    Exchange,
     RequestHead,
     Respond,
 )
 
 from ._channel import Channel
+from ._connection_base import (
+    BUSY,
+    FIRST_REQUEST_GRACE,
+    HEAD,
+    IDLE,
+    MAX_DRAIN,
+    NETWORK_ERRORS,
+    BadBodyFraming,
+    ConnectionBase,
+    logger,
+)
 from ._h11_response import checked, response_event, server_lines_checked
 from ._hardening import (
     ChunkOverLimit,
@@ -61,28 +68,6 @@ from ._wire import date_header, error_response
 if TYPE_CHECKING:
     from ._server import Server
 
-logger = logging.getLogger("velocipy.server")
-access_logger = logging.getLogger("velocipy.access")
-
-#: Phases (plain ints: compared on every request).
-IDLE, HEAD, BUSY = 0, 1, 2
-
-#: Seconds a stopping server still waits for the first request of a connection it has
-#: just accepted: its client has most likely sent it already (a reload, a retiring
-#: worker, a rolling restart), and closing such a connection unanswered loses it.
-FIRST_REQUEST_GRACE = 1.0
-
-#: Most unread request-body bytes drained after a response to keep the connection open.
-MAX_DRAIN = 64 * 1024
-
-#: What a vanished or misbehaving peer raises on our stream.
-NETWORK_ERRORS = (
-    anyio.EndOfStream,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    OSError,
-)
-
 _monotonic = time.monotonic
 _Request = h11.Request
 _Data = h11.Data
@@ -92,50 +77,10 @@ _DONE = h11.DONE
 _SEND_BODY = h11.SEND_BODY
 
 
-class BodyReadTimeout(ClientError):
-    """The client paused longer than the body timeout while sending a body."""
-
-    status_code = 408
-
-
-class BodyTooSlow(ClientError):
-    """The client sent a body slower than the minimum body rate."""
-
-    status_code = 408
-
-
-class BadBodyFraming(ClientError):
-    """The request body's framing (chunked encoding) is malformed."""
-
-
-class HTTPConnection:
+class HTTPConnection(ConnectionBase):
     """Serves the requests of one socket in order until either side closes it."""
 
-    __slots__ = (
-        "server",
-        "h11",
-        "scanner",
-        "phase",
-        "deadline",
-        "scope",
-        "expired",
-        "client",
-        "local",
-        "close_after",
-        "fresh",
-        "content_length",
-        "rate_window_start",
-        "rate_window_bytes",
-        "body_received",
-        "channel",
-        "run_sync",
-        "read_body",
-        "scheme",
-        "proxied",
-        "lines_checked",
-        "context",
-        "shared_context",
-    )
+    __slots__ = ("h11", "scanner", "body_received", "lines_checked")
 
     def __init__(
         self,
@@ -144,69 +89,15 @@ class HTTPConnection:
         client: tuple[str, int] | None,
         local: tuple[str, int] | None,
     ) -> None:
-        self.server = server
+        super().__init__(server, channel, client, local)
         config = server.config
         # h11's own cap on incomplete events stays as a backstop behind HeadScanner's.
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_size + 4)
         self.scanner = HeadScanner(config)
-        self.phase = IDLE
-        #: When this connection is to be closed for being idle or slow (None: never).
-        self.deadline: float | None = None
-        self.scope = anyio.CancelScope()
-        self.expired = False
-        self.client = client
-        self.local = local
-        self.close_after = False
-        #: True until its first request head is read: a stop gives such a connection a
-        #: moment to send it (see `Server._drain`) rather than close it unanswered.
-        self.fresh = True
-        self.content_length: int | None = None
-        #: The minimum body rate's window: when it began (0: no wait for body bytes yet
-        #: in this request) and the bytes received since.
-        self.rate_window_start = 0.0
-        self.rate_window_bytes = 0
         #: Body bytes of the current request handed out in pieces (`ReadChunk`).
         self.body_received = 0
-        #: Where bytes are read and written (see `_channel`).
-        self.channel = channel
-        # The two effect performers, bound once per connection rather than per request.
-        self.run_sync = server.run_sync
-        self.read_body = self._read_body
-        self.scheme = server.scheme
         #: Whether the server's own response lines passed h11's check (see `_h11_response`).
         self.lines_checked = server_lines_checked(server.default_headers)
-        trusted = server.trusted_proxies
-        #: The trusted proxies, if the peer is one whose forwarding headers are believed.
-        self.proxied = (
-            trusted if trusted is not None and (client[0] if client else None) in trusted else None
-        )
-        #: The connection's context before any request (made here, in the connection's task).
-        self.context = CleanContext()
-        #: Whether requests are still served in the connection's own context: until one
-        #: changes it (see `_answer`).
-        self.shared_context = True
-
-    def expire(self) -> None:
-        """Close this connection now (it is idle past its deadline, or the server is stopping)."""
-        self.expired = True
-        self.scope.cancel()
-
-    async def run(self) -> None:
-        """Serve requests until the connection ends; never raises for anything a client does."""
-        channel = self.channel
-        try:
-            with self.scope:
-                await self._serve()
-            if self.expired and self.phase == HEAD:
-                # A slow head: answer 408 if the client is still listening, briefly.
-                with anyio.move_on_after(1):
-                    await channel.send(error_response(408, self.server.server_header))
-        except NETWORK_ERRORS:
-            pass
-        except Exception:
-            logger.exception("Unexpected error on connection from %s", _format(self.client))
-        finally:
-            await channel.aclose()
 
     async def _serve(self) -> None:
         conn = self.h11
@@ -284,12 +175,6 @@ class HTTPConnection:
             if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return
             conn.start_next_cycle()
-
-    async def _reject(self, status: int) -> None:
-        self.phase = BUSY
-        self.deadline = None
-        with anyio.move_on_after(1):
-            await self.channel.send(error_response(status, self.server.server_header))
 
     def _request_head(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> RequestHead:
         target = event.target
@@ -395,15 +280,7 @@ class HTTPConnection:
                 with anyio.move_on_after(1):
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d %.1fms',
-                _format(self.client),
-                head.method,
-                event.target.decode("latin-1"),
-                head.http_version,
-                status,
-                (_monotonic() - began) * 1000,
-            )
+            self._log_access(head.method, event.target, head.http_version, status, began)
         if context is None:
             self._finish(exchange, delivered)
             if not delivered or close:
@@ -432,16 +309,6 @@ class HTTPConnection:
             if chunk:
                 await send(conn.send(_Data(data=chunk)))
         await send(conn.send(_EndOfMessage()))
-
-    def _finish(self, exchange: Exchange, delivered: bool) -> None:
-        """Resume the exchange after its response; hand any tasks and cleanup to the server."""
-        try:
-            rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
-        except Exception:
-            logger.exception("Resuming the exchange after its response failed")
-            return
-        if type(rest) is not Done:
-            self.server.start_flow(exchange, rest)
 
     async def _read_body(self, limit: int, size: int = 0) -> Any:
         """The `ReadBody` effect: the whole body, within the limits, answering 100-continue.
@@ -539,34 +406,6 @@ class HTTPConnection:
             else:  # ConnectionClosed, PAUSED: the body ended early
                 raise ClientDisconnected()
 
-    async def _receive_body_bytes(self) -> bytes:
-        """More body bytes, within the body timeout (pauses) and the minimum body rate.
-
-        The rate is measured only once the server has to wait for body bytes (a body
-        that came with its head costs nothing): per window, the bytes received since
-        the window began must keep up with `min_body_rate`.
-        """
-        config = self.server.config
-        if not self.rate_window_start:
-            self.rate_window_start = _monotonic()
-            self.rate_window_bytes = 0
-        with anyio.move_on_after(config.body_timeout):
-            try:
-                data = await self.channel.receive()
-            except NETWORK_ERRORS:
-                raise ClientDisconnected() from None
-            self.rate_window_bytes += len(data)
-            elapsed = _monotonic() - self.rate_window_start
-            if elapsed >= config.body_rate_window:
-                if self.rate_window_bytes < config.min_body_rate * elapsed:
-                    self.close_after = True
-                    raise BodyTooSlow("The request body arrived too slowly")
-                self.rate_window_start += elapsed
-                self.rate_window_bytes = 0
-            return data
-        self.close_after = True
-        raise BodyReadTimeout("Timed out reading the request body")
-
     async def _send_or_disconnect(self, data: bytes) -> None:
         try:
             await self.channel.send(data)
@@ -612,7 +451,3 @@ def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     if type(items) is list:
         return [(name, value) for _, name, value in items]
     return list(headers)
-
-
-def _format(address: tuple[str, int] | None) -> str:
-    return f"{address[0]}:{address[1]}" if address else "-"

@@ -46,7 +46,7 @@ from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
 from ._channel import open_channel
 from ._config import ServerConfig
-from ._connection import FIRST_REQUEST_GRACE, IDLE
+from ._connection_base import FIRST_REQUEST_GRACE, IDLE
 from ._proxy import TrustedProxies
 from ._tls import ssl_context
 from .protocols import Connection, connection_class

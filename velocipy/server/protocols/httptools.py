@@ -1,7 +1,8 @@
 """One client connection parsed by httptools (llhttp): the fast path of the built-in server.
 
 Theory of operation. The phases (IDLE, HEAD, BUSY), deadlines and timeouts are
-those of the h11 connection (`velocipy.server._connection`), and so are the
+those of the h11 connection (`velocipy.server._connection`; the shared parts are
+in `_connection_base`), and so are the
 checks: `HeadScanner` watches the raw bytes of each head and finds where it
 ends, `check_request` looks at the parsed fields. Only the parsing and the
 response framing differ.
@@ -37,19 +38,17 @@ from httptools import (
     HttpRequestParser,
 )
 
-from velocipy.adapters._contexts import CleanContext, InContext, copy_context
+from velocipy.adapters._contexts import InContext, copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
     ClientDisconnected,
-    Done,
-    Exchange,
     RequestHead,
     Respond,
 )
 
 from .._channel import Channel
-from .._connection import (
+from .._connection_base import (
     BUSY,
     FIRST_REQUEST_GRACE,
     HEAD,
@@ -57,10 +56,7 @@ from .._connection import (
     MAX_DRAIN,
     NETWORK_ERRORS,
     BadBodyFraming,
-    BodyReadTimeout,
-    BodyTooSlow,
-    _format,
-    access_logger,
+    ConnectionBase,
     logger,
 )
 from .._hardening import (
@@ -90,27 +86,12 @@ class _NextMessage(Exception):
     """Bytes of a next request followed a chunked body in the same read (see the docstring)."""
 
 
-class HttptoolsConnection:
+class HttptoolsConnection(ConnectionBase):
     """Serves the requests of one socket in order until either side closes it."""
 
     __slots__ = (
-        "server",
         "parser",
         "scanner",
-        "phase",
-        "deadline",
-        "scope",
-        "expired",
-        "client",
-        "local",
-        "close_after",
-        "fresh",
-        "content_length",
-        "channel",
-        "run_sync",
-        "read_body",
-        "scheme",
-        "proxied",
         "pending",
         "url",
         "headers",
@@ -125,10 +106,6 @@ class HttptoolsConnection:
         "keep_alive",
         "chunks",
         "chunked",
-        "rate_window_start",
-        "rate_window_bytes",
-        "context",
-        "shared_context",
     )
 
     def __init__(
@@ -138,30 +115,9 @@ class HttptoolsConnection:
         client: tuple[str, int] | None,
         local: tuple[str, int] | None,
     ) -> None:
-        self.server = server
+        super().__init__(server, channel, client, local)
         self.parser = _new_parser(self)
         self.scanner = HeadScanner(server.config, "httptools")
-        self.phase = IDLE
-        #: When this connection is to be closed for being idle or slow (None: never).
-        self.deadline: float | None = None
-        self.scope = anyio.CancelScope()
-        self.expired = False
-        self.client = client
-        self.local = local
-        self.close_after = False
-        #: True until its first request head is read: a stop gives such a connection a
-        #: moment to send it (see `Server._drain`) rather than close it unanswered.
-        self.fresh = True
-        self.content_length: int | None = None
-        self.channel = channel
-        self.run_sync = server.run_sync
-        self.read_body = self._read_body
-        self.scheme = server.scheme
-        trusted = server.trusted_proxies
-        #: The trusted proxies, if the peer is one whose forwarding headers are believed.
-        self.proxied = (
-            trusted if trusted is not None and (client[0] if client else None) in trusted else None
-        )
         #: Bytes received past what the parser has been fed.
         self.pending = b""
         # What the parser reported of the current request.
@@ -180,14 +136,6 @@ class HttptoolsConnection:
         #: Watches the declared chunk sizes of a chunked body (None otherwise).
         self.chunks: ChunkWatcher | None = None
         self.chunked = False
-        #: The minimum body rate's window (see `_connection`): when it began, bytes since.
-        self.rate_window_start = 0.0
-        self.rate_window_bytes = 0
-        #: The connection's context before any request (made here, in the connection's task).
-        self.context = CleanContext()
-        #: Whether requests are still served in the connection's own context: until one
-        #: changes it (see `_answer`).
-        self.shared_context = True
 
     # -- llhttp's callbacks ----------------------------------------------------------------
 
@@ -216,27 +164,6 @@ class HttptoolsConnection:
         self.message_done = True
 
     # -- the connection ----------------------------------------------------------------------
-
-    def expire(self) -> None:
-        """Close this connection now (it is idle past its deadline, or the server is stopping)."""
-        self.expired = True
-        self.scope.cancel()
-
-    async def run(self) -> None:
-        """Serve requests until the connection ends; never raises for anything a client does."""
-        channel = self.channel
-        try:
-            with self.scope:
-                await self._serve()
-            if self.expired and self.phase == HEAD:
-                with anyio.move_on_after(1):
-                    await channel.send(error_response(408, self.server.server_header))
-        except NETWORK_ERRORS:
-            pass
-        except Exception:
-            logger.exception("Unexpected error on connection from %s", _format(self.client))
-        finally:
-            await channel.aclose()
 
     async def _serve(self) -> None:
         channel = self.channel
@@ -366,12 +293,6 @@ class HttptoolsConnection:
         version = self.parser.get_http_version()
         return _VERSIONS.get(version) or version.encode("ascii")
 
-    async def _reject(self, status: int) -> None:
-        self.phase = BUSY
-        self.deadline = None
-        with anyio.move_on_after(1):
-            await self.channel.send(error_response(status, self.server.server_header))
-
     def _request_head(self, method: str, version: bytes) -> RequestHead:
         """The request as the core sees it (the ASGI host's connection adds to it)."""
         target = self.url
@@ -480,15 +401,7 @@ class HttptoolsConnection:
                 with anyio.move_on_after(1):
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d %.1fms',
-                _format(self.client),
-                method,
-                self.url.decode("latin-1"),
-                head.http_version,
-                status,
-                (_monotonic() - began) * 1000,
-            )
+            self._log_access(method, self.url, head.http_version, status, began)
         if context is None:
             self._finish(exchange, delivered)
             if not delivered or close:
@@ -527,16 +440,6 @@ class HttptoolsConnection:
             await send(_LAST_CHUNK)
         elif framing == LENGTH and sent != declared:
             raise ValueError("the stream sent less than its Content-Length")
-
-    def _finish(self, exchange: Exchange, delivered: bool) -> None:
-        """Resume the exchange after its response; hand any tasks and cleanup to the server."""
-        try:
-            rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
-        except Exception:
-            logger.exception("Resuming the exchange after its response failed")
-            return
-        if type(rest) is not Done:
-            self.server.start_flow(exchange, rest)
 
     def _expects_continue(self) -> bool:
         """Whether the client waits for `100 Continue` before sending its body (as h11 decides)."""
@@ -636,33 +539,6 @@ class HttptoolsConnection:
             if not self.message_done:
                 raise BadBodyFraming("Malformed request body framing") from None
             # else: a next request followed a body whose end the watcher missed: close
-
-    async def _receive_body_bytes(self) -> bytes:
-        """More body bytes, within the body timeout (pauses) and the minimum body rate.
-
-        The same rule as the h11 connection's (see `_connection`): the rate is measured
-        only once the server has to wait for body bytes.
-        """
-        config = self.server.config
-        if not self.rate_window_start:
-            self.rate_window_start = _monotonic()
-            self.rate_window_bytes = 0
-        with anyio.move_on_after(config.body_timeout):
-            try:
-                data = await self.channel.receive()
-            except NETWORK_ERRORS:
-                raise ClientDisconnected() from None
-            self.rate_window_bytes += len(data)
-            elapsed = _monotonic() - self.rate_window_start
-            if elapsed >= config.body_rate_window:
-                if self.rate_window_bytes < config.min_body_rate * elapsed:
-                    self.close_after = True
-                    raise BodyTooSlow("The request body arrived too slowly")
-                self.rate_window_start += elapsed
-                self.rate_window_bytes = 0
-            return data
-        self.close_after = True
-        raise BodyReadTimeout("Timed out reading the request body")
 
     def _can_drain(self) -> bool:
         """Whether the unread rest of the body is small enough to read and discard."""
