@@ -1,15 +1,16 @@
 """The built-in server's request contexts: a ContextVar set by a request dies with it.
 
 A connection serves its requests in its own context until one of them leaves a
-value set, then each later request in a copy of the context as it was before
-(`velocipy.adapters._contexts.CleanContext`). These cases walk one keep-alive
+value set, then goes on in a fresh copy of the context as it was before any
+request (`ConnectionBase.run`, `CleanContext`). These cases walk one keep-alive
 connection through that switch, on both parsers, and check what the handlers,
-their streams, dependencies and background tasks see before and after it.
+their streams, dependencies, background tasks and the access log see.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -160,6 +161,36 @@ def test_background_tasks_see_their_own_request_s_context(loop: str) -> None:
         expected = ["unset", "a", "unset", "b", "unset"]
         for key, value in zip(keys, expected, strict=True):
             assert wait_seen(key, 2) == [value, value], value
+
+
+@pytest.mark.usefixtures("parser")
+def test_the_server_s_own_log_lines_see_the_request_s_context_or_none() -> None:
+    # A logging filter reading a ContextVar (a request id) must find each request's own
+    # value in its access-log line, never the value of an earlier request.
+    seen: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(tag.get())
+
+    recorder = Recorder()
+    access = logging.getLogger("velocipy.access")
+    access.addHandler(recorder)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        with serving(app, access_log=True) as running, running.connect() as sock:
+            client = Client(Reader(sock))
+            key = uuid.uuid4().hex
+            client.get(f"/tag?key={key}")
+            client.post(f"/tag/a?key={key}")
+            client.get(f"/tag?key={key}")
+            client.post(f"/tag/b?key={key}")
+            client.get(f"/tag?key={key}")
+    finally:
+        access.removeHandler(recorder)
+        access.setLevel(level)
+    assert seen == ["unset", "a", "unset", "b", "unset"]
 
 
 # -- CleanContext, the check itself ---------------------------------------------------------

@@ -10,17 +10,14 @@ on a thread it reuses. Run as they are, a value set by one request would be
 what the next one finds. These helpers run a request's code in a copy of the
 context the serving place had, without a task or a thread per request:
 
-- `await InContext(context, coroutine)` steps the coroutine in `context` (a copy
-  of the connection's, made per request: O(1), contexts are immutable maps); each
-  step costs one `Context.run`, so the server wraps only the app's parts (the
-  drive, a streamed body) and not its own writes. The server runs the drive's
-  first step itself (`context.run(flow.send, None)`): a handler that never waits
-  then costs one switch and no wrapper object.
-- `CleanContext` lets a connection skip all of that while it can: the built-in
-  server serves a request in the connection's own context as long as no request
-  before it changed that context (the usual case: a handler that sets nothing),
-  and checks after each one; from the first that did set something, each later
-  request runs in a copy of the context as it was before (see `CleanContext`).
+- The built-in server serves a connection's requests in the connection's own
+  context, with no switch at all, and checks after each request whether it left
+  a value there (`CleanContext`: the usual handler sets nothing). One that did
+  ends that context's turn: the connection goes on in a fresh copy of the
+  context as it was before any request (O(1): contexts are immutable maps),
+  where the same holds again (`ConnectionBase.run` in `velocipy.server`).
+- `await InContext(context, coroutine)` steps a coroutine in `context`, one
+  `Context.run` per step: how the server runs a connection's loop in such a copy.
 - `iterate_in(context, chunks)` pulls a sync iterator's items (a streamed body)
   in the request's context, so the stream sees what the handler set, and closes
   the iterator there too.
@@ -46,10 +43,13 @@ class CleanContext:
     """The context of a connection before any request ran in it, and whether one changed it.
 
     Made in the connection's task before its first request. `changed()` after a
-    request served in that same context says whether the request left anything in
-    it (a variable set and not reset): then the connection stops serving in place
-    and runs each later request in `clean.copy()`, so nothing of one request shows
-    in the next. The values left stay referenced by the connection until it closes.
+    request served in that context (or in a copy of `clean`) says whether the
+    request left anything in it (a variable set and not reset): then the
+    connection goes on in a fresh `clean.copy()`, so nothing of one request shows
+    in the next, nor in the server's own log lines for it. (A value left in the
+    connection task's own context, by the first request that left one, stays
+    referenced by the task until the connection closes; nothing reads it but the
+    connection's last-resort error log.)
 
     The check is cheap when nothing changed: a context is an immutable map, a copy
     of an unchanged one holds the very same map, and `==` compares maps by identity

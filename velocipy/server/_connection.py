@@ -32,7 +32,7 @@ import anyio
 import anyio.lowlevel
 import h11
 
-from velocipy.adapters._contexts import InContext, copy_context
+from velocipy.adapters._contexts import copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -99,14 +99,15 @@ class HTTPConnection(ConnectionBase):
         #: Whether the server's own response lines passed h11's check (see `_h11_response`).
         self.lines_checked = server_lines_checked(server.default_headers)
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> bool:
+        """Serve requests; True if one left a value in the context (see `ConnectionBase.run`)."""
         conn = self.h11
         channel = self.channel
         server = self.server
         config = server.config
         scanner = self.scanner
         header_timeout = config.header_timeout
-        idle_timeout = header_timeout
+        idle_timeout = header_timeout if self.fresh else config.keepalive_timeout
         while True:
             # -- read a head ---------------------------------------------------------------
             pending: bytes = conn.trailing_data[0]
@@ -120,7 +121,7 @@ class HTTPConnection(ConnectionBase):
                 else:
                     if server.shutting_down:
                         if not self.fresh:
-                            return
+                            return False
                         idle_timeout = min(idle_timeout, FIRST_REQUEST_GRACE)
                     self.phase = IDLE
                     self.deadline = _monotonic() + idle_timeout
@@ -129,7 +130,7 @@ class HTTPConnection(ConnectionBase):
                     try:
                         data = await channel.receive()
                     except anyio.EndOfStream:
-                        return
+                        return False
                     if self.phase == IDLE:
                         self.phase = HEAD
                         self.deadline = _monotonic() + header_timeout
@@ -157,10 +158,10 @@ class HTTPConnection(ConnectionBase):
                     self.rate_window_start = 0.0  # a new body: its rate is measured afresh
             except Rejected as rejected:
                 await self._reject(rejected.status)
-                return
+                return False
             except h11.RemoteProtocolError as error:
                 await self._reject(error.error_status_hint)
-                return
+                return False
             idle_timeout = config.keepalive_timeout
             self.fresh = False
             if server.paused:
@@ -171,10 +172,12 @@ class HTTPConnection(ConnectionBase):
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
             if not await self._answer(event, headers):
-                return
+                return False
             if conn.our_state is not _DONE or conn.their_state is not _DONE:
-                return
+                return False
             conn.start_next_cycle()
+            if not self.shared_context:
+                return True  # a request left a value in this context: on in a fresh one
 
     def _request_head(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> RequestHead:
         target = event.target
@@ -213,25 +216,12 @@ class HTTPConnection(ConnectionBase):
         self.close_after = False
         head = self._request_head(event, headers)
         exchange = server.app.exchange(head)
-        # What a handler sets in a ContextVar must die with its request, as each request's
-        # task does under uvicorn. While no request of this connection has set anything,
-        # the app runs in the connection's own context (no switch: the usual case); once
-        # one has, each request runs in a copy of the context as it was before (its
-        # stream and cleanup too), stepped by `InContext`: only the app's parts switch.
-        context = None if self.shared_context else self.context.clean.copy()
+        # The app runs in the connection's context: a request that leaves a value in it
+        # ends this context's turn (see `ConnectionBase.run`), checked below.
         try:
-            flow = drive_async(
+            effect = await drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
-            if context is None:
-                effect = await flow
-            else:
-                try:
-                    waiting = context.run(flow.send, None)
-                except StopIteration as answered:  # without waiting: the usual case
-                    effect = answered.value
-                else:
-                    effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -267,8 +257,7 @@ class HTTPConnection(ConnectionBase):
                 head_bytes += conn.send(_EndOfMessage())
                 await self.channel.send(head_bytes)
             else:
-                stream = self._stream(respond, head_bytes)
-                await (stream if context is None else InContext(context, stream))
+                await self._stream(respond, head_bytes)
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -281,17 +270,12 @@ class HTTPConnection(ConnectionBase):
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
             self._log_access(head.method, event.target, head.http_version, status, began)
-        if context is None:
-            self._finish(exchange, delivered)
-            if not delivered or close:
-                return False
-            clean = self.context  # did this request leave a value? (`CleanContext.changed`)
-            if copy_context() != clean.clean or (clean.watched and clean.changed()):
-                self.shared_context = False  # it did: the next requests get a copy each
-        else:
-            context.run(self._finish, exchange, delivered)
-            if not delivered or close:
-                return False
+        self._finish(exchange, delivered)
+        if not delivered or close:
+            return False
+        clean = self.context  # did this request leave a value? (`CleanContext.changed`)
+        if copy_context() != clean.clean or (clean.watched and clean.changed()):
+            self.shared_context = False  # it did: `_serve` returns after it, to go on afresh
         if conn.their_state is not _DONE:
             if conn.our_state is not _DONE:
                 # Keep-alive is off (`Connection: close`, HTTP/1.0): h11 says MUST_CLOSE.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from velocipy.adapters._contexts import CleanContext
+from velocipy.adapters._contexts import CleanContext, InContext
 from velocipy.core import ClientDisconnected, ClientError, Done, Exchange
 
 from ._wire import error_response
@@ -134,8 +134,7 @@ class ConnectionBase:
         )
         #: The connection's context before any request (made here, in the connection's task).
         self.context = CleanContext()
-        #: Whether requests are still served in the connection's own context: until one
-        #: changes it (see the subclasses' `_answer`).
+        #: False once a request left a value in the context it ran in (see `run`).
         self.shared_context = True
 
     def expire(self) -> None:
@@ -148,7 +147,15 @@ class ConnectionBase:
         channel = self.channel
         try:
             with self.scope:
-                await self._serve()
+                # Requests run in the connection's context, one after another (no switch:
+                # most set nothing). What a request sets in a ContextVar must die with it,
+                # as its task does under uvicorn: if one left a value, `_serve` returns
+                # after it and the connection goes on in a fresh copy of the context as
+                # it was before any request, stepped by `InContext`, with that value gone.
+                again = await self._serve()
+                while again:
+                    self.shared_context = True
+                    again = await InContext(self.context.clean.copy(), self._serve())
             if self.expired and self.phase == HEAD:
                 # A slow head: answer 408 if the client is still listening, briefly.
                 with anyio.move_on_after(1):
@@ -160,7 +167,8 @@ class ConnectionBase:
         finally:
             await channel.aclose()
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> bool:
+        """Serve requests until the connection ends (False) or one changed the context (True)."""
         raise NotImplementedError
 
     async def _read_body(self, limit: int, size: int = 0) -> Any:

@@ -38,7 +38,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from velocipy.adapters._contexts import InContext, copy_context
+from velocipy.adapters._contexts import copy_context
 from velocipy.adapters._drive import drive_async, iterate_async
 from velocipy.core import (
     BodyTooLarge,
@@ -165,13 +165,14 @@ class HttptoolsConnection(ConnectionBase):
 
     # -- the connection ----------------------------------------------------------------------
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> bool:
+        """Serve requests; True if one left a value in the context (see `ConnectionBase.run`)."""
         channel = self.channel
         server = self.server
         config = server.config
         scanner = self.scanner
         header_timeout = config.header_timeout
-        idle_timeout = header_timeout
+        idle_timeout = header_timeout if self.fresh else config.keepalive_timeout
         while True:
             # -- read a head ---------------------------------------------------------------
             pending = self.pending
@@ -191,7 +192,7 @@ class HttptoolsConnection(ConnectionBase):
                 else:
                     if server.shutting_down:
                         if not self.fresh:
-                            return
+                            return False
                         idle_timeout = min(idle_timeout, FIRST_REQUEST_GRACE)
                     self.phase = IDLE
                     self.deadline = _monotonic() + idle_timeout
@@ -200,7 +201,7 @@ class HttptoolsConnection(ConnectionBase):
                     try:
                         data = await channel.receive()
                     except anyio.EndOfStream:
-                        return
+                        return False
                     if pending:
                         pending += data
                         end = scanner.feed(pending)
@@ -226,7 +227,7 @@ class HttptoolsConnection(ConnectionBase):
                     self.rate_window_start = 0.0  # a new body: its rate is measured afresh
             except Rejected as rejected:
                 await self._reject(rejected.status)
-                return
+                return False
             idle_timeout = config.keepalive_timeout
             self.fresh = False
             if server.paused:
@@ -237,9 +238,11 @@ class HttptoolsConnection(ConnectionBase):
                 self.phase = BUSY
             # -- answer it -------------------------------------------------------------------
             if not await self._answer(method, version):
-                return
+                return False
             if not self.message_done:
-                return
+                return False
+            if not self.shared_context:
+                return True  # a request left a value in this context: on in a fresh one
 
     def _parse_head(
         self, head: bytes, method: bytes | None = None
@@ -331,25 +334,12 @@ class HttptoolsConnection(ConnectionBase):
         method = raw_method.decode("ascii")
         head = self._request_head(method, version)
         exchange = server.app.exchange(head)
-        # What a handler sets in a ContextVar must die with its request, as each request's
-        # task does under uvicorn. While no request of this connection has set anything,
-        # the app runs in the connection's own context (no switch: the usual case); once
-        # one has, each request runs in a copy of the context as it was before (its
-        # stream and cleanup too), stepped by `InContext`: only the app's parts switch.
-        context = None if self.shared_context else self.context.clean.copy()
+        # The app runs in the connection's context: a request that leaves a value in it
+        # ends this context's turn (see `ConnectionBase.run`), checked below.
         try:
-            flow = drive_async(
+            effect = await drive_async(
                 exchange, exchange.start(), read_body=self.read_body, run_sync=self.run_sync
             )
-            if context is None:
-                effect = await flow
-            else:
-                try:
-                    waiting = context.run(flow.send, None)
-                except StopIteration as answered:  # without waiting: the usual case
-                    effect = answered.value
-                else:
-                    effect = await InContext(context, flow, waiting)
         except ClientDisconnected:
             return False
         except Exception:  # a bug below us: answer 500 without details, keep serving others
@@ -388,8 +378,7 @@ class HttptoolsConnection(ConnectionBase):
                 if self.channel.write(head_bytes):
                     await self.channel.flush()
             else:
-                stream = self._stream(respond, head_bytes, framing, declared)
-                await (stream if context is None else InContext(context, stream))
+                await self._stream(respond, head_bytes, framing, declared)
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -402,17 +391,12 @@ class HttptoolsConnection(ConnectionBase):
                     await self.channel.send(error_response(500, server.server_header))
         if server.access_log:
             self._log_access(method, self.url, head.http_version, status, began)
-        if context is None:
-            self._finish(exchange, delivered)
-            if not delivered or close:
-                return False
-            clean = self.context  # did this request leave a value? (`CleanContext.changed`)
-            if copy_context() != clean.clean or (clean.watched and clean.changed()):
-                self.shared_context = False  # it did: the next requests get a copy each
-        else:
-            context.run(self._finish, exchange, delivered)
-            if not delivered or close:
-                return False
+        self._finish(exchange, delivered)
+        if not delivered or close:
+            return False
+        clean = self.context  # did this request leave a value? (`CleanContext.changed`)
+        if copy_context() != clean.clean or (clean.watched and clean.changed()):
+            self.shared_context = False  # it did: `_serve` returns after it, to go on afresh
         if not self.message_done:
             return await self._drain()
         return True
