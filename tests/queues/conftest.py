@@ -55,12 +55,14 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def start_redis() -> Iterator[RedisServer]:
-    """A private `redis-server` on a free port, keeping nothing on disk; always stopped."""
+def start_redis(port: int | None = None) -> Iterator[RedisServer]:
+    """A private `redis-server` on a free port (or `port`), keeping nothing on disk;
+    always stopped."""
     binary = shutil.which("redis-server")
     if binary is None:
         _missing("redis-server is not on PATH")
-    port = free_port()
+    if port is None:
+        port = free_port()
     process = subprocess.Popen(
         [
             str(binary),

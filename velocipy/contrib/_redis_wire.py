@@ -33,10 +33,26 @@ def pack(args: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def pack_lpush(commands: Sequence[tuple[str, Sequence[str]]]) -> bytes:
+    """`LPUSH key values...` for each `(key, values)`, packed into one write.
+
+    Packed here rather than by `pack`: one join, and the messages, the bulk of the
+    bytes, copied once.
+    """
+    parts: list[bytes] = []
+    for key, values in commands:
+        name = key.encode()
+        parts.append(b"*%d\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(values) + 2, len(name), name))
+        for value in values:
+            data = value.encode()
+            parts += (b"$%d\r\n" % len(data), data, _CRLF)
+    return b"".join(parts)
+
+
 class RedisWire:
     """One blocking TCP connection to Redis, used by one thread (the publisher's)."""
 
-    __slots__ = ("_address", "_db", "_auth", "_connect_timeout", "_timeout", "_sock", "_rest")
+    __slots__ = ("address", "_db", "_auth", "connect_timeout", "_timeout", "_sock", "_rest")
 
     def __init__(
         self,
@@ -49,12 +65,12 @@ class RedisWire:
         connect_timeout: float | None = None,
         timeout: float | None = None,
     ) -> None:
-        self._address = (host, port)
+        self.address = (host, port)
         self._db = db
         self._auth: tuple[bytes, ...] = ()
         if password is not None:
             self._auth = (b"AUTH", *([username.encode()] if username else []), password.encode())
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout
         self._timeout = timeout
         self._sock: socket.socket | None = None
         #: Bytes read past the last answer (none, as long as every command is answered).
@@ -88,18 +104,7 @@ class RedisWire:
         sock = self._sock
         if sock is None:
             sock = self._connect()
-        # Packed here rather than by `pack`: one join, and the messages, the bulk of the
-        # bytes, copied once.
-        parts: list[bytes] = []
-        for key, values in commands:
-            name = key.encode()
-            parts.append(
-                b"*%d\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(values) + 2, len(name), name)
-            )
-            for value in values:
-                data = value.encode()
-                parts += (b"$%d\r\n" % len(data), data, _CRLF)
-        data = b"".join(parts)
+        data = pack_lpush(commands)
         try:
             sock.sendall(data)
             answers = self._read_lines(sock, len(commands))
@@ -110,23 +115,28 @@ class RedisWire:
             if answer[:1] != b":":
                 raise redis.exceptions.ResponseError(answer[1:].decode(errors="replace"))
 
+    def handshake(self) -> list[Sequence[bytes]]:
+        """The commands a new connection starts with, each answered `+OK`."""
+        commands: list[Sequence[bytes]] = []
+        if self._auth:
+            commands.append(self._auth)
+        if self._db:
+            commands.append((b"SELECT", b"%d" % self._db))
+        return commands
+
     def close(self) -> None:
         sock, self._sock, self._rest = self._sock, None, b""
         if sock is not None:
             sock.close()
 
     def _connect(self) -> socket.socket:
-        sock = socket.create_connection(self._address, self._connect_timeout)
+        sock = socket.create_connection(self.address, self.connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self._timeout)
-            handshake = []
-            if self._auth:
-                handshake.append(pack(self._auth))
-            if self._db:
-                handshake.append(pack([b"SELECT", b"%d" % self._db]))
+            handshake = self.handshake()
             if handshake:
-                sock.sendall(b"".join(handshake))
+                sock.sendall(b"".join(pack(command) for command in handshake))
                 for answer in self._read_lines(sock, len(handshake)):
                     if answer != b"+OK":
                         raise redis.exceptions.ConnectionError(

@@ -33,8 +33,10 @@ Needs `pip install 'velocipy[celery]'`.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -46,10 +48,11 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import Reject
 
-from velocipy.contrib._redis_wire import RedisWire
+from velocipy.contrib._redis_loop import LoopRedis
+from velocipy.contrib._redis_wire import RedisWire, pack_lpush
 from velocipy.core import Task
 from velocipy.core._envelopes import Envelope, engine_batches
-from velocipy.tasks._publisher import BatchingBackend, Pending
+from velocipy.tasks._publisher import BatchingBackend, LoopSender, Pending
 from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
 
 #: The name of the generic task every batch is sent to.
@@ -80,6 +83,11 @@ _WIRE = (
     '"delivery_info": {"exchange": "", "routing_key": %s}, "priority": %d, '
     '"body_encoding": "base64", "delivery_tag": %s}}'
 )
+
+
+#: `_WIRE` cut at its fields: a message is one join of these and the fields (a `%` of the
+#: whole template parsed its 600 characters once per message, three times the join's cost).
+(_W0, _W1, _W2, _W3, _W4, _W5, _W6, _W7, _W8, _W9, _W10) = _WIRE.replace("%d", "%s").split("%s")
 
 
 class CeleryBackend(BatchingBackend):
@@ -121,6 +129,17 @@ class CeleryBackend(BatchingBackend):
         self._declared: set[str] = set()
         self._redis = False
         self._tags = _Tags()
+        #: Per (queue, priority) the thread has declared and routes straight to its
+        #: list: the Redis key (prefixed) an event loop may LPUSH to itself.
+        self._keys: dict[tuple[str, int], str] = {}
+        #: Where an event loop connects to Redis for that (None: not yet known, or not
+        #: plain TCP: the thread sends everything).
+        self._loop_settings: RedisWire | None = None
+        #: Per (queue, priority): the message's text from the routing key to the tag.
+        self._tails: dict[tuple[str, int], str] = {}
+
+    def loop_sender(self, loop: asyncio.AbstractEventLoop) -> LoopSender | None:
+        return _LoopSender(self, loop)
 
     def send_batches(self, pendings: Sequence[Pending]) -> None:
         """Runs on the publishing thread only."""
@@ -234,22 +253,7 @@ class CeleryBackend(BatchingBackend):
                 key = channel._q_for_pri(
                     name, channel._get_message_priority({"properties": {"priority": priority}})
                 )
-                ident = _quote(first.id)
-                # `json.dumps([[[envelope.to_dict() ...]], {}, _EMBED])`, the same text.
-                body = _BODY % ", ".join([envelope.to_json() for envelope in batch])
-                names = ", ".join(envelope.name for envelope in batch)
-                wire = _WIRE % (
-                    b2a_base64(body.encode(), newline=False).decode("ascii"),
-                    ident,
-                    _eta(first.delay),
-                    ident,
-                    _quote(f"(velocipy batch: {names})"),
-                    origin,
-                    ident,
-                    _quote(name),
-                    priority,
-                    next_tag(),
-                )
+                wire = self._message(batch, name, priority, origin, next_tag())
                 messages = by_key.get(key)
                 if messages is None:
                     by_key[key] = [wire]
@@ -269,6 +273,17 @@ class CeleryBackend(BatchingBackend):
             writer = self._wire = RedisWire.for_pool(channel.pool) or False
         if isinstance(writer, RedisWire):
             writer.lpush([(prefix + key, messages) for key, messages in by_key.items()])
+            # Declared and answered: from now on an event loop may push to these itself.
+            for pending in pendings:
+                for envelope in pending.envelopes:
+                    name = self._queue_name(envelope)
+                    if self._direct.get(name):
+                        priority = envelope.priority or 0
+                        self._keys[name, priority] = prefix + channel._q_for_pri(
+                            name,
+                            channel._get_message_priority({"properties": {"priority": priority}}),
+                        )
+            self._loop_settings = writer
             return
         # Not plain TCP (TLS, a Unix socket...): redis-py's own connection.
         link = self._link
@@ -278,6 +293,45 @@ class CeleryBackend(BatchingBackend):
         link.send_packed_command(link.pack_commands(commands))
         for _ in commands:
             link.read_response()  # raises the server's error, if it answered one
+
+    def _message(
+        self, batch: Sequence[Envelope], name: str, priority: int, origin: str, tag: str
+    ) -> str:
+        """The Celery task message for `batch` (one run of equal options), as kombu's
+        Redis transport stores it."""
+        first = batch[0]
+        ident = _quote(first.id)
+        # `json.dumps([[[envelope.to_dict() ...]], {}, _EMBED])`, the same text.
+        if len(batch) == 1:
+            body = _BODY % first.to_json()
+            names = first.name
+        else:
+            body = _BODY % ", ".join([envelope.to_json() for envelope in batch])
+            names = ", ".join([envelope.name for envelope in batch])
+        tail = self._tails.get((name, priority))
+        if tail is None:  # the routing key and priority fields, once per queue and priority
+            tail = self._tails[name, priority] = f"{_W7}{_quote(name)}{_W8}{priority}{_W9}"
+        return "".join(
+            (
+                _W0,
+                b2a_base64(body.encode(), newline=False).decode("ascii"),
+                _W1,
+                ident,
+                _W2,
+                _eta(first.delay) if first.delay else "null",
+                _W3,
+                ident,
+                _W4,
+                _quote(f"(velocipy batch: {names})"),
+                _W5,
+                origin,
+                _W6,
+                ident,
+                tail,
+                tag,
+                _W10,
+            )
+        )
 
     def _send_with_celery(self, pendings: Sequence[Pending]) -> None:
         self._publish_with_celery(
@@ -325,13 +379,14 @@ class _Tags:
     """Delivery tags, unique per message as kombu needs them (it tracks unacknowledged
     messages by tag): a random prefix per process and a counter, cheaper than a UUID
     each; and the `origin` header Celery gives (`gen<pid>@<host>`). Used by the
-    publishing thread only, so the counter needs no lock."""
+    publishing thread and the event loops: `next()` of an `itertools.count` is one C
+    call, atomic under the GIL, where `+= 1` on an attribute is not."""
 
     def __init__(self) -> None:
         self._pid = 0
         self._origin = ""
         self._prefix = ""
-        self._count = 0
+        self._count = itertools.count(1)
 
     def start(self) -> tuple[str, Callable[[], str]]:
         """The origin header and the tag maker, for one round trip."""
@@ -339,12 +394,82 @@ class _Tags:
             self._pid = os.getpid()
             self._origin = _quote(f"gen{self._pid}@{socket.gethostname()}")
             self._prefix = os.urandom(8).hex()
-            self._count = 0
+            self._count = itertools.count(1)
         return self._origin, self._next
 
     def _next(self) -> str:
-        self._count += 1
-        return f'"{self._prefix}.{self._count}"'
+        return f'"{self._prefix}.{next(self._count)}"'
+
+
+class _LoopSender:
+    """An event loop's own publishing to Redis (`velocipy.tasks._publisher.LoopSender`).
+
+    It takes a request's batch when the publishing thread has already sent to each of
+    its queues (and priorities) on plain TCP: the queue was declared there, its route
+    checked and its Redis key worked out, so what is left is the message and one
+    LPUSH per key, written on the loop's own connection (`LoopRedis`). Anything else
+    (the first batch for a queue, routed queues, TLS or Unix sockets, another broker)
+    it hands back, and the thread sends it as before.
+    """
+
+    __slots__ = ("_backend", "_loop", "_redis")
+
+    def __init__(self, backend: CeleryBackend, loop: asyncio.AbstractEventLoop) -> None:
+        self._backend = backend
+        self._loop = loop
+        self._redis: LoopRedis | None = None
+
+    def send(
+        self, pendings: list[Pending], done: Callable[[BaseException | None], None]
+    ) -> list[Pending] | None:
+        backend = self._backend
+        settings = backend._loop_settings
+        if settings is None:
+            return pendings
+        keys = backend._keys
+        default = backend.queue or ""
+        origin, next_tag = backend._tags.start()
+        by_key: dict[str, list[str]] = {}
+        rest: list[Pending] | None = None
+        for pending in pendings:
+            messages = []
+            envelopes = pending.envelopes
+            # One task, the common case, is one run: no cutting into runs to do.
+            for batch in (envelopes,) if len(envelopes) == 1 else engine_batches(envelopes):
+                first = batch[0]
+                name = first.queue or default
+                priority = first.priority or 0
+                key = keys.get((name, priority))
+                if key is None:
+                    break
+                messages.append((key, backend._message(batch, name, priority, origin, next_tag())))
+            else:
+                for key, wire in messages:
+                    listed = by_key.get(key)
+                    if listed is None:
+                        by_key[key] = [wire]
+                    else:
+                        listed.append(wire)
+                continue
+            if rest is None:
+                rest = [pending]
+            else:
+                rest.append(pending)
+        if not by_key:  # nothing it can send (or batches without envelopes): the thread's
+            return pendings
+        redis = self._redis
+        if redis is None:
+            redis = self._redis = LoopRedis(self._loop, settings)
+        redis.send(pack_lpush(list(by_key.items())), len(by_key), done)
+        return rest
+
+    def reset(self) -> None:
+        if self._redis is not None:
+            self._redis.reset()
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
 
 
 #: How long one attempt of a worker to forward the rest of a batch may wait for the

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from os import getpid
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -87,6 +87,27 @@ class Pending:
 
 Send = Callable[[Sequence[Pending]], None]
 
+
+class LoopSender(Protocol):
+    """A backend's way to send batches from an event loop itself, without the thread.
+
+    `send(pendings, done)` starts one round trip on the loop for the batches it can
+    send and returns the ones it cannot (None when it took them all), which go to
+    the thread; unless it took none, it calls `done(error)` once, on the loop, when
+    the engine has answered (`error` None) or the round trip failed. `reset()` drops
+    its connection (nobody waits for the round trip in flight any more: the broker
+    stopped answering); `close()` releases it.
+    """
+
+    def send(
+        self, pendings: list[Pending], done: Callable[[BaseException | None], None]
+    ) -> list[Pending] | None: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 _STOP = object()
 
 
@@ -99,6 +120,8 @@ class BatchPublisher:
         retryable: Errors of `send` worth another attempt (connection errors).
         retries: Attempts after the first, `backoff` seconds apart, growing.
         name: The thread's name.
+        loop_sender: Makes, per event loop, a `LoopSender` that sends from the loop
+            itself; None (or a None answer for a loop): every batch goes to the thread.
     """
 
     def __init__(
@@ -109,8 +132,10 @@ class BatchPublisher:
         retries: int = 2,
         backoff: float = 0.1,
         name: str = "velocipy-publisher",
+        loop_sender: Callable[[asyncio.AbstractEventLoop], LoopSender | None] | None = None,
     ) -> None:
         self._send = send
+        self._loop_sender = loop_sender
         self._retryable = retryable
         self._retries = retries
         self._backoff = backoff
@@ -191,7 +216,10 @@ class BatchPublisher:
             raise pending.error
 
     def close(self) -> None:
-        """Send what is queued, then stop the thread (within a few seconds)."""
+        """Send what is queued, then stop the thread (within a few seconds); close the
+        event loops' own connections."""
+        for watch in list(self._watches.values()):
+            watch.close()
         thread = self._thread
         if thread is not None and thread.is_alive() and self._pid == os.getpid():
             self._queue.put(_STOP)
@@ -328,9 +356,18 @@ def _settle(pendings: Sequence[Pending]) -> None:
 class _Watch:
     """One event loop's callers of a publisher: their hand-over and their deadlines.
 
-    The batches queued during one pass of the loop go to the thread together, in
-    one hand-over at the end of the pass: one wake-up of the thread (and one GIL
-    hand-off) for all of them, not one each.
+    The batches queued during one pass of the loop are sent together, in one
+    hand-over at the end of the pass: to the backend's `LoopSender` when it has one
+    for this loop (no thread at all), else to the thread, in one wake-up of it (and
+    one GIL hand-off) for all of them, not one each.
+
+    On the loop, one round trip is in flight at a time, as on the thread: batches
+    queued meanwhile go together in the next, and one whose caller gave up before
+    then is never sent. A round trip failing on a connection error is tried again,
+    `retries` times, `backoff` seconds apart, growing (a timer, not a sleep); when
+    every caller of the round trip in flight has passed its deadline, the sender's
+    connection is dropped (the broker stopped answering) and the next round trip
+    connects afresh.
 
     A timer per request would cost a heap push and a cancel each (with Python-level
     comparisons in asyncio's heap); one deadline for all the callers of a watch means
@@ -338,7 +375,18 @@ class _Watch:
     Callers answered in time are dropped when the timer next passes them.
     """
 
-    __slots__ = ("loop", "deadline", "_publisher", "_gathered", "_queue", "_armed")
+    __slots__ = (
+        "loop",
+        "deadline",
+        "_publisher",
+        "_gathered",
+        "_queue",
+        "_armed",
+        "_sender",
+        "_flying",
+        "_next",
+        "_attempt",
+    )
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, deadline: float, publisher: BatchPublisher
@@ -349,6 +397,13 @@ class _Watch:
         self._gathered: list[Pending] = []
         self._queue: collections.deque[tuple[float, Pending]] = collections.deque()
         self._armed = False
+        make = publisher._loop_sender
+        self._sender = make(loop) if make is not None else None
+        #: The batches of the round trip in flight on the loop (None: none in flight).
+        self._flying: list[Pending] | None = None
+        #: Batches waiting for it to end.
+        self._next: list[Pending] = []
+        self._attempt = 0
 
     def add(self, pending: Pending, expires: float) -> None:
         gathered = self._gathered
@@ -362,12 +417,76 @@ class _Watch:
 
     def _hand_over(self) -> None:
         gathered, self._gathered = self._gathered, []
-        self._publisher._queue.put(gathered)
+        if self._sender is None:
+            self._publisher._queue.put(gathered)
+        elif self._flying is None:
+            self._attempt = 0
+            self._send(gathered)
+        else:
+            self._next += gathered
+
+    def _send(self, pendings: list[Pending]) -> None:
+        """One round trip on the loop for `pendings` (those the sender cannot take go to
+        the thread)."""
+        assert self._sender is not None
+        live = [pending for pending in pendings if not pending.abandoned]
+        if not live:
+            self._after()
+            return
+        self._flying = live
+        try:
+            rest = self._sender.send(live, self._answered)
+        except Exception as error:  # building the messages failed: theirs, not lost
+            self._flying = None
+            _fail(live, error)
+            _settle(live)
+            self._after()
+            return
+        if rest:
+            self._publisher._queue.put(rest)
+            if len(rest) == len(live):
+                self._flying = None
+                self._after()
+                return
+            taken = set(map(id, rest))
+            self._flying = [pending for pending in live if id(pending) not in taken]
+
+    def _answered(self, error: BaseException | None) -> None:
+        flying = self._flying
+        if flying is None:  # cannot happen: one answer per round trip
+            return
+        if error is not None:
+            publisher = self._publisher
+            if (
+                isinstance(error, publisher._retryable)
+                and self._attempt < publisher._retries
+                and not all(pending.abandoned for pending in flying)  # someone still waits
+            ):
+                self._attempt += 1
+                self.loop.call_later(publisher._backoff * self._attempt, self._retry)
+                return
+            _fail(flying, error)
+        self._flying = None
+        _settle(flying)
+        self._after()
+
+    def _retry(self) -> None:
+        flying, self._flying = self._flying, None
+        if flying is not None:
+            self._send(flying)
+
+    def _after(self) -> None:
+        """A round trip ended: the batches that waited for it go in the next."""
+        if self._next and self._flying is None:
+            waiting, self._next = self._next, []
+            self._attempt = 0
+            self._send(waiting)
 
     def _check(self) -> None:
         self._armed = False
         now = self.loop.time()
         queue = self._queue
+        expired = False
         while queue:
             expires, pending = queue[0]
             future = pending.future
@@ -375,10 +494,32 @@ class _Watch:
                 if expires > now:
                     break
                 _expire(pending, self.deadline)
+                expired = True
             queue.popleft()
         if queue:
             self._armed = True
             self.loop.call_at(queue[0][0], self._check)
+        flying = self._flying
+        if expired and flying and self._sender is not None:
+            if all(pending.abandoned for pending in flying):
+                self._sender.reset()  # nobody waits for it: the broker stopped answering
+
+    def close(self) -> None:
+        """Close the loop's own connection (on its loop, from wherever this is called)."""
+        sender = self._sender
+        if sender is None or self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            sender.close()
+        else:
+            try:
+                self.loop.call_soon_threadsafe(sender.close)
+            except RuntimeError:  # closed meanwhile
+                pass
 
 
 def _expire(pending: Pending, deadline: float) -> None:
@@ -460,7 +601,13 @@ class BatchingBackend(TaskBackend):
             retryable=self.retryable,
             retries=retries,
             name=f"velocipy-{type(self).__name__}",
+            loop_sender=self.loop_sender,
         )
+
+    def loop_sender(self, loop: asyncio.AbstractEventLoop) -> LoopSender | None:
+        """A `LoopSender` for `loop`, if this backend can send from an event loop itself
+        (called once per loop); None (the default): its batches go to the thread."""
+        return None
 
     def send_batches(self, pendings: Sequence[Pending]) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not send batches")
