@@ -33,6 +33,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from velocipy.adapters._contexts import InContext
 from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
@@ -49,10 +50,12 @@ from velocipy.core import (
     StreamBody,
     TaskTimedOut,
 )
+from velocipy.core._tasks import run_in_context
 
 #: A sync callable that returned a coroutine (a lambda around an async function, say)
 #: is awaited. `inspect.iscoroutine` would be a Python call on every sync call.
 _Coroutine = types.CoroutineType
+_Function = types.FunctionType
 
 #: Runs a sync `Call` in a worker thread. For `purpose == "task"` it must abandon the
 #: thread when cancelled (anyio's `abandon_on_cancel=True`), so that a task timeout or
@@ -198,7 +201,25 @@ async def drive_async(
                 if call.purpose == "task":
                     if call.timeout is None and call.started is None:
                         # No slot to take, no deadline to watch: no extra coroutine either.
-                        if call.is_async:
+                        if call.fn is run_in_context:
+                            # `run_in_context`'s work done here: a coroutine, its frame and
+                            # an `await` less per task (a finished first step, the common
+                            # case, leaves nothing behind to wrap).
+                            context, func, args, kwargs = call.args
+                            if type(func) is _Function:  # calling it runs none of its code
+                                coroutine = func(*args, **kwargs)
+                            else:
+                                coroutine = context.run(func, *args, **kwargs)
+                            try:
+                                waiting = context.run(coroutine.send, None)
+                            except StopIteration as stop:
+                                result = stop.value
+                            else:
+                                # The task waits: hold on to no more than it needs meanwhile
+                                # (the collector scans whatever each waiting task keeps).
+                                effect = call = args = kwargs = None  # type: ignore[assignment]
+                                result = await InContext(context, coroutine, waiting)
+                        elif call.is_async:
                             result = await call.fn(*call.args, **call.kwargs)
                         else:
                             result = await run_sync(call)
