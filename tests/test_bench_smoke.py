@@ -140,6 +140,9 @@ def test_a_server_that_cannot_start_is_reported_not_raised() -> None:
         server.stop()
 
 
+# Slow (~25 s: every configuration's server started and measured briefly): a check of
+# the benchmark harness, not of the product, so it runs in CI's slow step.
+@pytest.mark.slow
 @pytest.mark.server
 def test_smoke_run_measures_every_part_and_writes_the_report(tmp_path: Path) -> None:
     done = subprocess.run(
