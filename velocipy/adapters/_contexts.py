@@ -18,6 +18,8 @@ context the serving place had, without a task or a thread per request:
   where the same holds again (`ConnectionBase.run` in `velocipy.server`).
 - `await InContext(context, coroutine)` steps a coroutine in `context`, one
   `Context.run` per step: how the server runs a connection's loop in such a copy.
+  It is the core's own class (`velocipy.core._tasks`, where background tasks
+  are stepped in their contexts the same way), re-exported here.
 - `iterate_in(context, chunks)` pulls a sync iterator's items (a streamed body)
   in the request's context, so the stream sees what the handler set, and closes
   the iterator there too.
@@ -26,14 +28,16 @@ context the serving place had, without a task or a thread per request:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Coroutine, Generator, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
+
+from velocipy.core._tasks import InContext
+
+__all__ = ["CleanContext", "InContext", "copy_context", "iterate_in"]
 
 T = TypeVar("T")
 
 copy_context = contextvars.copy_context
-
-_NOTHING: Any = object()
 
 #: Values whose identity cannot matter: one equal to another is as good as it.
 _ATOMS = frozenset({str, bytes, int, float, bool, type(None)})
@@ -81,51 +85,6 @@ class CleanContext:
             if now[var] is not value:
                 return True
         return False
-
-
-class InContext(Generator[Any, Any, T]):
-    """A coroutine driven step by step in one context; `await` it to get its result.
-
-    `await` delegates every send, throw and close to this object (PEP 380); each
-    one steps the coroutine inside `context`. The coroutine's `StopIteration`
-    (its return value) comes out of `Context.run` as it is and ends the `await`.
-
-    `waiting`, when given, is what the coroutine yielded in a first step the
-    caller already ran in `context` (see `first_step`): it goes to the event loop
-    first, and the coroutine resumes from there.
-    """
-
-    __slots__ = ("_context", "_coroutine", "_waiting")
-
-    def __init__(
-        self,
-        context: contextvars.Context,
-        coroutine: Coroutine[Any, Any, T],
-        waiting: Any = _NOTHING,
-    ) -> None:
-        self._context = context
-        self._coroutine = coroutine
-        self._waiting = waiting
-
-    def __await__(self) -> Generator[Any, Any, T]:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
-    def send(self, value: Any) -> Any:
-        waiting = self._waiting
-        if waiting is not _NOTHING:
-            self._waiting = _NOTHING
-            return waiting
-        return self._context.run(self._coroutine.send, value)
-
-    def throw(self, *error: Any) -> Any:
-        self._waiting = _NOTHING
-        return self._context.run(self._coroutine.throw, *error)
-
-    def close(self) -> None:
-        self._context.run(self._coroutine.close)
 
 
 def iterate_in(context: contextvars.Context, chunks: Iterator[T]) -> Iterator[T]:

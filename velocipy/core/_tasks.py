@@ -389,21 +389,28 @@ class Task:
         return f"<Task #{self.id} {self.name} {self.state.value}>"
 
 
-class _InContext(Generator[Any, Any, Any]):
+#: `InContext._first` once the first yield has gone to the event loop.
+_STEPPED: Any = object()
+
+
+class InContext(Generator[Any, Any, Any]):
     """Await a coroutine with every step run inside `context`.
 
     Works on any event loop (asyncio, trio): it only passes the coroutine's
-    yields through, entering the context around each step. `first` is what the
-    coroutine yielded at its first step, already taken in `run_in_context`.
+    yields through, entering the context around each step. `first`, when given,
+    is what the coroutine yielded in a first step the caller already ran in
+    `context` (`run_in_context` here; the drivers and the built-in server too):
+    it goes to the event loop first, and the coroutine resumes from there.
 
     The object is its own iterator (`await` delegates send, throw and close to
     it), not a generator: one object alive while the task waits, where a
-    generator frame and its bound `Context.run` made three.
+    generator frame and its bound `Context.run` made three. The adapters use
+    this same class (`velocipy.adapters._contexts` re-exports it).
     """
 
     __slots__ = ("_context", "_coroutine", "_first")
 
-    def __init__(self, context: contextvars.Context, coroutine: Any, first: Any) -> None:
+    def __init__(self, context: contextvars.Context, coroutine: Any, first: Any = _STEPPED) -> None:
         self._context = context
         self._coroutine = coroutine
         self._first = first
@@ -430,10 +437,6 @@ class _InContext(Generator[Any, Any, Any]):
         self._context.run(self._coroutine.close)
 
 
-#: `_InContext._first` once the first yield has gone to the event loop.
-_STEPPED: Any = object()
-
-
 async def run_in_context(
     context: contextvars.Context,
     func: Callable[..., Any],
@@ -452,7 +455,7 @@ async def run_in_context(
         first = context.run(coroutine.send, None)
     except StopIteration as stop:  # finished without suspending: most short tasks
         return stop.value
-    return await _InContext(context, coroutine, first)
+    return await InContext(context, coroutine, first)
 
 
 class BackgroundTasks:
