@@ -17,8 +17,12 @@ from velocipy.contrib.celery import install
 
 BROKER = os.environ["VELOCIPY_TEST_BROKER"]
 # On Redis, results are kept there too, so a test can look a task's state up by its id.
+# A test of a broker gone for the worker sends all the worker's broker traffic through a
+# TCP proxy (`VELOCIPY_TEST_WORKER_BROKER`); its results still go to the broker itself.
 celery_app = Celery(
-    "velocipy-tests", broker=BROKER, backend=None if BROKER.startswith("amqp") else BROKER
+    "velocipy-tests",
+    broker=os.environ.get("VELOCIPY_TEST_WORKER_BROKER") or BROKER,
+    backend=None if BROKER.startswith("amqp") else BROKER,
 )
 celery_app.conf.update(
     task_default_queue=os.environ["VELOCIPY_TEST_QUEUE"],
@@ -43,6 +47,7 @@ install(
     on_task_error=[jobs.worker_hook] if os.environ.get("VELOCIPY_HOOKS_LOG") else [],
     forward_attempts=int(os.environ.get("VELOCIPY_TEST_FORWARD_ATTEMPTS", "6")),
     forward_backoff=float(os.environ.get("VELOCIPY_TEST_FORWARD_BACKOFF", "0.5")),
+    forward_deadline=float(os.environ.get("VELOCIPY_TEST_FORWARD_DEADLINE", "10")),
 )
 
 

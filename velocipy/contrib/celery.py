@@ -53,7 +53,7 @@ from velocipy.contrib._redis_wire import RedisWire, pack_lpush
 from velocipy.core import Task
 from velocipy.core._envelopes import Envelope, engine_batches
 from velocipy.tasks._publisher import BatchingBackend, LoopSender, Pending
-from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
+from velocipy.tasks._worker import ForwardFailed, batch_runner, describe
 
 #: The name of the generic task every batch is sent to.
 TASK_NAME = "velocipy.run_batch"
@@ -479,11 +479,6 @@ class _LoopSender:
             self._redis.close()
 
 
-#: How long one attempt of a worker to forward the rest of a batch may wait for the
-#: broker (the web process's deadline is for a request's wait; this is a worker's).
-_FORWARD_DEADLINE = 10.0
-
-
 def install(
     celery_app: Celery,
     *,
@@ -492,6 +487,7 @@ def install(
     forward_attempts: int = 6,
     forward_backoff: float = 0.5,
     forward_max_backoff: float = 8.0,
+    forward_deadline: float = 10.0,
 ) -> Any:
     """Register the generic task that runs published batches on `celery_app`'s workers.
 
@@ -501,12 +497,11 @@ def install(
 
     After its task, a message publishes the rest of its request's tasks: up to
     `forward_attempts` times, `forward_backoff` seconds apart at first, doubling up
-    to `forward_max_backoff` (each attempt waits at most 10 s for the broker). If
-    every attempt fails, the message is rejected and requeued: Celery delivers it
-    again, its task runs again and the rest is forwarded then (at least once).
+    to `forward_max_backoff`, each attempt waiting at most `forward_deadline` seconds
+    for the broker (the web process's `deadline`, for a worker). If every attempt
+    fails, the message is rejected and requeued: Celery delivers it again, its task
+    runs again and the rest is forwarded then (at least once).
     """
-    variables = tuple(context_vars)
-    hooks = error_hooks(on_task_error)
     # The worker forwards through a backend of its own, made on first use in the
     # process that forwards (a forked pool child makes its own): the same message and
     # routing as the web process's, at a tenth of what `send_task` costs per message.
@@ -521,23 +516,23 @@ def install(
             # No retries inside: `run_next` retries, and logs each attempt.
             forwarders.append(
                 CeleryBackend(
-                    celery_app, queue=envelopes[0].queue, deadline=_FORWARD_DEADLINE, retries=0
+                    celery_app, queue=envelopes[0].queue, deadline=forward_deadline, retries=0
                 )
             )
         forwarders[0].publish(envelopes)
 
+    run = batch_runner(
+        forward,
+        context_vars=context_vars,
+        on_task_error=on_task_error,
+        forward_attempts=forward_attempts,
+        forward_backoff=forward_backoff,
+        forward_max_backoff=forward_max_backoff,
+    )
+
     def run_velocipy_batch(batch: list[dict[str, Any]]) -> str:
         try:
-            task = run_next(
-                batch,
-                forward=forward,
-                context_vars=variables,
-                hooks=hooks,
-                engine_context=True,
-                forward_attempts=forward_attempts,
-                forward_backoff=forward_backoff,
-                forward_max_backoff=forward_max_backoff,
-            )
+            task = run(batch)
         except ForwardFailed as failed:
             # Failing would acknowledge the message (acks_late acks failures too) and
             # lose the rest; requeued, it is delivered again, reruns its task and

@@ -20,6 +20,7 @@ on an event loop started for them (anyio), which Celery cannot do by itself.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 import time
@@ -129,8 +130,9 @@ class ForwardFailed(Exception):
 
     Raised by `run_next` to the engine's generic task, which then has the engine
     deliver the *current* message again (Celery: rejected and requeued; Dramatiq:
-    retried by its Retries middleware): its task runs again, then forwards the
-    rest, so no later task of the request is lost (at least once).
+    enqueued again by the generic actor, which waits until the broker takes it): its
+    task runs again, then forwards the rest, so no later task of the request is lost
+    (at least once).
     """
 
     def __init__(self, rest: Sequence[Mapping[str, Any]], attempts: int) -> None:
@@ -186,6 +188,31 @@ def run_next(
             attempts = max(1, forward_attempts) if completed else 1
             _forward(rest, forward, attempts, forward_backoff, forward_max_backoff)
     return task
+
+
+def batch_runner(
+    forward: Callable[[Sequence[Mapping[str, Any]]], None],
+    *,
+    context_vars: Iterable[contextvars.ContextVar[Any]] = (),
+    on_task_error: Iterable[Callable[..., Any]] = (),
+    forward_attempts: int = 1,
+    forward_backoff: float = 0.5,
+    forward_max_backoff: float = 10.0,
+) -> Callable[[Sequence[Mapping[str, Any]]], Task]:
+    """What an engine's generic task calls with each message's batch: `run_next` with
+    the settings its `install` was given, in the engine's context. It returns the
+    task it ran, or raises `ForwardFailed` for the engine to deliver the message again.
+    """
+    return functools.partial(
+        run_next,
+        forward=forward,
+        context_vars=tuple(context_vars),
+        hooks=error_hooks(on_task_error),
+        engine_context=True,
+        forward_attempts=forward_attempts,
+        forward_backoff=forward_backoff,
+        forward_max_backoff=forward_max_backoff,
+    )
 
 
 def _forward(
