@@ -18,7 +18,7 @@ from velocipy.contrib.dramatiq import install
 
 # A test of failed forwards sends all the worker's traffic through a TCP proxy to the
 # same Redis (Dramatiq has one connection pool for consuming and enqueueing), and shuts it.
-URL = os.environ.get("VELOCIPY_TEST_WRITE_BROKER") or os.environ["VELOCIPY_TEST_BROKER"]
+URL = os.environ.get("VELOCIPY_TEST_WORKER_BROKER") or os.environ["VELOCIPY_TEST_BROKER"]
 broker: dramatiq.Broker
 if URL.startswith("amqp"):
     # RabbitMQ hands a killed worker's unacknowledged messages out again at once.

@@ -19,7 +19,8 @@ the next message under the next task's id (`run_next`): every task is a message
 of its own id, in order, whatever the one before did. Dramatiq acks a message
 only after the actor returns, so a worker killed mid-task leaves it to be
 delivered again (at least once); a worker that could not enqueue the rest after its
-attempts hands the message to Dramatiq's Retries middleware, which delivers it again.
+attempts enqueues its message again (its task reruns, then forwards), and lets Dramatiq
+acknowledge it only once the broker took that copy.
 Dramatiq is LGPL-3.0 licensed.
 Needs `pip install 'velocipy[dramatiq]'`.
 """
@@ -28,16 +29,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 from dramatiq.results import ResultBackend, ResultFailure, ResultMissing, Results
 
 from velocipy.core import Task
 from velocipy.core._envelopes import engine_batches
 from velocipy.tasks._publisher import BatchingBackend, Pending
-from velocipy.tasks._worker import ForwardFailed, describe, error_hooks, run_next
+from velocipy.tasks._worker import ForwardFailed, batch_runner, describe
 
 #: The name of the generic actor every batch is sent to.
 ACTOR_NAME = "velocipy_run_batch"
@@ -46,9 +49,12 @@ DEFAULT_QUEUE = "default"
 #: Our own per-task timeouts apply on the worker; Dramatiq's 10-minute limit would cut
 #: a long batch, so the actor's is a day.
 _ACTOR_TIME_LIMIT_MS = 24 * 3600 * 1000
-#: The first pause before Dramatiq delivers again a message whose forward failed (its
-#: Retries middleware doubles it each time, with jitter, up to its maximum).
+#: The first pause before a message whose forward failed is delivered again, doubled at
+#: each delivery up to the maximum.
 _REDELIVERY_BACKOFF_MS = 2000
+_MAX_REDELIVERY_BACKOFF_MS = 10 * 60 * 1000
+#: The option counting a message's deliveries after a failed forward.
+_REDELIVERED = "velocipy_redelivered"
 
 logger = logging.getLogger("velocipy")
 
@@ -122,13 +128,16 @@ class DramatiqBackend(BatchingBackend):
                 message_id=queue_id,
             )
             try:
-                return str(results.get_result(message))
+                result = results.get_result(message)
             except ResultMissing:
                 continue
             except ResultFailure:
                 # The message itself failed: Dramatiq gave up delivering it again after
                 # its forward failed (the task's own failure is a stored "failed").
                 return "failed"
+            # None: the message was enqueued again after its forward failed; its task
+            # has yet to run again.
+            return None if result is None else str(result)
         return None
 
     def send_batches(self, pendings: Sequence[Pending]) -> None:
@@ -173,14 +182,19 @@ def install(
 
     After its task, a message enqueues the rest of its request's tasks: up to
     `forward_attempts` times, `forward_backoff` seconds apart at first, doubling up
-    to `forward_max_backoff`. If every attempt fails, Dramatiq's Retries middleware
-    enqueues the message again with its backoff (up to `redeliveries` times): its
-    task runs again and the rest is forwarded then (at least once). A task's own
-    failure is never retried (it is logged, and the rest run).
+    to `forward_max_backoff`. If every attempt fails, the actor enqueues its own
+    message again, delayed (2 s at first, doubling), up to `redeliveries` times: its
+    task runs again and the rest is forwarded then (at least once). The actor returns,
+    and Dramatiq acknowledges the message, only once the broker took that copy: while
+    the broker refuses it, the actor keeps trying (the worker thread waits, as
+    Dramatiq's own acknowledgement does). After `redeliveries`, the message fails
+    (Dramatiq's dead-letter queue). A task's own failure is never retried (it is
+    logged, and the rest run). Adds Dramatiq's `CurrentMessage` middleware to the
+    broker if it has none (the actor enqueues its current message again).
     """
     names = list(queues) or [DEFAULT_QUEUE]
-    variables = tuple(context_vars)
-    hooks = error_hooks(on_task_error)
+    if not any(isinstance(middleware, CurrentMessage) for middleware in broker.middleware):
+        broker.add_middleware(CurrentMessage())
 
     def forward(rest: Sequence[Mapping[str, Any]]) -> None:
         # The continuation: the next task, as a message of its own under its own id.
@@ -195,37 +209,39 @@ def install(
         )
         broker.enqueue(message)
 
+    run = batch_runner(
+        forward,
+        context_vars=context_vars,
+        on_task_error=on_task_error,
+        forward_attempts=forward_attempts,
+        forward_backoff=forward_backoff,
+        forward_max_backoff=forward_max_backoff,
+    )
     results = _results_backend(broker) is not None
 
     def velocipy_run_batch(batch: list[dict[str, Any]]) -> str | None:
         try:
-            task = run_next(
-                batch,
-                forward=forward,
-                context_vars=variables,
-                hooks=hooks,
-                engine_context=True,
-                forward_attempts=forward_attempts,
-                forward_backoff=forward_backoff,
-                forward_max_backoff=forward_max_backoff,
-            )
+            task = run(batch)
         except ForwardFailed as failed:
-            logger.error(
-                "handing the Dramatiq message %s back to its Retries middleware: its task "
-                "%s will run again, then enqueue the rest (%s)",
-                batch[0].get("id"),
-                batch[0].get("task"),
-                describe(failed.rest),
+            message = CurrentMessage.get_current_message()
+            delivered = message.options.get(_REDELIVERED, 0) if message is not None else 0
+            if message is None or delivered >= redeliveries:
+                logger.error(
+                    "giving up the Dramatiq message %s after %d redeliveries: its rest "
+                    "goes with it to the dead-letter queue (%s)",
+                    batch[0].get("id"),
+                    delivered,
+                    describe(failed.rest),
+                )
+                raise  # Dramatiq fails the message (no retries: see the options)
+            _deliver_again(
+                broker, message, delivered, failed, pause=forward_backoff, most=forward_max_backoff
             )
-            raise
+            # Nothing to store: the copy's run stores how the task ended.
+            return None
         # With the Results middleware, the message's result is how its one task ended
         # (`DramatiqBackend.get_state`); without, None (Dramatiq warns about others).
         return task.state.value if results else None
-
-    def retry_when(retries: int, error: BaseException) -> bool:
-        # Only a forward that failed is worth delivering again: a task's own failure
-        # was logged by the batch, and a retry would rerun the tasks that succeeded.
-        return isinstance(error, ForwardFailed) and retries < redeliveries
 
     actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
         velocipy_run_batch,
@@ -234,9 +250,10 @@ def install(
         queue_name=names[0],
         priority=0,
         options={
-            "max_retries": redeliveries,
-            "retry_when": retry_when,
-            "min_backoff": _REDELIVERY_BACKOFF_MS,
+            # Dramatiq's Retries middleware never retries the actor: a task's failure
+            # was logged by the batch (a retry would rerun the tasks that succeeded),
+            # and the actor delivers a message whose forward failed again itself.
+            "max_retries": 0,
             "time_limit": _ACTOR_TIME_LIMIT_MS,
             # An option the broker refuses unless the Results middleware is on it.
             **({"store_results": True} if results else {}),
@@ -245,6 +262,55 @@ def install(
     for name in names[1:]:
         broker.declare_queue(name)
     return actor
+
+
+def _deliver_again(
+    broker: dramatiq.Broker,
+    message: dramatiq.Message[Any],
+    delivered: int,
+    failed: ForwardFailed,
+    *,
+    pause: float,
+    most: float,
+) -> None:
+    """Enqueue `message` again, delayed, counting the delivery; return once the broker
+    took it, trying again (every `pause` seconds, doubling up to `most`) until then.
+
+    This is what Dramatiq's Retries middleware would do, but where a refusal can be
+    seen: the middleware's enqueue fails in the broker's hook, which Dramatiq logs and
+    then acknowledges the message, and the rest it carried would be lost.
+    """
+    copy = message.copy(options={_REDELIVERED: delivered + 1})
+    delay = min(_REDELIVERY_BACKOFF_MS * 2**delivered, _MAX_REDELIVERY_BACKOFF_MS)
+    attempt = 1
+    while True:
+        try:
+            broker.enqueue(copy, delay=delay)
+        except Exception as error:
+            # The message stays unacknowledged meanwhile: a worker killed now loses
+            # nothing either (the broker delivers it again).
+            logger.warning(
+                "could not enqueue the Dramatiq message %s again (attempt %d: %r); trying "
+                "again in %.2g s, the rest waiting: %s",
+                message.message_id,
+                attempt,
+                error,
+                pause,
+                describe(failed.rest),
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, most)
+            attempt += 1
+            continue
+        logger.error(
+            "enqueued the Dramatiq message %s again (delivery %d, in %d ms): its task will "
+            "run again, then enqueue the rest (%s)",
+            message.message_id,
+            delivered + 1,
+            delay,
+            describe(failed.rest),
+        )
+        return
 
 
 def _results_backend(broker: dramatiq.Broker) -> ResultBackend | None:
