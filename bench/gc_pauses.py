@@ -11,11 +11,15 @@ sleeping 1 s (~1,000 tasks in flight; the apps' in-flight bound raised, as in
 (`velocipy.adapters._gc.SERVING_THRESHOLDS`) and with CPython's own (700, 10,
 10). Response-time percentiles are printed too, but on a loaded machine only
 the pause counts mean something: a pause of several milliseconds holds every
-request that arrives meanwhile, which is what a p99 at a fixed rate sees.
+request that arrives meanwhile, which is what a p99 at a fixed rate sees. The
+server process's CPU time per 1,000 requests (`time.process_time`, the tasks
+finishing after the load included) says what the collections cost in all, beside
+what they hold up once: fewer, longer collections scan as many objects in all.
 
 `python -m bench.gc_pauses probe OUT THRESHOLDS MODULE ARGS...` is the probe
 itself (what the servers are started as): it runs `python -m MODULE ARGS...`
-and writes the collections to OUT as JSON twice a second.
+and writes the collections, and the process's CPU time, to OUT as JSON twice a
+second.
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ def probe(out: str, thresholds: str, module: str, args: list[str]) -> None:
         partial = Path(out + ".partial")
         while True:
             time.sleep(0.5)
-            partial.write_text(json.dumps(events[:]))
+            # The process's CPU time (every thread, this one's share is negligible) beside
+            # the collections: what the server spent in all, collections included.
+            found = {"events": events[:], "cpu_s": time.process_time()}
+            partial.write_text(json.dumps(found))
             partial.replace(out)  # whole files only for the reader
 
     if thresholds:
@@ -72,11 +79,13 @@ def probe(out: str, thresholds: str, module: str, args: list[str]) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _events(path: Path) -> list[tuple[int, float]]:
+def _read(path: Path) -> tuple[list[tuple[int, float]], float]:
+    """The collections the probe has recorded so far, and the process's CPU seconds."""
     try:
-        return [(int(g), float(ms)) for g, ms in json.loads(path.read_text())]
-    except (OSError, ValueError):  # not written yet, or caught mid-write
-        return []
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet
+        return [], 0.0
+    return [(int(g), float(ms)) for g, ms in found["events"]], float(found["cpu_s"])
 
 
 def summarize(events: list[tuple[int, float]]) -> dict[str, Any]:
@@ -143,11 +152,18 @@ def measure(
                     results["runs"].setdefault(server.name, []).append({"problem": server.problem})
                     continue
                 time.sleep(0.6)  # the probe writes twice a second
-                before = len(_events(out))
+                events, cpu_before = _read(out)
                 load = run_pyload(server.port, SIGNUP, duration, connections, rate=rate)
-                time.sleep(0.6)
-                run = summarize(_events(out)[before:])
+                # The last tasks end `max(sleeps)` after the load; then one more write.
+                time.sleep(max(sleeps) + 0.6)
+                after, cpu_after = _read(out)
+                run = summarize(after[len(events) :])
                 run.update(p50_ms=load["p50_ms"], p99_ms=load["p99_ms"], requests=load["requests"])
+                # Every task the load started has finished by then: per request, the whole
+                # cost of one, its task and the collections included.
+                run["server_cpu_ms_per_1k"] = (
+                    (cpu_after - cpu_before) * 1e6 / load["requests"] if load["requests"] else None
+                )
                 results["runs"].setdefault(server.name, []).append(run)
     finally:
         stop_all([s for s, _ in servers])
@@ -157,19 +173,21 @@ def measure(
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| server, task, thresholds | round | collections (gen 0/1/2) | CPU ms in collections "
-        "| longest, ms (gen 0/1/2) | ≥ 1 ms | ≥ 5 ms | p99 ms (loaded machine: indicative) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| longest, ms (gen 0/1/2) | ≥ 1 ms | ≥ 5 ms | server CPU ms per 1,000 requests "
+        "| p99 ms (loaded machine: indicative) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results["runs"].items():
         for number, run in enumerate(runs, 1):
             if "problem" in run:
-                lines.append(f"| {name} | {number} | failed: {run['problem'][:60]} | | | | | |")
+                lines.append(f"| {name} | {number} | failed: {run['problem'][:60]} | | | | | | |")
                 continue
             counts = "/".join(str(run[f"gen{g}"]["n"]) for g in (0, 1, 2))
             longest = "/".join(f"{run[f'gen{g}']['max_ms']:.1f}" for g in (0, 1, 2))
             lines.append(
                 f"| {name} | {number} | {counts} | {run['cpu_ms']:.0f} | {longest} | "
-                f"{run['over_1ms']} | {run['over_5ms']} | {run['p99_ms']:.1f} |"
+                f"{run['over_1ms']} | {run['over_5ms']} | {run['server_cpu_ms_per_1k']:.0f} | "
+                f"{run['p99_ms']:.1f} |"
             )
     return "\n".join(lines)
 
