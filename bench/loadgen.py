@@ -99,15 +99,23 @@ def run_pyload(
     *,
     rate: float = 0.0,
     requests: int = 0,
+    warmup: float = 0.0,
+    samples: bool = False,
 ) -> dict[str, Any]:
     argv = [
         sys.executable, "-m", "bench.pyload", "--port", str(port), "--path", scenario.path,
         "--method", scenario.method, "--body", scenario.body.decode(),
         "--connections", str(connections), "--duration", str(duration),
-        "--rate", str(rate), "--requests", str(requests),
+        "--rate", str(rate), "--requests", str(requests), "--warmup", str(warmup),
     ]  # fmt: skip
+    if samples:
+        argv.append("--samples")
     done = subprocess.run(
-        pinned(argv, LOAD_CORE), capture_output=True, text=True, cwd=ROOT, timeout=duration + 60
+        pinned(argv, LOAD_CORE),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=warmup + duration + 60,
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench.pyload failed: {done.stderr.strip()[-500:]}")

@@ -6,7 +6,10 @@ connections on raw asyncio sockets (uvloop when available), sends one request
 at a time on each, and prints one JSON line: requests, errors, elapsed,
 requests/s and latency percentiles. Closed loop by default; `--rate` paces the
 requests (an open-ish loop at a load the server can sustain, for latency);
-`--requests` stops after that many.
+`--requests` stops after that many. `--warmup S` sends for S seconds more first,
+on the same connections and schedule, and keeps none of it: a server reaches its
+steady state (tasks in flight, say) before anything is recorded. `--samples`
+adds every recorded latency to the JSON, so that runs can be pooled.
 
 Its own ceiling is measured against `bench.ceiling` and stated in the results:
 figures near that ceiling measure this generator, not the server.
@@ -127,6 +130,8 @@ class LoadGenerator:
         self.errors = 0
         self.non_2xx = 0
         self.deadline = 0.0
+        #: Requests sent before this moment are not recorded (`--warmup`).
+        self.recording_from = 0.0
         self.remaining = args.requests or -1
 
     async def _connect(self) -> Connection:
@@ -165,6 +170,8 @@ class LoadGenerator:
                 await asyncio.sleep(0.01)
                 continue
             finished = clock()
+            if began < self.recording_from:
+                continue
             self.requests += 1
             if not 200 <= status < 300:
                 self.non_2xx += 1
@@ -175,10 +182,14 @@ class LoadGenerator:
 
     async def run(self) -> dict[str, Any]:
         start = time.perf_counter()
-        self.deadline = start + self.args.duration
+        self.recording_from = start + self.args.warmup
+        self.deadline = self.recording_from + self.args.duration
         await asyncio.gather(*(self.worker(i, start) for i in range(self.args.connections)))
-        elapsed = time.perf_counter() - start
-        return summarize(self.requests, self.errors, self.non_2xx, elapsed, self.latencies)
+        elapsed = time.perf_counter() - self.recording_from
+        found = summarize(self.requests, self.errors, self.non_2xx, elapsed, self.latencies)
+        if self.args.samples:
+            found["samples_ms"] = [round(latency * 1000, 4) for latency in self.latencies]
+        return found
 
 
 def summarize(
@@ -215,6 +226,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds (an upper bound)")
     parser.add_argument("--rate", type=float, default=0.0, help="total requests/s (0: closed loop)")
     parser.add_argument("--requests", type=int, default=0, help="stop after this many (0: no cap)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of load first, not recorded"
+    )
+    parser.add_argument(
+        "--samples", action="store_true", help="every latency too (ms), to pool several runs"
+    )
     return parser.parse_args(argv)
 
 

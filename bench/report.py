@@ -183,16 +183,27 @@ def markdown(results: dict[str, Any]) -> str:
     latency = results.get("latency")
     if latency:
         add("## Latency under background tasks\n")
+        floor = latency["generator_floor"]
+        warmup = latency.get("warmup") or 0
         add(
             f"POST /signup at a fixed {latency['rate']:g} req/s over the pure-Python generator's "
-            f"keep-alive connections for {latency['duration']:g} s, {latency['rounds']} rounds "
-            f"alternating between a server whose task does nothing and one whose task sleeps "
-            f"{latency['task_sleep']:g} s. Medians over rounds. Generator noise floor (same "
-            f"load against `bench.ceiling`): p50 {_num(latency['generator_floor']['p50_ms'])} ms,"
-            f" p99 {_num(latency['generator_floor']['p99_ms'])} ms: differences of that order "
-            "are the generator's, not the server's. Configurations other than VelociPy's "
-            "are references: the same task with no framework, and on a peer."
+            f"keep-alive connections for {latency['duration']:g} s"
+            + (f" (after {warmup:g} s of load not recorded)" if warmup else "")
+            + f", {latency['rounds']} rounds alternating between a server whose task does "
+            f"nothing and one whose task sleeps {latency['task_sleep']:g} s. Medians over "
+            "rounds; the ratio by round is the median (min–max) of each round's own. "
+            f"Generator noise floor (same load against `bench.ceiling`): "
+            f"p50 {_num(floor['p50_ms'])} ms, p99 {_num(floor['p99_ms'])} ms: differences of "
+            "that order are the generator's, not the server's. Configurations other than "
+            "VelociPy's are references: the same task with no framework, and on a peer."
         )
+        if floor.get("p99_ratio") is not None:
+            add(
+                "The same canned-response server measured twice a round (first and last) "
+                f"reads a p99 ratio of {_num(floor['p99_ratio'])} (of medians), "
+                f"{_range(floor.get('p99_ratio_by_round'))} by round: what this method "
+                "reports as a difference when there is none."
+            )
         bound = latency.get("max_tasks_in_flight")
         if bound:
             add(
@@ -204,23 +215,24 @@ def markdown(results: dict[str, Any]) -> str:
         add("")
         task = f"{latency['task_sleep']:g} s task"
         add(f"| configuration | p50 no-op | p50 {task} | p50 ratio | p99 no-op | p99 {task} "
-            "| p99 ratio |")  # fmt: skip
-        add("|---|---|---|---|---|---|---|")
+            "| p99 ratio | p99 ratio by round |")  # fmt: skip
+        add("|---|---|---|---|---|---|---|---|")
         for name, entry in latency["configs"].items():
             if entry["status"] != "ok":
-                add(f"| {name} | {entry['status']} | | | | | |")
+                add(f"| {name} | {entry['status']} | | | | | | |")
                 continue
             idle, sleeping = entry["idle"], entry["sleeping"]
             add(
                 f"| {name} | {_num(idle['p50_ms'])} ms | {_num(sleeping['p50_ms'])} ms | "
                 f"{_num(entry['p50_ratio'])} | {_num(idle['p99_ms'])} ms | "
-                f"{_num(sleeping['p99_ms'])} ms | {_num(entry['p99_ratio'])} |"
+                f"{_num(sleeping['p99_ms'])} ms | {_num(entry['p99_ratio'])} | "
+                f"{_range(entry.get('p99_ratio_by_round'))} |"
             )
         default = latency.get("default_bound")
         if default and default.get("status") == "ok":
             add(
                 f"| {default['config']}, default bound (backpressure) | | "
-                f"{_num(default['p50_ms'])} ms | | | {_num(default['p99_ms'])} ms | |"
+                f"{_num(default['p50_ms'])} ms | | | {_num(default['p99_ms'])} ms | | |"
             )
         add("")
     core = results.get("core")

@@ -1,6 +1,6 @@
 """The one command: `python -m bench.run [--quick | --smoke]` measures and writes the report.
 
-Full run (about 15 minutes on 2 cores): every configuration, 5 interleaved
+Full run (about 21 minutes on 2 cores): every configuration, 5 interleaved
 rounds of 3 s per scenario, latency under tasks, memory, core overhead and a
 profile; writes `bench/RESULTS.md` and `bench/results.json`. `--quick` (under
 2 minutes, for optimising) measures the baselines and VelociPy only, shorter,
@@ -47,6 +47,7 @@ class Plan:
     latency_duration: float
     latency_rounds: int
     latency_sleep: float
+    latency_warmup: float
     idle_connections: int
     idle_configs: tuple[str, ...]
     queued_tasks: int
@@ -73,20 +74,20 @@ def plan_for(mode: str) -> Plan:
     all_configs = tuple(c.name for c in CONFIGS)
     if mode == "smoke":
         return Plan(
-            SMOKE, 1, 0.3, 0.0, ("velocipy/uvicorn-h11",), 200, 0.3, 1, 0.2,
+            SMOKE, 1, 0.3, 0.0, ("velocipy/uvicorn-h11",), 200, 0.3, 1, 0.2, 0.0,
             50, ("velocipy/uvicorn-h11",), 200, ("velocipy/uvicorn-h11",),
             300, 2, 0, Path(tempfile.mkdtemp(prefix="bench-smoke-")),
         )  # fmt: skip
     if mode == "quick":
         return Plan(
-            QUICK, 2, 1.0, 1.0, (OWN, "velocipy/uvicorn-httptools"), 500, 2.0, 1, 1.0,
+            QUICK, 2, 1.0, 1.0, (OWN, "velocipy/uvicorn-httptools"), 500, 2.0, 1, 1.0, 1.0,
             1000, (OWN,), 5000, (OWN,), 5000, 3, 5000, HERE / "quick",
         )  # fmt: skip
     return Plan(
         all_configs, 5, 3.0, 1.0,
         (OWN, OWN_HTTPTOOLS, "velocipy/uvicorn-httptools", "velocipy/gunicorn-gthread",
          *LATENCY_REFERENCES),
-        1000, 5.0, 3, 1.0,
+        1000, 5.0, latency.ROUNDS, 1.0, latency.WARMUP,
         5000, (OWN, "velocipy/uvicorn-httptools", "bare-asgi/uvicorn-h11"),
         50_000, (OWN,),
         20_000, 5, 50_000, HERE,
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds=plan.latency_rounds,
             connections=args.connections,
             sleep=plan.latency_sleep,
+            warmup=plan.latency_warmup,
             floor=mode != "smoke",
         )
     timings["latency"], clock = time.monotonic() - clock, time.monotonic()

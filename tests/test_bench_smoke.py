@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from bench.apps import _common
 from bench.configs import SCENARIOS, Scenario
-from bench.loadgen import parse_wrk
+from bench.loadgen import parse_wrk, run_pyload
 from bench.pyload import ResponseReader
 from bench.servers import Server, free_port
 
@@ -138,6 +139,26 @@ def test_a_server_that_cannot_start_is_reported_not_raised() -> None:
         assert "exited with code 3" in server.problem
     finally:
         server.stop()
+
+
+@pytest.mark.server
+def test_the_generator_records_nothing_of_its_warm_up() -> None:
+    """`--warmup`: the load runs longer, but only the last `duration` s is recorded."""
+    port = free_port()
+    ceiling = Server("ceiling", [sys.executable, "-m", "bench.ceiling", "--port", str(port)], port)
+    ceiling.start()
+    try:
+        assert ceiling.wait_ready(30), ceiling.problem
+        started = time.monotonic()
+        found = run_pyload(port, SCENARIOS[1], 1.0, 4, rate=200, warmup=1.0, samples=True)
+        took = time.monotonic() - started
+    finally:
+        ceiling.stop()
+    # 2 s of load at 200 req/s, the last 1 s recorded: about 200, never the ~400 sent.
+    assert took >= 2.0
+    assert 150 <= found["requests"] <= 210, found["requests"]
+    assert len(found["samples_ms"]) == found["requests"]
+    assert found["elapsed"] < 1.5
 
 
 # Slow (~25 s: every configuration's server started and measured briefly): a check of
