@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.queues.conftest import start_redis
+from tests.queues.conftest import delete_amqp_queues, start_redis
 from tests.queues.proxy import TcpProxy
 from tests.queues.test_engines import (
     ENGINES,
@@ -75,9 +75,12 @@ class Chain:
 
 
 def _through(proxy: TcpProxy, url: str) -> str:
-    """`url` with its port replaced by the proxy's."""
+    """`url` with its host and port replaced by the proxy's (its user kept)."""
     parts = urlsplit(url)
-    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+    user = parts.netloc.rpartition("@")[0]
+    return parts._replace(
+        netloc=f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    ).geturl()
 
 
 @contextlib.contextmanager
@@ -96,12 +99,13 @@ def chain_running(
 
 
 @contextlib.contextmanager
-def proxied(redis_url: str, variable: str) -> Iterator[tuple[TcpProxy, dict[str, str]]]:
-    """A proxy to `redis_url`, and the worker's environment entry `variable` naming it;
-    always closed."""
-    proxy = TcpProxy(urlsplit(redis_url).port or 6379)
+def proxied(url: str, variable: str) -> Iterator[tuple[TcpProxy, dict[str, str]]]:
+    """A proxy to the broker at `url`, and the worker's environment entry `variable`
+    naming it; always closed."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.port or (5672 if parts.scheme == "amqp" else 6379))
     try:
-        yield proxy, {variable: _through(proxy, redis_url)}
+        yield proxy, {variable: _through(proxy, url)}
     finally:
         proxy.close()
 
@@ -197,6 +201,45 @@ def test_a_broker_gone_past_every_forward_attempt_loses_no_task(
         assert "enqueued the Dramatiq message" in output
     else:
         assert "requeueing the Celery message" in output
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_rabbitmq_a_broker_gone_past_every_forward_attempt_loses_no_task(
+    engine: str, rabbitmq_url: str, run_id: str, jobs_log: Path
+) -> None:
+    try:
+        with (
+            proxied(rabbitmq_url, "VELOCIPY_TEST_WORKER_BROKER") as (proxy, through),
+            chain_running(
+                engine,
+                rabbitmq_url,
+                run_id,
+                jobs_log,
+                **through,
+                VELOCIPY_TEST_FORWARD_ATTEMPTS="2",
+                VELOCIPY_TEST_FORWARD_BACKOFF="0.2",
+            ) as chain,
+        ):
+            proxy.down()
+            chain.logged("could not publish the rest of a task batch (2 attempt(s)", 30)
+            time.sleep(3.0)
+            assert ("record", "after") not in chain.labels()
+            proxy.up()
+            chain.wait(lambda: ("record", "after") in chain.labels(), 90, "the third task")
+            time.sleep(5.0)  # a copy delivered again would show up now
+    finally:
+        delete_amqp_queues(rabbitmq_url, run_id)
+    labels = chain.labels()
+    # RabbitMQ hands the unacknowledged messages out again when the worker's connection
+    # closes, besides what the worker does: the second task may run more than twice,
+    # and the third then more than once. With Celery, in about half the runs, the first
+    # task's message came back too, though it had succeeded two seconds before the cut
+    # (why is not established: its acknowledgement seems not to have reached RabbitMQ).
+    # At least once: none is lost, and each ran after the one before.
+    assert labels[:3] == IN_ORDER[:3], labels
+    assert labels.count(("slow-start", "slow")) >= 2, labels
+    first_after = labels.index(("record", "after"))
+    assert labels[first_after - 1] == ("slow-end", "slow"), labels
 
 
 @pytest.mark.parametrize("engine", ENGINES)
