@@ -30,9 +30,11 @@ from tests.queues.test_engines import (
     ENGINES,
     both_said,
     environment,
+    kill_group,
     runs,
     wait_for,
     web_and_worker,
+    worker,
     worker_output,
 )
 
@@ -56,6 +58,7 @@ class Chain:
     server: Any
     process: subprocess.Popen[bytes]
     jobs_log: Path
+    env: dict[str, str]
 
     def labels(self) -> list[tuple[str, str]]:
         return [(run["task"], run["label"]) for run in runs(self.jobs_log)]
@@ -91,7 +94,7 @@ def chain_running(
     request whose second task sleeps 2 s, and yield once that task has started."""
     env = environment(engine, broker, run_id, jobs_log, **extra)
     with web_and_worker(env) as (server, process):
-        chain = Chain(server, process, jobs_log)
+        chain = Chain(server, process, jobs_log, env)
         response = httpx.post(f"{server.url}/chain", params={"seconds": 2}, timeout=10)
         assert response.status_code == 200
         chain.wait(lambda: ("slow-start", "slow") in chain.labels(), 30, "the second task")
@@ -201,6 +204,37 @@ def test_a_broker_gone_past_every_forward_attempt_loses_no_task(
         assert "enqueued the Dramatiq message" in output
     else:
         assert "requeueing the Celery message" in output
+
+
+def test_a_dramatiq_worker_killed_while_it_waits_to_deliver_a_message_again_loses_nothing(
+    redis_url: str, run_id: str, jobs_log: Path
+) -> None:
+    # The actor waits for the broker to take its message again; the message stays
+    # unacknowledged meanwhile, so a worker killed then leaves it for the next one.
+    with (
+        proxied(redis_url, "VELOCIPY_TEST_WORKER_BROKER") as (proxy, through),
+        chain_running(
+            "dramatiq",
+            redis_url,
+            run_id,
+            jobs_log,
+            **through,
+            VELOCIPY_TEST_FORWARD_ATTEMPTS="2",
+            VELOCIPY_TEST_FORWARD_BACKOFF="0.2",
+        ) as chain,
+    ):
+        proxy.down()
+        chain.logged("could not enqueue the Dramatiq message", 30)
+        kill_group(chain.process, signal.SIGKILL)
+        proxy.up()
+        with worker("dramatiq", chain.env) as second:
+            wait_for(
+                lambda: ("record", "after") in chain.labels(),
+                60,
+                lambda: f"the third task; the second worker said:\n{worker_output(second)}",
+            )
+            time.sleep(1.0)  # a duplicate would show up now
+    assert chain.labels() == RERUN
 
 
 @pytest.mark.parametrize("engine", ENGINES)
