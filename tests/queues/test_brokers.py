@@ -19,8 +19,9 @@ def run_without_rabbitmq(ci: bool) -> subprocess.CompletedProcess[str]:
     env["VELOCIPY_TEST_AMQP_URL"] = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
     if ci:
         env["CI"] = "true"
+    # `-n 0`: one test, run in process (no xdist workers), so `-s` shows what the fixture printed.
     return subprocess.run(
-        [PYTHON, "-m", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", TEST],
+        [PYTHON, "-m", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", "-n", "0", TEST],
         cwd=ROOT,
         env=env,
         capture_output=True,
