@@ -16,7 +16,11 @@ requests are in flight (a thousand whose background task sleeps 1 s, say):
   pause as long as a full collection, several times a second. While `BUSY_FLOWS`
   flows or more are in flight the thresholds are `SERVING_THRESHOLDS`:
 
-  - young collections after 50 (small, frequent: about 25 us each);
+  - young collections after 50 (small, frequent: about 25 us each). Larger
+    first thresholds scan less in all but not at every collection: with ~1,000
+    tasks sleeping (`python -m bench.gc_pauses --count-scanned`), 50 scans ~59
+    objects per request and at most ~5,600 in one collection; 200 scans 40-52
+    and let one reach 32,000 (a 6 ms pause), CPython's 700 likewise;
   - every second one is a generation-1 collection (second threshold 0): what
     survived one young collection goes to the old generation at the next. With
     CPython's 10, a generation-1 collection scans what survived ten young ones,
