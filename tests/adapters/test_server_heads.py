@@ -44,7 +44,10 @@ class FakeServer:
 
 @pytest.fixture(autouse=True)
 def fixed_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_heads, "date_header", lambda: b"Mon, 30 Nov 2026 12:00:00 GMT")
+    date = b"Mon, 30 Nov 2026 12:00:00 GMT"
+    monkeypatch.setattr(_heads, "date_header", lambda: date)
+    # The cached tail reads the clock itself and asks `date_for` once a second.
+    monkeypatch.setattr(_heads, "date_for", lambda now: (date, now - 60, now + 60))
     _heads._PLAIN.clear()
 
 
@@ -113,3 +116,27 @@ def test_an_app_asking_to_close_gets_the_connection_closed() -> None:
     assert head.lower().count(b"connection:") == 1
     keep = [(b"content-length", b"0"), (b"connection", b"keep-alive")]
     assert not _heads.response_head(200, keep, False, b"1.1", False, server)[3]
+
+
+def test_the_date_line_follows_the_clock_second_by_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from email.utils import formatdate
+
+    from velocipy.server import _wire
+
+    monkeypatch.setattr(_heads, "date_for", _wire.date_for)  # the real one, not the fixture's
+    now = [1_700_000_000.25]
+    monkeypatch.setattr(_heads, "_time", lambda: now[0])
+    tail = _heads.ResponseTail([(b"server", b"velocipy")], date=True)
+
+    def expected(second: int) -> bytes:
+        return b"date: %s\r\nserver: velocipy\r\n" % formatdate(second, usegmt=True).encode()
+
+    first = tail.lines()
+    assert first == expected(1_700_000_000)
+    now[0] = 1_700_000_000.99
+    assert tail.lines() is first  # the same second: the lines already made
+    now[0] = 1_700_000_001.0
+    assert tail.lines() == expected(1_700_000_001)
+    now[0] = 1_699_999_990.5  # the clock set back: a fresh value at once
+    assert tail.lines() == expected(1_699_999_990)
+    assert _heads.ResponseTail([(b"server", b"v")], date=False).lines() == b"server: v\r\n"

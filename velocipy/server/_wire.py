@@ -13,19 +13,30 @@ from email.utils import formatdate
 
 from velocipy.core import reason_phrase
 
-_date_second = -1
+#: The Date value and the second it is for: `_date_from <= time.time() < _date_until`.
 _date_value = b""
+_date_from = 0.0
+_date_until = 0.0
 
 
 def date_header() -> bytes:
     """The current time as an HTTP-date (RFC 9110 §5.6.7), cached for the current second."""
-    global _date_second, _date_value
     now = time.time()
+    # Two float comparisons rather than `int(now)` against the cached second: a call less
+    # per response (and a clock set back gets a fresh value at once).
+    if _date_from <= now < _date_until:
+        return _date_value
+    return date_for(now)[0]
+
+
+def date_for(now: float) -> tuple[bytes, float, float]:
+    """The HTTP-date of `now`, and the second it holds for: (value, from, until)."""
+    global _date_value, _date_from, _date_until
     second = int(now)
-    if second != _date_second:
-        _date_value = formatdate(now, usegmt=True).encode("ascii")
-        _date_second = second
-    return _date_value
+    _date_value = formatdate(second, usegmt=True).encode("ascii")
+    _date_from = float(second)
+    _date_until = _date_from + 1.0
+    return _date_value, _date_from, _date_until
 
 
 _REASONS: dict[int, bytes] = {}
