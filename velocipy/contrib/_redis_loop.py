@@ -66,9 +66,9 @@ class _Link(asyncio.Protocol):
         if sock is not None:  # asyncio sets it already on TCP; said here for the reader
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def write(self, data: bytes, answers: int, prefix: bytes, done: Done) -> None:
+    def write(self, chunks: list[bytes], answers: int, prefix: bytes, done: Done) -> None:
         self.expected.append(_Expected(answers, prefix, done))
-        self.transport.write(data)  # type: ignore[union-attr]  # made before any write
+        self.transport.writelines(chunks)  # type: ignore[union-attr]  # made before any write
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data if self.buffer else data
@@ -118,16 +118,17 @@ class LoopRedis:
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
         #: Sends made while connecting, written once connected.
-        self._queued: list[tuple[bytes, int, Done]] = []
+        self._queued: list[tuple[list[bytes], int, Done]] = []
 
-    def send(self, data: bytes, answers: int, done: Done) -> None:
-        """Write `data` (packed commands owing `answers` integer replies); `done(error)`
-        is called on the loop once they are in, or the connection failed."""
+    def send(self, chunks: list[bytes], answers: int, done: Done) -> None:
+        """Write `chunks` (packed commands owing `answers` integer replies, in one system
+        call); `done(error)` is called on the loop once they are in, or the connection
+        failed."""
         link = self._link
         if link is not None:
-            link.write(data, answers, b":", done)
+            link.write(chunks, answers, b":", done)
             return
-        self._queued.append((data, answers, done))
+        self._queued.append((chunks, answers, done))
         if self._connecting is None:
             self._connecting = self._loop.create_task(self._connect())
 
@@ -167,11 +168,11 @@ class LoopRedis:
                     if error is not None:
                         link.fail(error)
 
-                made.write(b"".join(pack(c) for c in handshake), len(handshake), b"+OK", checked)
+                made.write([pack(c) for c in handshake], len(handshake), b"+OK", checked)
             queued, self._queued = self._queued, []
             self._link = made
-            for data, answers, done in queued:
-                made.write(data, answers, b":", done)
+            for chunks, answers, done in queued:
+                made.write(chunks, answers, b":", done)
         except BaseException as error:
             # Told to each sender, who decides about retrying; never lost in a task.
             if link is not None:

@@ -33,20 +33,44 @@ def pack(args: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def pack_lpush(commands: Sequence[tuple[str, Sequence[str]]]) -> bytes:
-    """`LPUSH key values...` for each `(key, values)`, packed into one write.
+def lpush_chunks(commands: Sequence[tuple[str, Sequence[bytes | str]]]) -> list[bytes]:
+    """`LPUSH key values...` for each `(key, values)`: the chunks of one write, in order.
 
-    Packed here rather than by `pack`: one join, and the messages, the bulk of the
-    bytes, copied once.
+    The values themselves are chunks, not copied into a frame: the messages are the
+    bulk of the bytes, and a transport writes the chunks in one system call
+    (`writelines`). A `str` value is sent UTF-8 encoded.
     """
-    parts: list[bytes] = []
+    chunks: list[bytes] = []
     for key, values in commands:
-        name = key.encode()
-        parts.append(b"*%d\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(values) + 2, len(name), name))
+        head = _HEADS.get((key, len(values)))
+        if head is None:
+            name = key.encode()
+            head = b"*%d\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(values) + 2, len(name), name)
+            if len(_HEADS) < _HEADS_MAX:
+                _HEADS[key, len(values)] = head
+        chunks.append(head)
         for value in values:
-            data = value.encode()
-            parts += (b"$%d\r\n" % len(data), data, _CRLF)
-    return b"".join(parts)
+            data = value if type(value) is bytes else value.encode()  # type: ignore[union-attr]
+            chunks += (b"$%d\r\n" % len(data), data, _CRLF)
+    return chunks
+
+
+def lpush_one(key: str, value: bytes) -> list[bytes]:
+    """`lpush_chunks([(key, [value])])`, the common case under a light load, in fewer steps."""
+    head = _HEADS.get((key, 1))
+    if head is None:
+        return lpush_chunks([(key, [value])])
+    return [head, b"$%d\r\n" % len(value), value, _CRLF]
+
+
+def pack_lpush(commands: Sequence[tuple[str, Sequence[bytes | str]]]) -> bytes:
+    """`LPUSH key values...` for each `(key, values)`, packed into one write."""
+    return b"".join(lpush_chunks(commands))
+
+
+#: Per key and number of values: the start of its `LPUSH` command (a few queues, usually).
+_HEADS: dict[tuple[str, int], bytes] = {}
+_HEADS_MAX = 4096
 
 
 class RedisWire:
@@ -94,7 +118,7 @@ class RedisWire:
             timeout=kwargs.get("socket_timeout"),
         )
 
-    def lpush(self, commands: Sequence[tuple[str, Sequence[str]]]) -> None:
+    def lpush(self, commands: Sequence[tuple[str, Sequence[bytes | str]]]) -> None:
         """`LPUSH key values...` for each `(key, values)`, in one write; raise if any failed.
 
         A server's error answer raises `redis.exceptions.ResponseError` (not retried);

@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import socket
-from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,9 +48,9 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from velocipy.contrib._redis_loop import LoopRedis
-from velocipy.contrib._redis_wire import RedisWire, pack_lpush
+from velocipy.contrib._redis_wire import RedisWire, lpush_chunks, lpush_one
 from velocipy.core import Task
-from velocipy.core._envelopes import Envelope, engine_batches
+from velocipy.core._envelopes import ENVELOPE_VERSION, Envelope, _dumps, engine_batches
 from velocipy.tasks._publisher import BatchingBackend, LoopSender, Pending
 from velocipy.tasks._worker import ForwardFailed, batch_runner, describe
 
@@ -70,26 +69,86 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _BODY = "[[[%s]], {}, " + json.dumps(_EMBED) + "]"
 #: `_BODY` around its one field, for a concatenation (cheaper than `%` of it).
 _BODY_HEAD, _BODY_TAIL = _BODY.split("%s")
-#: A Celery task message as kombu's Redis transport stores it (what `send_task` would
-#: write, the body base64-encoded as Celery does: the C encoder takes a tenth of the
-#: time JSON-escaping the body's quotes did): body, id, eta, id, argsrepr, origin, id,
-#: routing key, priority, delivery tag.
+#: A Celery task message as kombu's Redis transport stores it: what `send_task` writes,
+#: except that the body is the JSON text itself, as a JSON string, where kombu writes it
+#: base64-encoded. kombu's virtual transport decodes the body only when the message names
+#: a `body_encoding` (every version since 4.0: `decode_body` returns the body as it is for
+#: none), and its workers read either form; this one is shorter, and most of its escaped
+#: text is written once per task and route (`_Shape`) instead of encoded per message.
+#: Fields: body, id, eta, id, argsrepr, origin, id, routing key, priority, delivery tag.
 _WIRE = (
-    '{"body": "%s", "content-encoding": "utf-8", "content-type": "application/json", '
+    '{"body": %s, "content-encoding": "utf-8", "content-type": "application/json", '
     '"headers": {"lang": "py", "task": "' + TASK_NAME + '", "id": %s, "shadow": null, '
     '"eta": %s, "expires": null, "group": null, "group_index": null, "retries": 0, '
     '"timelimit": [null, null], "root_id": %s, "parent_id": null, "argsrepr": %s, '
     '"kwargsrepr": "{}", "origin": %s, "ignore_result": false, '
     '"replaced_task_nesting": 0, "stamped_headers": null, "stamps": {}}, '
     '"properties": {"correlation_id": %s, "reply_to": "", "delivery_mode": 2, '
-    '"delivery_info": {"exchange": "", "routing_key": %s}, "priority": %d, '
-    '"body_encoding": "base64", "delivery_tag": %s}}'
+    '"delivery_info": {"exchange": "", "routing_key": %s}, "priority": %s, '
+    '"body_encoding": null, "delivery_tag": %s}}'
 )
 
 
 #: `_WIRE` cut at its fields: a message is one join of these and the fields (a `%` of the
 #: whole template parsed its 600 characters once per message, three times the join's cost).
-(_W0, _W1, _W2, _W3, _W4, _W5, _W6, _W7, _W8, _W9, _W10) = _WIRE.replace("%d", "%s").split("%s")
+(_W0, _W1, _W2, _W3, _W4, _W5, _W6, _W7, _W8, _W9, _W10) = _WIRE.split("%s")
+
+
+def _escaped(text: str) -> str:
+    """`text` as it reads inside a JSON string, without the quotes around it."""
+    return _quote(text)[1:-1]
+
+
+class _Shape:
+    """The constant text of a one-task message, for one task, route, queue and origin.
+
+    A one-task message is one join of these and the fields that vary per request:
+    the envelope id (four times: in the body, the `id` and `root_id` headers and the
+    correlation id), its arguments, keyword arguments and carried context (each as
+    escaped JSON inside the body string), the `eta` and the delivery tag. The rest
+    of the body (`_BODY` around `Envelope.to_json`'s text, as `json.dumps` writes it)
+    is escaped here, once: escaping goes character by character, so the escaped
+    pieces joined are the escaped whole. Bytes, ASCII (JSON's escapes): what is sent.
+    The id goes in between quotes as it is, when JSON needs no escape in it (a fresh
+    id never does; `_message` checks).
+    """
+
+    __slots__ = ("body", "args", "kwargs", "context", "head", "eta", "root", "tail", "end")
+
+    def __init__(self, first: Envelope, name: str, priority: int, origin: str) -> None:
+        def text(value: Any) -> str:
+            return "null" if value is None else json.dumps(value)
+
+        def data(text: str) -> bytes:
+            return text.encode("ascii")
+
+        self.body = data(_W0 + '"' + _escaped(f'{_BODY_HEAD}{{"v": {ENVELOPE_VERSION}, "id": "'))
+        self.args = data(
+            _escaped(f'", "task": {_quote(first.task)}, "name": {_quote(first.name)}, "args": ')
+        )
+        self.kwargs = data(_escaped(', "kwargs": '))
+        self.context = data(
+            _escaped(
+                f', "route": {_quote(first.route)}, "method": {_quote(first.method)}, '
+                f'"timeout": {text(first.timeout)}, "queue": {text(first.queue)}, '
+                f'"priority": {text(first.priority)}, "delay": {text(first.delay)}, '
+                '"context": '
+            )
+        )
+        self.head = data(_escaped("}" + _BODY_TAIL) + '"' + _W1 + '"')
+        self.eta = data('"' + _W2)
+        self.root = data(_W3 + '"')
+        argsrepr = _quote(f"(velocipy batch: {first.name})")
+        self.tail = data('"' + _W4 + argsrepr + _W5 + origin + _W6 + '"')
+        self.end = data(f'"{_W7}{_quote(name)}{_W8}{priority}{_W9}')
+
+
+#: The end of every message.
+_END = _W10.encode()
+
+
+#: Shapes kept at most; an app with more tasks, routes and queues than this builds anew.
+_SHAPES_MAX = 1024
 
 
 class CeleryBackend(BatchingBackend):
@@ -137,10 +196,8 @@ class CeleryBackend(BatchingBackend):
         #: Where an event loop connects to Redis for that (None: not yet known, or not
         #: plain TCP: the thread sends everything).
         self._loop_settings: RedisWire | None = None
-        #: Per (queue, priority): the message's text from the routing key to the tag.
-        self._tails: dict[tuple[str, int], str] = {}
-        #: Per task name: the `argsrepr` header of a one-task message.
-        self._reprs: dict[str, str] = {}
+        #: Per task, route, queue and origin: the constant text of a one-task message.
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
 
     def loop_sender(self, loop: asyncio.AbstractEventLoop) -> LoopSender | None:
         return _LoopSender(self, loop)
@@ -242,7 +299,7 @@ class CeleryBackend(BatchingBackend):
     def _send_redis(self, pendings: Sequence[Pending]) -> None:
         channel = self._channel
         origin, next_tag = self._tags.start()
-        by_key: dict[str, list[str]] = {}
+        by_key: dict[str, list[bytes]] = {}
         routed: list[list[Envelope]] = []  # for queues only Celery's own publish routes
         for pending in pendings:
             for batch in engine_batches(pending.envelopes):
@@ -299,46 +356,82 @@ class CeleryBackend(BatchingBackend):
             link.read_response()  # raises the server's error, if it answered one
 
     def _message(
-        self, batch: Sequence[Envelope], name: str, priority: int, origin: str, tag: str
-    ) -> str:
+        self, batch: Sequence[Envelope], name: str, priority: int, origin: str, tag: bytes
+    ) -> bytes:
         """The Celery task message for `batch` (one run of equal options), as kombu's
-        Redis transport stores it."""
+        Redis transport stores it; its body is `json.dumps([[[envelope.to_dict() ...]],
+        {}, _EMBED])`, the same text, as a JSON string."""
         first = batch[0]
         ident = _quote(first.id)
-        # `json.dumps([[[envelope.to_dict() ...]], {}, _EMBED])`, the same text.
-        if len(batch) == 1:
-            body = _BODY_HEAD + first.to_json() + _BODY_TAIL
-            argsrepr = self._reprs.get(first.name)
-            if argsrepr is None:  # once per task name
-                argsrepr = self._reprs[first.name] = _quote(f"(velocipy batch: {first.name})")
-        else:
-            body = _BODY_HEAD + ", ".join([envelope.to_json() for envelope in batch]) + _BODY_TAIL
-            names = ", ".join([envelope.name for envelope in batch])
-            argsrepr = _quote(f"(velocipy batch: {names})")
-        tail = self._tails.get((name, priority))
-        if tail is None:  # the routing key and priority fields, once per queue and priority
-            tail = self._tails[name, priority] = f"{_W7}{_quote(name)}{_W8}{priority}{_W9}"
+        eta = _eta(first.delay) if first.delay else "null"
+        # One task, whose id JSON writes as it is (a fresh id, always): the shape's text.
+        if len(batch) == 1 and len(ident) == len(first.id) + 2:
+            key = (
+                first.task,
+                first.name,
+                first.route,
+                first.method,
+                first.timeout,
+                first.queue,
+                first.priority,
+                first.delay,
+                name,
+                priority,
+                origin,
+            )
+            shape = self._shapes.get(key)
+            if shape is None:
+                if len(self._shapes) >= _SHAPES_MAX:
+                    self._shapes.clear()
+                shape = self._shapes[key] = _Shape(first, name, priority, origin)
+            args, kwargs, context = first.args, first.kwargs, first.context
+            ident_data = first.id.encode()
+            return b"".join(
+                (
+                    shape.body,
+                    ident_data,
+                    shape.args,
+                    _quote(_dumps(args))[1:-1].encode() if args else b"[]",
+                    shape.kwargs,
+                    _quote(_dumps(kwargs))[1:-1].encode() if kwargs else b"{}",
+                    shape.context,
+                    _quote(_dumps(context))[1:-1].encode() if context else b"{}",
+                    shape.head,
+                    ident_data,
+                    shape.eta,
+                    b"null" if eta == "null" else eta.encode(),
+                    shape.root,
+                    ident_data,
+                    shape.tail,
+                    ident_data,
+                    shape.end,
+                    tag,
+                    _END,
+                )
+            )
+        body = _BODY_HEAD + ", ".join([envelope.to_json() for envelope in batch]) + _BODY_TAIL
+        names = ", ".join([envelope.name for envelope in batch])
         return "".join(
             (
                 _W0,
-                b2a_base64(body.encode(), newline=False).decode("ascii"),
+                _quote(body),
                 _W1,
                 ident,
                 _W2,
-                _eta(first.delay) if first.delay else "null",
+                eta,
                 _W3,
                 ident,
                 _W4,
-                argsrepr,
+                _quote(f"(velocipy batch: {names})"),
                 _W5,
                 origin,
                 _W6,
                 ident,
-                tail,
-                tag,
+                f"{_W7}{_quote(name)}{_W8}{priority}{_W9}",
+                tag.decode(),
                 _W10,
             )
-        )
+        ).encode()
 
     def _send_with_celery(self, pendings: Sequence[Pending]) -> None:
         self._publish_with_celery(
@@ -395,7 +488,7 @@ class _Tags:
         self._prefix = ""
         self._count = itertools.count(1)
 
-    def start(self) -> tuple[str, Callable[[], str]]:
+    def start(self) -> tuple[str, Callable[[], bytes]]:
         """The origin header and the tag maker, for one round trip."""
         if self._pid != os.getpid():  # first use, or a forked worker: its own prefix
             self._pid = os.getpid()
@@ -404,8 +497,8 @@ class _Tags:
             self._count = itertools.count(1)
         return self._origin, self._next
 
-    def _next(self) -> str:
-        return f'"{self._prefix}.{next(self._count)}"'
+    def _next(self) -> bytes:
+        return f'"{self._prefix}.{next(self._count)}"'.encode()
 
 
 class _LoopSender:
@@ -436,7 +529,21 @@ class _LoopSender:
         keys = backend._keys
         default = backend.queue or ""
         origin, next_tag = backend._tags.start()
-        by_key: dict[str, list[str]] = {}
+        redis = self._redis
+        if redis is None:
+            redis = self._redis = LoopRedis(self._loop, settings)
+        if len(pendings) == 1:  # one request's batch of one task (light load): one LPUSH
+            envelopes = pendings[0].envelopes
+            if len(envelopes) == 1:
+                first = envelopes[0]
+                name = first.queue or default
+                priority = first.priority or 0
+                key = keys.get((name, priority))
+                if key is not None:
+                    message = backend._message(envelopes, name, priority, origin, next_tag())
+                    redis.send(lpush_one(key, message), 1, done)
+                    return None
+        by_key: dict[str, list[bytes]] = {}
         rest: list[Pending] | None = None
         for pending in pendings:
             messages = []
@@ -464,10 +571,7 @@ class _LoopSender:
                 rest.append(pending)
         if not by_key:  # nothing it can send (or batches without envelopes): the thread's
             return pendings
-        redis = self._redis
-        if redis is None:
-            redis = self._redis = LoopRedis(self._loop, settings)
-        redis.send(pack_lpush(list(by_key.items())), len(by_key), done)
+        redis.send(lpush_chunks(list(by_key.items())), len(by_key), done)
         return rest
 
     def reset(self) -> None:
