@@ -222,3 +222,39 @@ def test_a_dataclass_converter_fast_path_agrees_with_the_general_one(
     assert convert is not general
     for value in (partial, complete, {**complete, "count": 3, "text": "t", "inner": {"n": 1}}):
         assert _outcome(convert, value) == _outcome(general, value)
+
+
+@dataclasses.dataclass(init=False)
+class Reordered:
+    first: str
+    second: int
+
+    def __init__(self, second: int, first: str) -> None:  # not the fields' order
+        self.first, self.second = first, second
+
+
+@dataclasses.dataclass
+class KeywordOnly:
+    first: str
+    _: dataclasses.KW_ONLY
+    second: int
+
+
+@pytest.mark.parametrize("kind", [Everything, Reordered, KeywordOnly])
+def test_the_fast_path_passes_each_field_to_its_parameter(kind: Any) -> None:
+    # Positional arguments where the class's signature takes the fields in order
+    # (cheaper), keywords otherwise: each value must land in its own field either way.
+    convert = converter_for(kind)
+    assert convert is not convert.__globals__["general"]
+    if kind is Everything:
+        value = {
+            "text": "t", "count": 1, "ratio": 0.5, "flag": True,
+            "numbers": [2], "anything": None, "inner": {"n": 3},
+        }  # fmt: skip
+    else:
+        value = {"first": "a", "second": 2}
+    made = convert(value)
+    assert type(made) is kind
+    for name in value:
+        if name != "inner":
+            assert getattr(made, name) == value[name]

@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import inspect
 import re
 import types
 import typing
@@ -729,9 +730,22 @@ def _dataclass_fast_path(
     calls the other fields' converters. Anything else (a missing field, an
     optional one, a value that needs converting or is invalid, a non-dict) goes
     to `general`, the loop above, so results and errors are exactly its own.
+
+    The instance is made with positional arguments when the class's own signature
+    takes the fields in that order: a call with keywords costs a dict more in
+    `type.__call__`, about 1,200 instructions a request.
     """
     if not fields or not all(required for _, _, required in fields):
         return general
+    names = [name for name, _, _ in fields]
+    try:
+        parameters = inspect.signature(kind).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: keywords are always right
+        positional = False
+    else:
+        positional = names == [
+            p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
     namespace: dict[str, Any] = {"kind": kind, "general": general, "Invalid": Invalid}
     reads, checks, calls, arguments = [], [], [], []
     for index, (name, each, _) in enumerate(fields):
@@ -743,7 +757,7 @@ def _dataclass_fast_path(
         elif each is not _identity:
             namespace[f"c{index}"] = each
             calls.append(f"                v{index} = c{index}(v{index})")
-        arguments.append(f"{name}=v{index}")
+        arguments.append(f"v{index}" if positional else f"{name}=v{index}")
     test = " and ".join(checks) or "True"
     converted = "\n".join(calls) if calls else "                pass"
     source = "\n".join(
