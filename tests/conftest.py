@@ -96,5 +96,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     for item in session.items:
         groups = {str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args}
-        if groups and "@" not in item.nodeid:
+        # Only a `NodeId` is replaced: on a pytest whose ids live elsewhere again, the tests
+        # still all run, ungrouped (each shared server then starts on each worker).
+        if groups and "@" not in item.nodeid and isinstance(getattr(item, "_id", None), NodeId):
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
