@@ -29,7 +29,7 @@ from typing import cast
 
 import redis.exceptions
 
-from velocipy.contrib._redis_wire import RedisWire, pack
+from velocipy.contrib._redis_wire import _CRLF, _HEADS, RedisWire, lpush_one, pack
 
 Done = Callable[[BaseException | None], None]
 
@@ -131,6 +131,19 @@ class LoopRedis:
         self._queued.append((chunks, answers, done))
         if self._connecting is None:
             self._connecting = self._loop.create_task(self._connect())
+
+    def lpush(self, key: str, value: bytes, done: Done) -> None:
+        """`send(lpush_one(key, value), 1, done)` in fewer calls: under a light load each
+        round trip is one request's one message, and this runs once per request."""
+        link = self._link
+        head = _HEADS.get((key, 1))
+        if link is None or head is None:
+            self.send(lpush_one(key, value), 1, done)
+            return
+        link.expected.append(_Expected(1, b":", done))
+        link.transport.writelines(  # type: ignore[union-attr]  # made before any write
+            [head, b"$%d\r\n" % len(value), value, _CRLF]
+        )
 
     def reset(self) -> None:
         """Drop the connection (it stopped answering): what it owed fails, the next

@@ -48,7 +48,7 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from velocipy.contrib._redis_loop import LoopRedis
-from velocipy.contrib._redis_wire import RedisWire, lpush_chunks, lpush_one
+from velocipy.contrib._redis_wire import RedisWire, lpush_chunks
 from velocipy.core import Task
 from velocipy.core._envelopes import ENVELOPE_VERSION, Envelope, _dumps, engine_batches
 from velocipy.tasks._publisher import BatchingBackend, LoopSender, Pending
@@ -245,7 +245,10 @@ class CeleryBackend(BatchingBackend):
                 pass
 
     def validate_task(self, task: Task) -> None:
-        super().validate_task(task)
+        # Celery honours a delay, a priority and async tasks: `TaskBackend`'s checks refuse
+        # nothing here (unless a subclass says otherwise), and this runs per `add_task`.
+        if not (self.supports_defer and self.supports_priority and self.supports_async_task):
+            super().validate_task(task)
         queue = getattr(task, "queue", None)
         if queue is not None:
             self._routes_directly(queue)
@@ -497,6 +500,12 @@ class _Tags:
             self._count = itertools.count(1)
         return self._origin, self._next
 
+    def one(self) -> tuple[str, bytes]:
+        """The origin header and one tag: `start()` for a round trip of one message."""
+        if self._pid != os.getpid():
+            self.start()
+        return self._origin, f'"{self._prefix}.{next(self._count)}"'.encode()
+
     def _next(self) -> bytes:
         return f'"{self._prefix}.{next(self._count)}"'.encode()
 
@@ -528,7 +537,6 @@ class _LoopSender:
             return pendings
         keys = backend._keys
         default = backend.queue or ""
-        origin, next_tag = backend._tags.start()
         redis = self._redis
         if redis is None:
             redis = self._redis = LoopRedis(self._loop, settings)
@@ -540,9 +548,10 @@ class _LoopSender:
                 priority = first.priority or 0
                 key = keys.get((name, priority))
                 if key is not None:
-                    message = backend._message(envelopes, name, priority, origin, next_tag())
-                    redis.send(lpush_one(key, message), 1, done)
+                    origin, tag = backend._tags.one()
+                    redis.lpush(key, backend._message(envelopes, name, priority, origin, tag), done)
                     return None
+        origin, next_tag = backend._tags.start()
         by_key: dict[str, list[bytes]] = {}
         rest: list[Pending] | None = None
         for pending in pendings:

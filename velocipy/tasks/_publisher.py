@@ -429,7 +429,10 @@ class _Watch:
         """One round trip on the loop for `pendings` (those the sender cannot take go to
         the thread)."""
         assert self._sender is not None
-        live = [pending for pending in pendings if not pending.abandoned]
+        if len(pendings) == 1:  # one request's batch (a light load): no list to build
+            live = pendings if not pendings[0].abandoned else []
+        else:
+            live = [pending for pending in pendings if not pending.abandoned]
         if not live:
             self._after()
             return
@@ -468,7 +471,8 @@ class _Watch:
             _fail(flying, error)
         self._flying = None
         _settle(flying)
-        self._after()
+        if self._next:  # batches waited for this round trip
+            self._after()
 
     def _retry(self) -> None:
         flying, self._flying = self._flying, None
