@@ -441,12 +441,16 @@ def test_a_flow_that_breaks_is_logged_and_counted_out(
     loop: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Not something an app can cause: a bug below the core's own task logging.
-    from velocipy.server import _server
+    from velocipy.server import _connection_base, _server
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("driver bug")
 
-    monkeypatch.setattr(_server, "drive_async", broken)
+    def broken_now(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("driver bug")
+
+    monkeypatch.setattr(_server, "drive_async", broken)  # trio: the task group's flows
+    monkeypatch.setattr(_connection_base, "drive_eagerly", broken_now)  # asyncio
     key = uuid.uuid4().hex
     with serving(loop=loop) as running, running.connect() as sock:
         sock.sendall(post(f"/task/async/{key}?seconds=0", b""))

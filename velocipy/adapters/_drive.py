@@ -6,7 +6,9 @@ injected `run_coroutine`); `drive_async` serves ASGI and the socket server
 Both run an exchange until it needs its response sent (`Respond`) or is over
 (`Done`), and return that effect; the adapter sends the response, then calls
 the driver again with `exchange.send(None)` to run the background tasks and
-cleanup wherever it chooses.
+cleanup wherever it chooses. `drive_eagerly` is that second call begun on the
+spot, for the built-in server on asyncio: plain async tasks whose first step
+finishes them run right there, and only a flow that waits becomes a task.
 
 An adapter's `read_body` performs both body effects: `read_body(limit)` for
 `ReadBody` (the whole body, as bytes) and `read_body(limit, size)` for
@@ -22,6 +24,7 @@ here (under the sync driver, in a worker thread of the loop running the handler)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import types
 import weakref
@@ -34,6 +37,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from velocipy.adapters._contexts import InContext
+from velocipy.adapters._eager import start_eagerly
 from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
@@ -280,6 +284,120 @@ async def drive_async(
                 effect = exchange.send(result)
         else:
             raise TypeError(f"not an effect: {effect!r}")
+
+
+# -- the rest of an exchange, begun on the spot --------------------------------------------------
+
+_Task = asyncio.Task
+_new_task = _Task.__new__
+_init_task = _Task.__init__
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+_current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+_copy_context = contextvars.copy_context
+
+
+def drive_eagerly(
+    loop: asyncio.AbstractEventLoop,
+    exchange: Exchange,
+    effect: Effect,
+    *,
+    read_body: Callable[..., Awaitable[Any]],
+    run_sync: RunSync,
+) -> asyncio.Task[Any] | None:
+    """Perform the rest of `exchange` (after its response) now, as far as it goes without waiting.
+
+    What `start_eagerly(loop, drive_async(...))` does, without the coroutine: most
+    requests' rest is one or two plain async tasks (no deadline, no running slot)
+    whose first step finishes them, and those are stepped right here, in their
+    contexts, with no coroutine, task or turn of the loop for the flow. Returns None
+    when the exchange is over; else the asyncio task that drives the rest, already
+    scheduled. Call it on `loop`'s thread, from a running task (a connection's).
+
+    Each step runs as the first step of a task would (see `_eager.py`): a task object
+    is made current for it, and if the step suspends, that very object is
+    initialised to run the rest, so a cancel scope entered before the first `await`
+    is left in the task that entered it. Any other effect (a sync, timed or capped
+    task, a hook, a cleanup) goes to `drive_async`, started eagerly from there.
+    A `BaseException` of a step is that task's failure: nothing cancels a
+    synchronous step, so it cannot be the driver's own cancellation.
+    """
+    kind = type(effect)
+    if kind is Done:
+        return None
+    call: Call = effect  # type: ignore[assignment]
+    if kind is not Call or not (  # a plain task: async, in its context, nothing to wait for
+        call.fn is run_in_context and call.timeout is None and call.started is None
+    ):
+        return start_eagerly(
+            loop, drive_async(exchange, effect, read_body=read_body, run_sync=run_sync)
+        )
+    task = _new_task(_Task)
+    caller = _current_tasks.get(loop)
+    if caller is not None:
+        _leave_task(loop, caller)
+    _enter_task(loop, task)
+    rest: Any = None
+    try:
+        while True:
+            context, func, args, kwargs = call.args
+            try:
+                if type(func) is _Function:  # calling it runs none of its code
+                    coroutine = func(*args, **kwargs)
+                else:
+                    coroutine = context.run(func, *args, **kwargs)
+                waiting = context.run(coroutine.send, None)
+            except StopIteration as stop:
+                effect = exchange.send(stop.value)
+            except Exception as error:
+                effect = exchange.throw(error)
+            except BaseException as error:
+                effect = exchange.throw(ContainedBaseException(error))
+            else:  # it waits: the task object current for the step takes over the rest
+                rest = _rest_of_flow(exchange, context, coroutine, waiting, read_body, run_sync)
+                break
+            kind = type(effect)
+            if kind is Done:
+                return None
+            call = effect  # type: ignore[assignment]
+            if kind is not Call or not (
+                call.fn is run_in_context and call.timeout is None and call.started is None
+            ):
+                rest = drive_async(exchange, effect, read_body=read_body, run_sync=run_sync)
+                break
+    finally:
+        _leave_task(loop, task)
+        if caller is not None:
+            _enter_task(loop, caller)
+    # A coroutine's first step under `task`, then the rest (see `_eager.py`): the one
+    # that waits resumes where it left off; `drive_async` starts from its beginning.
+    _init_task(task, rest, loop=loop, context=_copy_context())  # type: ignore[call-arg]
+    return task
+
+
+async def _rest_of_flow(
+    exchange: Exchange,
+    context: contextvars.Context,
+    coroutine: Coroutine[Any, Any, Any],
+    waiting: Any,
+    read_body: Callable[..., Awaitable[Any]],
+    run_sync: RunSync,
+) -> None:
+    """The rest of a flow whose task waited in its first step (see `drive_eagerly`)."""
+    try:
+        result = await InContext(context, coroutine, waiting)
+    except Exception as error:
+        effect = exchange.throw(error)
+    except BaseException as error:
+        if not _cancelled(error):
+            effect = exchange.throw(ContainedBaseException(error))
+        else:
+            exchange.throw(error)
+            raise
+    else:
+        effect = exchange.send(result)
+    if type(effect) is not Done:
+        await drive_async(exchange, effect, read_body=read_body, run_sync=run_sync)
 
 
 # -- OpenBody: the body read later, from inside the handler ------------------------------------

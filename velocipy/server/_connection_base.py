@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from velocipy.adapters._contexts import CleanContext, InContext
+from velocipy.adapters._drive import drive_eagerly
 from velocipy.core import ClientDisconnected, ClientError, Done, Exchange
 
 from ._wire import error_response
@@ -187,8 +188,23 @@ class ConnectionBase:
         except Exception:
             logger.exception("Resuming the exchange after its response failed")
             return
-        if type(rest) is not Done:
-            self.server.start_flow(exchange, rest)
+        if type(rest) is Done:
+            return
+        server = self.server
+        loop = server._asyncio_loop
+        if loop is None:  # trio: the server's task group runs it
+            server.start_flow(exchange, rest)
+            return
+        # On asyncio the rest begins right here (`drive_eagerly`): a flow whose tasks
+        # finish in their first step is over before this returns, with no coroutine or
+        # task of its own; one that waits is a task the server tracks from then on.
+        try:
+            task = drive_eagerly(loop, exchange, rest, read_body=_no_body, run_sync=self.run_sync)
+        except Exception:  # the core logs task failures itself; this is a core bug
+            logger.exception("Background work for %s failed", exchange.head.path)
+            return
+        if task is not None:
+            server.adopt_flow(task, exchange)
 
     def _log_access(
         self, method: str, target: bytes, version: str, status: int, began: float
@@ -231,6 +247,10 @@ class ConnectionBase:
             return data
         self.close_after = True
         raise BodyReadTimeout("Timed out reading the request body")
+
+
+def _no_body(limit: int, size: int = 0) -> Any:
+    raise RuntimeError("no request body can be read after the response")
 
 
 def _format(address: tuple[str, int] | None) -> str:
