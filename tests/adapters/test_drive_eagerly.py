@@ -23,7 +23,10 @@ import pytest
 
 from velocipy import BackgroundTasks, VelociPy
 from velocipy.adapters._drive import drive_async, drive_eagerly
+from velocipy.adapters._eager import EAGER
 from velocipy.core import Call, Done, RequestHead, Respond
+
+pytestmark = pytest.mark.skipif(not EAGER, reason="Python 3.10 starts a plain task")
 
 LOOPS = [
     "asyncio",

@@ -37,7 +37,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from velocipy.adapters._contexts import InContext
-from velocipy.adapters._eager import start_eagerly
+from velocipy.adapters._eager import EAGER, start_eagerly
 from velocipy.adapters._spool import open_spool
 from velocipy.core import (
     Call,
@@ -293,7 +293,12 @@ _new_task = _Task.__new__
 _init_task = _Task.__init__
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
-_current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+# The loop's current task: a dict lookup where asyncio keeps them in one (3.10-3.13), the
+# public function otherwise.
+_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
+_current_task: Callable[[Any], Any] = (
+    _current_tasks.get if _current_tasks is not None else asyncio.current_task
+)
 _copy_context = contextvars.copy_context
 
 
@@ -326,14 +331,18 @@ def drive_eagerly(
     if kind is Done:
         return None
     call: Call = effect  # type: ignore[assignment]
-    if kind is not Call or not (  # a plain task: async, in its context, nothing to wait for
-        call.fn is run_in_context and call.timeout is None and call.started is None
+    if (
+        kind is not Call
+        or not (  # a plain task: async, in its context, nothing to wait for
+            call.fn is run_in_context and call.timeout is None and call.started is None
+        )
+        or not EAGER  # Python 3.10: no task can be given a context (see `_eager.py`)
     ):
         return start_eagerly(
             loop, drive_async(exchange, effect, read_body=read_body, run_sync=run_sync)
         )
     task = _new_task(_Task)
-    caller = _current_tasks.get(loop)
+    caller = _current_task(loop)
     if caller is not None:
         _leave_task(loop, caller)
     _enter_task(loop, task)
