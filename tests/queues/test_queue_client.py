@@ -391,6 +391,12 @@ def test_a_task_timeout_travels_and_applies_on_the_worker(caplog: pytest.LogCapt
     assert response.envelopes[0]["timeout"] == 0.2
     assert any("timed out after 0.2s" in r.getMessage() for r in caplog.records)
     assert "next" in [run.get("label") for run in jobs.RUNS]
+    # A timed-out sync task keeps its thread (threads cannot be stopped): wait for its
+    # last write, or it lands in `jobs.RUNS` during the next test of this worker.
+    deadline = time.monotonic() + 5.0
+    while not any(run["task"] == "slow-end" for run in jobs.RUNS):
+        assert time.monotonic() < deadline, "the timed-out task's thread never finished"
+        time.sleep(0.02)
 
 
 def test_a_broker_that_does_not_answer_holds_no_request_past_the_deadline(
