@@ -199,7 +199,7 @@ class ConnectionBase:
         # finish in their first step is over before this returns, with no coroutine or
         # task of its own; one that waits is a task the server tracks from then on.
         try:
-            task = drive_eagerly(loop, exchange, rest, read_body=_no_body, run_sync=self.run_sync)
+            task = drive_eagerly(loop, exchange, rest, read_body=no_body, run_sync=self.run_sync)
         except Exception:  # the core logs task failures itself; this is a core bug
             logger.exception("Background work for %s failed", exchange.head.path)
             return
@@ -249,7 +249,8 @@ class ConnectionBase:
         raise BodyReadTimeout("Timed out reading the request body")
 
 
-def _no_body(limit: int, size: int = 0) -> Any:
+def no_body(limit: int, size: int = 0) -> Any:
+    """The body reader of a flow after its response: the request's body is gone by then."""
     raise RuntimeError("no request body can be read after the response")
 
 

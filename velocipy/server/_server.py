@@ -34,7 +34,6 @@ import anyio.abc
 import anyio.to_thread
 
 from velocipy.adapters._drive import call_now, drive_async
-from velocipy.adapters._eager import start_eagerly
 from velocipy.adapters._gc import (
     BUSY_FLOWS,
     CALM_FLOWS,
@@ -46,7 +45,7 @@ from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
 from ._channel import open_channel
 from ._config import ServerConfig
-from ._connection_base import FIRST_REQUEST_GRACE, IDLE
+from ._connection_base import FIRST_REQUEST_GRACE, IDLE, no_body
 from ._proxy import TrustedProxies
 from ._tls import ssl_context
 from .protocols import Connection, connection_class
@@ -108,10 +107,6 @@ def socket_from_fd(fd: int, backlog: int) -> socket.socket:
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
-
-
-def _no_body(limit: int) -> Any:
-    raise RuntimeError("the request body cannot be read after the response")
 
 
 class Server:
@@ -221,17 +216,13 @@ class Server:
         )
 
     def start_flow(self, exchange: Exchange, effect: Effect) -> None:
-        """Drive the rest of `exchange` (its tasks and cleanup) server-wide, off the connection.
+        """Drive the rest of `exchange` (its tasks and cleanup) in the server's task group.
 
-        On asyncio each flow is `drive_async` started eagerly (`start_eagerly`): its
-        first step runs here, as the first step of its own task, and only a flow that
-        then waits becomes a plain asyncio task (an anyio task-group spawn, or a
-        wrapper coroutine, costs more on every request with tasks, and keeps more
-        objects alive while the tasks run); the server tracks those and cancels what
-        is left at the shutdown deadline, as the task group does on trio. A flow whose
-        tasks never wait is over when this returns: no task, no turn of the loop.
-        (An ASGI app's call on asyncio does not come here: `ASGIHost.start_app` starts
-        it eagerly itself and hands the task to `adopt_flow`.)
+        Trio's way. On asyncio nothing comes here: a connection's flow begins in place
+        (`drive_eagerly`, from `_connection_base`) and an ASGI app's call is started
+        eagerly (`ASGIHost.start_app`); a flow that then waits becomes an asyncio task
+        the server tracks (`adopt_flow`) and cancels at the shutdown deadline, as the
+        task group does here.
         """
         self.flows += 1
         if self.flows == BUSY_FLOWS:
@@ -242,31 +233,13 @@ class Server:
             tasks = self._task_counts
             if tasks.pending + tasks.running >= limit:
                 self.paused = True
-        loop = self._asyncio_loop
-        if loop is not None:
-            flow = drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
-            try:
-                task = start_eagerly(loop, flow)
-            except Exception:  # the core logs task failures itself; this is a core bug
-                logger.exception("Background work for %s failed", exchange.head.path)
-                task = None
-            if task is None:  # over already: what `_flow_done` does
-                self.flows -= 1
-                if self.flows == CALM_FLOWS and self._collector.tuned:
-                    self._collector.calm()
-                if self.paused:
-                    self._check_room()
-                return
-            self._flow_tasks[task] = exchange
-            task.add_done_callback(self._on_flow_done, context=self._bookkeeping)
-        else:
-            assert self._tasks_group is not None
-            self._tasks_group.start_soon(self._run_flow, exchange, effect)
+        assert self._tasks_group is not None
+        self._tasks_group.start_soon(self._run_flow, exchange, effect)
 
     def adopt_flow(self, task: asyncio.Task[Any], exchange: Any) -> None:
-        """Track `task`, already running, as a flow: an ASGI app's call (see `_asgi_host`).
+        """Track `task`, already running, as a flow: a connection's that waited, an ASGI app's call.
 
-        The same bookkeeping as `start_flow`'s on asyncio: counted, awaited by a
+        The same bookkeeping as `start_flow`'s on trio: counted, awaited by a
         graceful stop, cancelled at its deadline; `exchange.head` names it in the log.
         """
         self.flows += 1
@@ -300,7 +273,7 @@ class Server:
 
     async def _run_flow(self, exchange: Exchange, effect: Effect) -> None:
         try:
-            await drive_async(exchange, effect, read_body=_no_body, run_sync=self._run_sync)
+            await drive_async(exchange, effect, read_body=no_body, run_sync=self._run_sync)
         except Exception:  # the core logs task failures itself; this would be a core bug
             logger.exception("Background work for %s failed", exchange.head.path)
         finally:
