@@ -223,3 +223,29 @@ def test_middleware_cost_bench_apps_answer_and_the_report_reads_right() -> None:
     assert "| cost of the http middleware | 10 | 60 |" in lines[-2]
     assert "0.17 of FastAPI's (target < 0.33: met)" in lines[-2]
     assert "0.17 of FastAPI's" in lines[-1] and "met" in lines[-1]
+
+
+def test_bytecode_tracer_counts_each_call_and_twice_the_bytecodes_for_twice_the_work(
+    tmp_path: Path,
+) -> None:
+    # What `bench.bytecodes` divides: per-function counts that grow with the work done.
+    (tmp_path / "traced_target.py").write_text(
+        "def step(n):\n    return n + 1\n\n"
+        "import sys\nfor i in range(int(sys.argv[1])):\n    step(i)\n"
+    )
+    counts = []
+    for runs in (10, 20):
+        out = tmp_path / f"counts{runs}.json"
+        subprocess.run(
+            [sys.executable, "-m", "bench._trace_bytecodes", "traced_target", str(runs)],
+            env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "BENCH_BYTECODES_OUT": str(out)},
+            cwd=tmp_path,
+            check=True,
+            timeout=60,
+        )
+        counts.append(json.loads(out.read_text()))
+    (key,) = [k for k in counts[0]["calls"] if k.endswith(":1:step")]
+    assert [c["calls"][key] for c in counts] == [10, 20]
+    per_call = counts[0]["ops"][key] / 10
+    assert per_call >= 2  # at least a load and a return
+    assert counts[1]["ops"][key] == 20 * per_call
