@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 import enum
 import logging
+import types
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl, quote
@@ -106,6 +107,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("velocipy")
 
 _MISSING: Any = object()
+#: `_Context.path_params` until a route matched: empty, and read-only, as it is shared.
+_NO_PATH_PARAMS: Any = types.MappingProxyType({})
 _DONE = Done()
 Flow = Generator[Effect, Any, None]
 
@@ -230,47 +233,35 @@ class Exchange:
 
 
 class _Context:
-    """Per-request state shared by the steps of one flow."""
+    """Per-request state shared by the steps of one flow.
 
-    __slots__ = (
-        "app",
-        "head",
-        "route",
-        "path_params",
-        "body",
-        "tasks",
-        "response",
-        "cache",
-        "exits",
-        "_request",
-        "_query",
-        "_headers",
-        "_cookies",
-        "_json",
-        "_form",
-        "access",
-    )
+    No `__slots__`: every field but the two given starts as the class's default, so
+    making one per request stores two attributes, not sixteen (the defaults are all
+    immutable, and each field is replaced, never changed in place, when a request sets
+    it). Only the fields a request sets take room in its instance.
+    """
+
+    route: Route | None = None
+    path_params: dict[str, str] = _NO_PATH_PARAMS
+    body: bytes = b""
+    tasks: BackgroundTasks | None = None
+    #: The `Response` parameter's object, made when a parameter asks for it.
+    response: Response | None = None
+    # Both made on first use: most requests have no dependency.
+    cache: dict[Any, Any] | None = None
+    exits: list[tuple[Any, bool]] | None = None
+    _request: Request | None = None
+    _query: QueryParams | None = None
+    _headers: Headers | None = None
+    _cookies: dict[str, str] | None = None
+    _json: Any = _MISSING
+    _form: dict[str, list[Any]] | None = None
+    #: How the `Request` reads a body left unread for it (`OpenBody`), if it was.
+    access: BodyAccess | None = None
 
     def __init__(self, app: Application, head: RequestHead) -> None:
         self.app = app
         self.head = head
-        self.route: Route | None = None
-        self.path_params: dict[str, str] = {}
-        self.body = b""
-        self.tasks: BackgroundTasks | None = None
-        #: The `Response` parameter's object, made when a parameter asks for it.
-        self.response: Response | None = None
-        # Both made on first use: most requests have no dependency.
-        self.cache: dict[Any, Any] | None = None
-        self.exits: list[tuple[Any, bool]] | None = None
-        self._request: Request | None = None
-        self._query: QueryParams | None = None
-        self._headers: Headers | None = None
-        self._cookies: dict[str, str] | None = None
-        self._json: Any = _MISSING
-        self._form: dict[str, list[Any]] | None = None
-        #: How the `Request` reads a body left unread for it (`OpenBody`), if it was.
-        self.access: BodyAccess | None = None
 
     def shed(self) -> None:
         """Drop what only reading the request needed; the tasks and cleanup keep the rest."""
@@ -664,6 +655,30 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
                 raw = param.gather(ctx.query())
         elif source is _PATH:
             raw = ctx.path_params.get(param.alias, _MISSING)
+        elif source is _BODY_SOURCE:  # before the rarer sources: every JSON body comes here
+            raw = ctx._json
+            if raw is _MISSING and ctx.body:
+                headers = ctx.head.headers
+                # Decoded as JSON unless the content type says otherwise (`_is_json`). The
+                # usual field, whole, is found by one `in` in C; any other form (or none)
+                # is looked for by name, the first one deciding. (A request with two
+                # Content-Type fields, one of them exactly that, is malformed and read
+                # as JSON.)
+                if _JSON_TYPE not in headers:
+                    for name, value in headers:
+                        if name == b"content-type":
+                            if not _is_json(value):
+                                raw = ctx.body
+                            break
+                if raw is _MISSING:
+                    try:
+                        raw = decode_json(ctx.body)
+                    except InvalidJSON as error:
+                        raise _json_invalid(error) from None
+                ctx._json = raw
+            if param.embed and raw is not _MISSING:
+                # Not an object: every embedded field is missing, as FastAPI says.
+                raw = raw.get(param.alias, _MISSING) if type(raw) is dict else _MISSING
         elif source is _HEADER:
             if not param.many:
                 raw = ctx.headers().get(param.alias, _MISSING)
@@ -683,25 +698,6 @@ def _read_plain(plan: Plan, ctx: _Context, problems: list[dict[str, Any]]) -> di
                 entries = ctx.form().get(param.alias)
                 if entries:
                     raw = entries if param.many else entries[-1]
-        else:
-            raw = ctx._json
-            if raw is _MISSING and ctx.body:
-                # Decoded as JSON unless the content type says otherwise (`_is_json`):
-                # inline, as this runs for every request with a JSON body.
-                for name, value in ctx.head.headers:
-                    if name == b"content-type":
-                        if value != b"application/json" and not _is_json(value):
-                            raw = ctx.body
-                        break
-                if raw is _MISSING:
-                    try:
-                        raw = decode_json(ctx.body)
-                    except InvalidJSON as error:
-                        raise _json_invalid(error) from None
-                ctx._json = raw
-            if param.embed and raw is not _MISSING:
-                # Not an object: every embedded field is missing, as FastAPI says.
-                raw = raw.get(param.alias, _MISSING) if type(raw) is dict else _MISSING
         if raw is _MISSING:
             if param.required:
                 problems.append(
@@ -772,6 +768,7 @@ def _json_invalid(error: InvalidJSON) -> RequestValidationError:
 # class, whose metaclass __getattr__ makes it about 5x a plain attribute, on every use.
 _QUERY, _PATH, _HEADER, _COOKIE = Source.QUERY, Source.PATH, Source.HEADER, Source.COOKIE
 _FORM, _DEPENDS, _REQUEST = Source.FORM, Source.DEPENDS, Source.REQUEST
+_BODY_SOURCE = Source.BODY
 _TASKS, _RESPONSE = Source.TASKS, Source.RESPONSE
 _FUNCTION, _GENERATOR = Kind.FUNCTION, Kind.GENERATOR
 
