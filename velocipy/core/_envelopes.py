@@ -19,14 +19,15 @@ import decimal
 import enum
 import functools
 import inspect
+import itertools
 import json
 import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from os import urandom
+from os import register_at_fork, urandom
 from typing import Any
 
 #: The version of the envelope layout; a worker refuses a layout it does not know.
@@ -157,16 +158,30 @@ def _dumps(value: Any) -> str:
 def new_envelope_id() -> str:
     """A fresh id: the handle's `id`, the envelope's and the engine message's id.
 
-    A random (version 4) UUID in its usual text form, as `str(uuid.uuid4())` gives,
-    written from 16 random bytes directly: `uuid.UUID`'s checks cost several times
-    more, and this runs for every queued task.
+    A version 4 UUID in its usual text form (what `str(uuid.uuid4())` looks like):
+    its first 20 hex digits are random per process (74 random bits, drawn again in
+    a forked child), its last 12 count the ids this process made. Unique across
+    processes and hosts as random UUIDs are, and one C call and a format per id
+    where `uuid.uuid4()` (or even `os.urandom(16)` formatted) cost several Python
+    steps and a system call: this runs for every queued task.
     """
-    text = urandom(16).hex()
-    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
+    return f"{_id_prefix}{next(_id_counter):012x}"
 
 
-#: The first digit of a UUID's fourth group holds its variant (RFC 9562: binary 10xx).
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+def _new_id_prefix() -> None:
+    """Draw this process's random part of the ids (at import, and in a forked child,
+    which must not repeat its parent's ids)."""
+    global _id_prefix, _id_counter
+    text = urandom(10).hex()
+    variant = "89ab"[int(text[16], 16) & 3]  # RFC 9562: the variant's bits are 10xx
+    _id_prefix = f"{text[:8]}-{text[8:12]}-4{text[12:15]}-{variant}{text[17:20]}-"
+    _id_counter = itertools.count()
+
+
+_id_prefix = ""
+_id_counter: Iterator[int] = itertools.count()
+_new_id_prefix()
+register_at_fork(after_in_child=_new_id_prefix)
 
 
 # -- the web side: what may be queued ------------------------------------------------------------

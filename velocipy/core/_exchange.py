@@ -83,7 +83,7 @@ from ._events import (
 )
 from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
-from ._queue import QueuedTasks, publish_flow, queued_part
+from ._queue import QueuedTask, new_queued_tasks, publish_flow, queued_part
 from ._request import BodyAccess, Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
@@ -412,7 +412,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         ctx.tasks = (
                             BackgroundTasks(app.tasks)
                             if queue is None
-                            else QueuedTasks(app.tasks, queue, route.label)
+                            else new_queued_tasks(app.tasks, queue, route.label)
                         )
                     kwargs = yield from _solve(plan, ctx, values)
                     if route.hidden:  # route-wide dependencies: run, not passed on
@@ -429,7 +429,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                         ctx.tasks = (
                             BackgroundTasks(app.tasks)
                             if queue is None
-                            else QueuedTasks(app.tasks, queue, route.label)
+                            else new_queued_tasks(app.tasks, queue, route.label)
                         )
                     for param in plan.special:  # BackgroundTasks, Request and Response
                         source = param.source
@@ -562,8 +562,15 @@ def _queued_tasks_after_response(app: Application, ctx: _Context, tasks: tuple[T
         # whose publishing failed under the "inline" policy, in the order added.
         yield from run_tasks([task for task in tasks if task.state is _PENDING], route, hooks)
         return
-    queued = queued_part(tasks)
-    here = [task for task in tasks if task.state is _PENDING and getattr(task, "inline", True)]
+    # `queued_part` and the tasks that run here, in one pass: no call, no comprehension.
+    queued: list[QueuedTask] = []
+    here: list[Task] = []
+    for task in tasks:
+        if task.state is _PENDING:
+            if isinstance(task, QueuedTask) and not task.inline:
+                queued.append(task)
+            else:
+                here.append(task)
     if here:
         yield from run_tasks(here, route, hooks)
     if not queued:

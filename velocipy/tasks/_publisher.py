@@ -85,6 +85,9 @@ class Pending:
         self.sent = False
 
 
+#: A bare instance, its fields set by the caller (`apublish_detached`).
+_new_pending = object.__new__
+
 Send = Callable[[Sequence[Pending]], None]
 
 
@@ -193,9 +196,14 @@ class BatchPublisher:
                 self.publish, envelopes, deadline, abandon_on_cancel=True
             )
             return False
-        pending = Pending(envelopes)
+        # `Pending(envelopes)`, built bare with its loop and settlement: calling the class
+        # cost ~1,500 instructions more, per request.
+        pending = _new_pending(Pending)
+        pending.envelopes = envelopes
         pending.loop = loop
+        pending.future = pending.event = pending.error = None
         pending.settlement = settlement
+        pending.settled = pending.abandoned = pending.sent = False
         if self._pid != getpid():  # first use, or a forked child: start our own thread
             self._start()
         watch = self._watch
