@@ -53,7 +53,7 @@ from ._connection_base import (
     ConnectionBase,
     logger,
 )
-from ._h11_response import checked, response_event, server_lines_checked
+from ._h11_response import response_event, server_lines
 from ._hardening import (
     ChunkOverLimit,
     HeadScanner,
@@ -63,7 +63,7 @@ from ._hardening import (
     check_target,
 )
 from ._proxy import forwarded
-from ._wire import date_header, error_response
+from ._wire import error_response
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -75,12 +75,24 @@ _EndOfMessage = h11.EndOfMessage
 _NEED_DATA = h11.NEED_DATA
 _DONE = h11.DONE
 _SEND_BODY = h11.SEND_BODY
+#: h11 events are immutable: one EndOfMessage serves every response.
+_END = h11.EndOfMessage()
+_LocalProtocolError = h11.LocalProtocolError
+
+if TYPE_CHECKING:
+
+    def _send(conn: h11.Connection, event: h11.Event) -> list[bytes]:
+        """h11's `send_with_data_passthrough`, never None here (no ConnectionClosed is sent)."""
+        ...
+
+else:
+    _send = h11.Connection.send_with_data_passthrough
 
 
 class HTTPConnection(ConnectionBase):
     """Serves the requests of one socket in order until either side closes it."""
 
-    __slots__ = ("h11", "scanner", "body_received", "lines_checked")
+    __slots__ = ("h11", "scanner", "body_received", "lines")
 
     def __init__(
         self,
@@ -96,8 +108,8 @@ class HTTPConnection(ConnectionBase):
         self.scanner = HeadScanner(config)
         #: Body bytes of the current request handed out in pieces (`ReadChunk`).
         self.body_received = 0
-        #: Whether the server's own response lines passed h11's check (see `_h11_response`).
-        self.lines_checked = server_lines_checked(server.default_headers)
+        #: The server's own response lines, checked by h11 once (see `_h11_response`).
+        self.lines = server_lines(server.default_headers, server.date_header)
 
     async def _serve(self) -> bool:
         """Serve requests; True if one left a value in the context (see `ConnectionBase.run`)."""
@@ -173,9 +185,10 @@ class HTTPConnection(ConnectionBase):
             # -- answer it -------------------------------------------------------------------
             if not await self._answer(event, headers):
                 return False
-            if conn.our_state is not _DONE or conn.their_state is not _DONE:
+            try:
+                conn.start_next_cycle()
+            except _LocalProtocolError:  # not both DONE: h11 says MUST_CLOSE (keep-alive off)
                 return False
-            conn.start_next_cycle()
             if not self.shared_context:
                 return True  # a request left a value in this context: on in a fresh one
 
@@ -234,30 +247,27 @@ class HTTPConnection(ConnectionBase):
             return False
         respond: Respond = effect
         close = self.close_after or server.shutting_down
-        if not close and conn.their_state is not _DONE:
+        # Read once (a property costs about as much as a call): whether the body is unread.
+        unread = conn.their_state is not _DONE
+        if unread and not close:
             close = not self._can_drain()
-        headers = respond.headers
-        # Before the server's lines are added: the app's own set is what is remembered.
-        trusted = self.lines_checked and checked(headers)
-        if server.date_header:
-            headers.append((b"date", date_header()))
-        if server.default_headers:
-            headers += server.default_headers
-        if close:
-            headers.append((b"connection", b"close"))
         status = respond.status
         delivered = False
         started = False
         try:
-            head_bytes = conn.send(response_event(status, headers, trusted))
+            # Head, body and end in one write; `send_with_data_passthrough` is h11's `send`
+            # without the joining of each event's pieces (the body is passed as it is).
+            pieces = _send(conn, response_event(status, respond.headers, self.lines, close))
             started = True
             if respond.stream is None:
                 if respond.body:
-                    head_bytes += conn.send(_Data(data=respond.body))
-                head_bytes += conn.send(_EndOfMessage())
-                await self.channel.send(head_bytes)
+                    pieces += _send(conn, _Data(data=respond.body))
+                pieces += _send(conn, _END)
+                channel = self.channel
+                if channel.write(b"".join(pieces)):
+                    await channel.flush()
             else:
-                await self._stream(respond, head_bytes)
+                await self._stream(respond, b"".join(pieces))
             delivered = True
         except NETWORK_ERRORS:
             pass
@@ -276,7 +286,9 @@ class HTTPConnection(ConnectionBase):
         clean = self.context  # did this request leave a value? (`CleanContext.changed`)
         if copy_context() != clean.clean or (clean.watched and clean.changed()):
             self.shared_context = False  # it did: `_serve` returns after it, to go on afresh
-        if conn.their_state is not _DONE:
+        # A body read to its end stays so: only an unread one is looked at again (`_serve`
+        # finds out from h11 whether the connection can be reused).
+        if unread and conn.their_state is not _DONE:
             if conn.our_state is not _DONE:
                 # Keep-alive is off (`Connection: close`, HTTP/1.0): h11 says MUST_CLOSE.
                 # Reading on for the next event would wait for a body timeout instead.
@@ -292,7 +304,7 @@ class HTTPConnection(ConnectionBase):
         async for chunk in iterate_async(respond.stream, self.run_sync):
             if chunk:
                 await send(conn.send(_Data(data=chunk)))
-        await send(conn.send(_EndOfMessage()))
+        await send(conn.send(_END))
 
     async def _read_body(self, limit: int, size: int = 0) -> Any:
         """The `ReadBody` effect: the whole body, within the limits, answering 100-continue.
@@ -300,7 +312,8 @@ class HTTPConnection(ConnectionBase):
         With `size`, the `ReadChunk` effect: the next piece as `(data, more)`.
         """
         conn = self.h11
-        if conn.their_state is _DONE:
+        state = conn.their_state  # read once: nothing below changes it before the reads
+        if state is _DONE:
             # A body-less request: its EndOfMessage was taken with the head. `ReadChunk`
             # (a `size`) is answered `(data, more)`, as the httptools connection does.
             return (b"", False) if size else b""
@@ -312,9 +325,9 @@ class HTTPConnection(ConnectionBase):
         if self.content_length is not None and self.content_length > limit:
             self.close_after = True
             raise BodyTooLarge(limit)
-        if conn.their_state is not _SEND_BODY:  # no body (none announced, Content-Length: 0)
+        if state is not _SEND_BODY:  # no body (none announced, Content-Length: 0)
             return (b"", False) if size else b""
-        if conn.they_are_waiting_for_100_continue:
+        if conn.client_is_waiting_for_100_continue:  # we are the server: the client waits
             informational = h11.InformationalResponse(
                 status_code=100, headers=[], reason=b"Continue"
             )

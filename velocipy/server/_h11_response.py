@@ -1,87 +1,177 @@
-"""Response events for the h11 connection: each header set is checked by h11 once, then trusted.
+"""Response events for the h11 connection: each header set is checked and normalised by h11 once.
 
 `h11.Response` checks every header against h11's grammar (two regular-expression
-matches and two type conversions per header) each time it is built: on `POST
-/signup` that was about 2 % of all the work the h11 path does for a request. Yet an
-app answers with the same few header sets over and over. So the app's header
-list is checked once, by h11 itself (an `h11.Response` is built from it and
-thrown away); a list it accepted is remembered under the tuple of its headers,
-and the next response with the same headers is built with h11's `_parsed=True`,
-the flag its own parser uses for headers it has already checked.
+matches and two type conversions per header) and normalises the list (lower-case
+names, one Content-Length) each time it is built: on `POST /signup` building it
+cost about 5 % of all the work the h11 path does for a request. Yet an app
+answers with the same few header sets over and over. So the app's header list is
+checked and normalised once, by h11 itself (an `h11.Response` is built from it),
+and h11's normalised form, its `Headers`, is remembered under the tuple of the
+headers; the next response with the same headers is built straight from that
+form, with the server's own lines (Date, Server, `--header`, `Connection:
+close`), normalised by h11 once as well, appended to it.
 
-Only the per-header grammar is skipped: the framing checks (conflicting
-Content-Length values, Transfer-Encoding) run on every response either way. The
-server's own lines (Date, Server, `--header`, `Connection: close`) are checked
-the same way (`server_lines_checked`); the Date value is an HTTP-date we format.
-Anything else (a header set h11 refused, an unhashable or `str` header, a status
-that is not a plain `int`) takes h11's full path, which is the reference: an app
-header h11 refuses raises `h11.LocalProtocolError` there, as it always did.
+Appending is what normalising the whole list would give, because h11 normalises
+each header on its own except Content-Length and Transfer-Encoding, which it
+checks across the list: so the server's lines are trusted only when they hold
+neither (`ServerLines.trusted`). h11's checks of the framing (conflicting
+Content-Length values, Transfer-Encoding) and its whole state machine still run
+on every response when it is sent. Anything else (a header set h11 refused, an
+unhashable or `str` header, a status that is not a plain `int`, an h11 without
+the private pieces used here) takes h11's full path, which is the reference: an
+app header h11 refuses raises `h11.LocalProtocolError` there, as it always did.
 """
 
 from __future__ import annotations
 
-import inspect
+from typing import Any
 
 import h11
 
-from ._wire import reason
+from ._wire import date_header, reason
 
-#: Header sets h11 has checked: the tuple of their headers -> whether h11 accepted them.
-_CHECKED: dict[tuple[tuple[bytes, bytes], ...], bool] = {}
+#: One header in h11's normalised form: (name as given, lower-case name, value).
+Item = tuple[bytes, bytes, bytes]
+
+
+#: Header sets h11 has seen: the tuple of their headers -> h11's normalised form, or
+#: None if h11 refused them.
+_CHECKED: dict[tuple[tuple[bytes, bytes], ...], list[Item] | None] = {}
 #: Distinct header sets remembered at most (per-response values, such as cookies or
 #: ETags, would otherwise grow it without bound); past it, it starts over.
 CHECKED_MAX = 512
 
-#: Whether this h11 still takes `_parsed` (a private flag): if not, every response
-#: takes the full path, as before this module existed.
-_HAS_PARSED = "_parsed" in inspect.signature(h11.Response.__init__).parameters
+#: What `_CHECKED` answers for a header set not seen yet.
+_UNSEEN: list[Item] = []
 
 _Response = h11.Response
+_CLOSE: Item = (b"connection", b"connection", b"close")
 
 
-def checked(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether h11 has accepted this exact header list (checking it now if it is new)."""
-    if not _HAS_PARSED:
-        return False
+def _headers_class() -> Any:
+    """h11's `Headers` (private), if this h11 builds responses from it as this module expects."""
+    try:
+        from h11._headers import Headers
+    except ImportError:  # pragma: no cover - another h11
+        return None
+    pairs = [(b"Content-Length", b"1"), (b"x-a", b"b")]
+    try:
+        built = _Response(status_code=200, headers=pairs, reason=b"OK")
+        items = list(built.headers._full_items)
+        again = _Response(status_code=200, headers=Headers(items), reason=b"OK", _parsed=True)
+    except (AttributeError, TypeError):  # pragma: no cover - another h11
+        return None
+    if items != [(b"Content-Length", b"content-length", b"1"), (b"x-a", b"x-a", b"b")]:
+        return None  # pragma: no cover - another h11
+    if list(again.headers) != list(built.headers):
+        return None  # pragma: no cover - another h11
+    return Headers
+
+
+#: h11's `Headers`, or None: every response takes h11's full path, as before this module.
+_Headers = _headers_class()
+
+
+def normalised(headers: list[tuple[bytes, bytes]]) -> list[Item] | None:
+    """h11's normalised form of this exact header list, or None if h11 refuses it.
+
+    Checked by h11 the first time a list is seen, then remembered.
+    """
     try:
         key = tuple(headers)
-        known = _CHECKED.get(key)
+        found = _CHECKED.get(key, _UNSEEN)
     except TypeError:  # an unhashable header (a list, a bytearray): the full path
-        return False
-    if known is None:
-        known = all(
-            type(pair) is tuple
-            and len(pair) == 2
-            and type(pair[0]) is bytes
-            and type(pair[1]) is bytes
-            for pair in key
-        )
-        if known:
-            try:
-                _Response(status_code=200, headers=list(key))
-            except h11.LocalProtocolError:
-                known = False
-        if len(_CHECKED) >= CHECKED_MAX:
-            _CHECKED.clear()
-        _CHECKED[key] = known
-    return known
+        return None
+    if found is not _UNSEEN:
+        return found
+    items: list[Item] | None = None
+    if _Headers is not None and all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is bytes and type(pair[1]) is bytes
+        for pair in key
+    ):
+        try:
+            items = list(_Response(status_code=200, headers=list(key)).headers._full_items)
+        except h11.LocalProtocolError:
+            items = None
+    if len(_CHECKED) >= CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[key] = items
+    return items
 
 
-def response_event(status: int, headers: list[tuple[bytes, bytes]], trusted: bool) -> h11.Response:
-    """The `h11.Response` for `headers` (the app's followed by the server's own lines).
+class ServerLines:
+    """The lines the server adds to every response: Date (if on) and its default headers.
 
-    `trusted`: the app's part passed `checked` and the server's lines did too.
+    `trusted`: h11 accepted them, normalised (`items`), and they can be appended
+    to any app header set (see the module docstring); if not, each response is
+    built the full way (`response_event`).
     """
-    if trusted and type(status) is int:
-        return _Response(status_code=status, headers=headers, reason=reason(status), _parsed=True)
+
+    __slots__ = ("date", "pairs", "items", "trusted", "_date_value", "_with_date")
+
+    def __init__(self, default_headers: list[tuple[bytes, bytes]], date: bool) -> None:
+        self.date = date
+        self.pairs = list(default_headers)
+        sample = [
+            (b"date", b"Mon, 30 Nov 2026 12:00:00 GMT"),
+            *self.pairs,
+            (b"connection", b"close"),
+        ]
+        checked = normalised(sample)
+        framing = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.pairs
+        )
+        self.trusted = checked is not None and not framing
+        #: The default headers in h11's form (the sample's without its Date and close).
+        self.items: list[Item] = checked[1:-1] if checked is not None else []
+        self._date_value = b""
+        #: `items` behind the current Date line (rebuilt when the Date changes).
+        self._with_date: list[Item] = self.items
+
+    def current(self) -> list[Item]:
+        """The lines in h11's form, with the current Date (the same list within a second)."""
+        if not self.date:
+            return self.items
+        value = date_header()
+        if value is not self._date_value:
+            self._date_value = value
+            self._with_date = [(b"date", b"date", value), *self.items]
+        return self._with_date
+
+
+_LINES: dict[tuple[tuple[tuple[bytes, bytes], ...], bool], ServerLines] = {}
+
+
+def server_lines(default_headers: list[tuple[bytes, bytes]], date: bool) -> ServerLines:
+    """The `ServerLines` for these default headers (made once: a server's connections share it)."""
+    key = (tuple(default_headers), date)
+    lines = _LINES.get(key)
+    if lines is None:
+        lines = _LINES[key] = ServerLines(default_headers, date)
+    return lines
+
+
+def response_event(
+    status: int, headers: list[tuple[bytes, bytes]], lines: ServerLines, close: bool
+) -> h11.Response:
+    """The `h11.Response` for the app's `headers` followed by the server's `lines`.
+
+    With `close`, a `Connection: close` line ends it. `headers` is the app's
+    list; on h11's full path the server's lines are appended to it.
+    """
+    if lines.trusted and type(status) is int:
+        items = normalised(headers)
+        if items is not None:
+            items = items + lines.current()
+            if close:
+                items.append(_CLOSE)
+            return _Response(
+                status_code=status, headers=_Headers(items), reason=reason(status), _parsed=True
+            )
+    if lines.date:
+        headers.append((b"date", date_header()))
+    if lines.pairs:
+        headers += lines.pairs
+    if close:
+        headers.append((b"connection", b"close"))
     return _Response(status_code=status, headers=headers, reason=reason(status))
-
-
-def server_lines_checked(default_headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the server's own lines, with a Date and `Connection: close`, pass h11's check."""
-    sample = [
-        (b"date", b"Mon, 30 Nov 2026 12:00:00 GMT"),
-        *default_headers,
-        (b"connection", b"close"),
-    ]
-    return checked(sample)
