@@ -55,6 +55,7 @@ from ._connection_base import (
 )
 from ._h11_response import response_event, server_lines
 from ._hardening import (
+    KNOWN_METHODS,
     ChunkOverLimit,
     HeadScanner,
     Rejected,
@@ -78,6 +79,11 @@ _SEND_BODY = h11.SEND_BODY
 #: h11 events are immutable: one EndOfMessage serves every response.
 _END = h11.EndOfMessage()
 _LocalProtocolError = h11.LocalProtocolError
+_SLASH = ord("/")
+#: Every method a request can reach the app with, as str: a look-up costs less than
+#: `decode("ascii")` per request.
+_METHOD_NAMES = {method: method.decode("ascii") for method in KNOWN_METHODS}
+_VERSION_NAMES = {b"1.1": "1.1", b"1.0": "1.0"}
 
 if TYPE_CHECKING:
 
@@ -143,9 +149,6 @@ class HTTPConnection(ConnectionBase):
                         data = await channel.receive()
                     except anyio.EndOfStream:
                         return False
-                    if self.phase == IDLE:
-                        self.phase = HEAD
-                        self.deadline = _monotonic() + header_timeout
                     conn.receive_data(data)
                     if pending:
                         pending += data
@@ -153,13 +156,18 @@ class HTTPConnection(ConnectionBase):
                     else:  # the first bytes of this head
                         pending = data
                         end = scanner.scan(pending)
+                    if end < 0 and self.phase == IDLE:
+                        # Part of a head: the rest must follow within the header timeout.
+                        # (A whole head goes straight on: nothing waits before BUSY.)
+                        self.phase = HEAD
+                        self.deadline = _monotonic() + header_timeout
                 self.phase = BUSY
                 self.deadline = None
                 event = conn.next_event()
                 if type(event) is not _Request:
                     raise Rejected(400, "incomplete request head")
                 headers = _header_list(event.headers)
-                if event.target[:1] != b"/":  # before the method: llhttp's order
+                if event.target[0] != _SLASH:  # before the method: llhttp's order
                     check_target(event.target)
                 length, chunked = check_request(headers, event.http_version, event.method)
                 self.content_length = length
@@ -194,25 +202,22 @@ class HTTPConnection(ConnectionBase):
 
     def _request_head(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> RequestHead:
         target = event.target
-        if target[:1] != b"/":
+        if target[0] != _SLASH:  # h11 never gives an empty target
             target = check_target(target)
-        query_at = target.find(b"?")
-        if query_at < 0:
-            raw_path, query = target, b""
-        else:
-            raw_path, query = target[:query_at], target[query_at + 1 :]
+        raw_path, _, query = target.partition(b"?")  # one call (`find` parses its arguments)
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
         scheme, client = self.scheme, self.client
         if self.proxied is not None:  # a trusted proxy's word on who the client is
             client, scheme = forwarded(headers, self.proxied, client, scheme)
+        version = event.http_version
         return RequestHead(
-            event.method.decode("ascii"),
+            _METHOD_NAMES[event.method],  # `check_request` let only these through
             path,
-            bytes(query),
+            query,
             headers,
-            event.http_version.decode("ascii"),
+            _VERSION_NAMES.get(version) or version.decode("ascii"),
             scheme,
             client,
             self.local,
