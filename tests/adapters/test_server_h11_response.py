@@ -84,7 +84,7 @@ def test_a_checked_header_set_is_sent_as_h11_sends_it(headers: list[Any], close:
     expected = reference(200, list(headers), SERVER_LINES, close)
     assert expected  # bytes or the error class, never nothing
     lines = ServerLines(SERVER_LINES, date=True)
-    for _ in range(3):  # first seen, then remembered
+    for _ in range(3):  # first seen, then remembered (and the event itself reused)
         assert shortcut(200, list(headers), lines, close) == expected
 
 
@@ -161,3 +161,26 @@ def test_the_date_line_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> Non
     second = response_event(200, [(b"content-length", b"0")], server, False)
     assert dict(first.headers)[b"date"] == DATE
     assert dict(second.headers)[b"date"] == b"Tue, 01 Dec 2026 00:00:00 GMT"
+
+
+def test_a_response_like_the_last_one_is_that_one_and_any_difference_makes_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = ServerLines(SERVER_LINES, date=True)
+    other_lines = ServerLines([(b"server", b"other")], date=True)
+    app = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    first = response_event(200, list(app), lines, False)
+    assert response_event(200, list(app), lines, False) is first
+    variants = [
+        (201, lines, False),
+        (200, lines, True),
+        (200, other_lines, False),
+    ]
+    for status, server, close in variants:
+        event = response_event(status, list(app), server, close)
+        assert event is not first
+        assert shortcut(status, app, server, close) == reference(status, app, server.pairs, close)
+    monkeypatch.setattr(_h11_response, "date_header", lambda: b"Tue, 01 Dec 2026 00:00:00 GMT")
+    later = response_event(200, list(app), lines, False)
+    assert later is not first
+    assert dict(later.headers)[b"date"] == b"Tue, 01 Dec 2026 00:00:00 GMT"

@@ -9,7 +9,11 @@ checked and normalised once, by h11 itself (an `h11.Response` is built from it),
 and h11's normalised form, its `Headers`, is remembered under the tuple of the
 headers; the next response with the same headers is built straight from that
 form, with the server's own lines (Date, Server, `--header`, `Connection:
-close`), normalised by h11 once as well, appended to it.
+close`), normalised by h11 once as well, appended to it. And since h11's events
+are immutable, the last `h11.Response` built for a header set is kept with it and
+sent again when the next response of that set has the same status, the same
+server lines (the same Date: the lines are a new list each second) and the same
+`Connection: close`: building even from a normalised form costs ~15k instructions.
 
 Appending is what normalising the whole list would give, because h11 normalises
 each header on its own except Content-Length and Transfer-Encoding, which it
@@ -34,15 +38,31 @@ from ._wire import date_header, reason
 Item = tuple[bytes, bytes, bytes]
 
 
-#: Header sets h11 has seen: the tuple of their headers -> h11's normalised form, or
-#: None if h11 refused them.
-_CHECKED: dict[tuple[tuple[bytes, bytes], ...], list[Item] | None] = {}
+class HeaderSet:
+    """An app header set h11 accepted: its normalised form, and the last response built from it."""
+
+    __slots__ = ("items", "event", "status", "tail", "close")
+
+    def __init__(self, items: list[Item]) -> None:
+        #: h11's normalised form of the set.
+        self.items = items
+        #: The last `h11.Response` built from it (None: none yet), for `status`, the
+        #: server's lines `tail` (the list itself: a new Date makes a new list) and `close`.
+        self.event: h11.Response | None = None
+        self.status = 0
+        self.tail: list[Item] | None = None
+        self.close = False
+
+
+#: Header sets h11 has seen: the tuple of their headers -> what h11 made of them, or None
+#: if h11 refused them.
+_CHECKED: dict[tuple[tuple[bytes, bytes], ...], HeaderSet | None] = {}
 #: Distinct header sets remembered at most (per-response values, such as cookies or
 #: ETags, would otherwise grow it without bound); past it, it starts over.
 CHECKED_MAX = 512
 
 #: What `_CHECKED` answers for a header set not seen yet.
-_UNSEEN: list[Item] = []
+_UNSEEN = HeaderSet([])
 
 _Response = h11.Response
 _CLOSE: Item = (b"connection", b"connection", b"close")
@@ -77,6 +97,12 @@ def normalised(headers: list[tuple[bytes, bytes]]) -> list[Item] | None:
 
     Checked by h11 the first time a list is seen, then remembered.
     """
+    known = header_set(headers)
+    return None if known is None else known.items
+
+
+def header_set(headers: list[tuple[bytes, bytes]]) -> HeaderSet | None:
+    """What h11 made of this exact header list (None: h11 refuses it, or it cannot be a key)."""
     try:
         key = tuple(headers)
         found = _CHECKED.get(key, _UNSEEN)
@@ -84,19 +110,21 @@ def normalised(headers: list[tuple[bytes, bytes]]) -> list[Item] | None:
         return None
     if found is not _UNSEEN:
         return found
-    items: list[Item] | None = None
+    known: HeaderSet | None = None
     if _Headers is not None and all(
         type(pair) is tuple and len(pair) == 2 and type(pair[0]) is bytes and type(pair[1]) is bytes
         for pair in key
     ):
         try:
-            items = list(_Response(status_code=200, headers=list(key)).headers._full_items)
+            known = HeaderSet(
+                list(_Response(status_code=200, headers=list(key)).headers._full_items)
+            )
         except h11.LocalProtocolError:
-            items = None
+            known = None
     if len(_CHECKED) >= CHECKED_MAX:
         _CHECKED.clear()
-    _CHECKED[key] = items
-    return items
+    _CHECKED[key] = known
+    return known
 
 
 class ServerLines:
@@ -160,14 +188,25 @@ def response_event(
     list; on h11's full path the server's lines are appended to it.
     """
     if lines.trusted and type(status) is int:
-        items = normalised(headers)
-        if items is not None:
-            items = items + lines.current()
+        known = header_set(headers)
+        if known is not None:
+            tail = lines.current()
+            event = known.event
+            if (
+                event is not None
+                and known.tail is tail
+                and known.status == status
+                and known.close is close
+            ):
+                return event  # the same response as the last one (h11's events are immutable)
+            items = known.items + tail
             if close:
                 items.append(_CLOSE)
-            return _Response(
+            event = known.event = _Response(
                 status_code=status, headers=_Headers(items), reason=reason(status), _parsed=True
             )
+            known.status, known.tail, known.close = status, tail, close
+            return event
     if lines.date:
         headers.append((b"date", date_header()))
     if lines.pairs:
