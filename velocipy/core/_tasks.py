@@ -575,7 +575,7 @@ def release_tasks(
     for task in tasks:
         task.route = route
         task.method = method
-        if task.run_on is skip or task.run_on == skip:
+        if task.run_on == skip:  # one comparison of two str: `is` first would add one
             task._move(_SKIPPED)
         else:
             chosen.append(task)
