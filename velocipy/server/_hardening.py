@@ -355,3 +355,38 @@ class ChunkWatcher:
             else:
                 return -1
         return -1
+
+
+#: The clean-head matchers made so far, by (longest request line, most header fields).
+_CLEAN_HEADS: dict[tuple[int, int], Any] = {}
+
+
+def clean_head(config: ServerConfig) -> Any:
+    """A compiled `match` that finds a request head passing every `HeadScanner` check at once.
+
+    For the httptools connection: when a whole head sits at the start of a buffer
+    and is plainly clean, one regular-expression match in C proves what `scan`
+    and `_check_head` check one by one in Python, and reads the request line:
+    groups (method, target, version), the match itself ending just past the
+    head's blank line. The request line is at most `max_request_line` bytes
+    (else 414) with single spaces between its three parts; every line ends in
+    CRLF (no bare LF); no header line starts with whitespace (no obsolete line
+    folding); at most `max_headers` header fields (else 431). The size cap
+    (431) is left to the caller: one comparison with `match.end()`.
+
+    A head it does not match is not refused for that: it takes `HeadScanner`,
+    which finds the right answer. So the checks, and the answers, stay the
+    scanner's; this only skips them for the heads that pass them all.
+    """
+    key = (config.max_request_line, config.max_headers)
+    match = _CLEAN_HEADS.get(key)
+    if match is None:
+        pattern = b"".join(
+            (
+                rb"(?=[^\r\n]{0,%d}\r\n)" % config.max_request_line,
+                rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([^ \r\n]+) HTTP/(1\.[01])\r\n",
+                rb"(?:[^ \t\r\n][^\r\n]*\r\n){0,%d}\r\n" % config.max_headers,
+            )
+        )
+        match = _CLEAN_HEADS[key] = re.compile(pattern).match
+    return match

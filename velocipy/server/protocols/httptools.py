@@ -5,7 +5,9 @@ those of the h11 connection (`velocipy.server._connection`; the shared parts are
 in `_connection_base`), and so are the
 checks: `HeadScanner` watches the raw bytes of each head and finds where it
 ends, `check_request` looks at the parsed fields. Only the parsing and the
-response framing differ.
+response framing differ. A whole head that is plainly clean, as nearly every
+one is, skips the scanner's Python checks: one regular-expression match in C
+(`clean_head`) proves they all pass and reads the request line with them.
 
 llhttp parses whatever it is fed and reports it through callbacks; it cannot
 be paused between two messages. So the connection feeds it exactly one request
@@ -67,6 +69,7 @@ from .._hardening import (
     Rejected,
     check_request,
     check_target,
+    clean_head,
 )
 from .._proxy import forwarded
 from .._wire import error_response
@@ -91,6 +94,10 @@ class _NextMessage(Exception):
     """Bytes of a next request followed a chunked body in the same read (see the docstring)."""
 
 
+class _HeadEnded(Exception):
+    """The client closed the connection before a whole head came."""
+
+
 class HttptoolsConnection(ConnectionBase):
     """Serves the requests of one socket in order until either side closes it."""
 
@@ -100,7 +107,6 @@ class HttptoolsConnection(ConnectionBase):
         "pending",
         "url",
         "headers",
-        "in_message",
         "message_done",
         "body",
         "body_size",
@@ -128,7 +134,6 @@ class HttptoolsConnection(ConnectionBase):
         # What the parser reported of the current request.
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.in_message = False
         self.message_done = False
         self.body: list[bytes] = []
         self.body_size = 0
@@ -143,14 +148,12 @@ class HttptoolsConnection(ConnectionBase):
         self.chunked = False
 
     # -- llhttp's callbacks ----------------------------------------------------------------
+    # The request line is not taken from llhttp (`on_url`, `get_method`): `clean_head`
+    # reads it with the checks, or `_parse_head` from the head llhttp accepted.
 
     def on_message_begin(self) -> None:
-        if self.in_message:
+        if self.message_done:  # a next message in the same bytes (see the module docstring)
             raise _NextMessage()
-        self.in_message = True
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # h11 strips trailing whitespace from values (llhttp only leading): so do we. Plain
@@ -178,15 +181,15 @@ class HttptoolsConnection(ConnectionBase):
         server = self.server
         config = server.config
         scanner = self.scanner
+        match_clean = clean_head(config)
+        max_head = config.max_head_size
         header_timeout = config.header_timeout
         idle_timeout = header_timeout if self.fresh else config.keepalive_timeout
         while True:
             # -- read a head ---------------------------------------------------------------
             pending = self.pending
-            self.url = b""
+            self.message_done = self.body_fed = self.head_done = self.upgrade = False
             self.headers = []
-            self.in_message = self.message_done = self.body_fed = False
-            self.head_done = self.upgrade = False
             self.body = []
             self.body_size = 0
             try:
@@ -195,7 +198,6 @@ class HttptoolsConnection(ConnectionBase):
                     await anyio.lowlevel.checkpoint()
                     self.phase = HEAD
                     self.deadline = _monotonic() + header_timeout
-                    end = scanner.scan(pending)
                 else:
                     if server.shutting_down:
                         if not self.fresh:
@@ -203,30 +205,28 @@ class HttptoolsConnection(ConnectionBase):
                         idle_timeout = min(idle_timeout, FIRST_REQUEST_GRACE)
                     self.phase = IDLE
                     self.deadline = _monotonic() + idle_timeout
-                    end = -1
-                while end < 0:
                     try:
-                        data = await channel.receive()
+                        pending = await channel.receive()
                     except anyio.EndOfStream:
                         return False
-                    if pending:
-                        pending += data
-                        end = scanner.feed(pending)
-                    else:  # the first bytes of this head
-                        pending = data
-                        end = scanner.scan(pending)
-                    if end < 0 and self.phase == IDLE:
-                        # Part of a head: the rest must follow within the header timeout.
-                        # (A whole head goes straight on: nothing waits before BUSY.)
-                        self.phase = HEAD
-                        self.deadline = _monotonic() + header_timeout
-                self.phase = BUSY
-                self.deadline = None
-                if end == len(pending):
-                    head, self.pending = pending, b""
+                clean = match_clean(pending)
+                if clean is not None and clean.end() <= max_head:
+                    # The usual case: a whole, plainly clean head (see `clean_head`).
+                    self.phase = BUSY
+                    self.deadline = None
+                    head = clean[0]
+                    self.pending = pending[len(head) :]
+                    method, target, version = clean.groups()
+                    try:
+                        self.parser.feed_data(head)
+                    except (HttpParserError, HttpParserUpgrade) as error:
+                        self._refused(head, error)
+                    self.url = target
+                    if target[0] != _SLASH:
+                        check_target(target)
+                    length, self.chunked = check_request(self.headers, version, method)
                 else:
-                    head, self.pending = pending[:end], pending[end:]
-                method, version, length = self._parse_head(head)
+                    method, version, length = await self._read_head(pending, scanner)
                 self.content_length = length
                 self.body_left = length or 0
                 self.chunks = ChunkWatcher() if length is None and self.chunked else None
@@ -234,6 +234,8 @@ class HttptoolsConnection(ConnectionBase):
                     self.rate_window_start = 0.0  # a new body: its rate is measured afresh
             except Rejected as rejected:
                 await self._reject(rejected.status)
+                return False
+            except _HeadEnded:
                 return False
             idle_timeout = config.keepalive_timeout
             self.fresh = False
@@ -251,45 +253,49 @@ class HttptoolsConnection(ConnectionBase):
             if not self.shared_context:
                 return True  # a request left a value in this context: on in a fresh one
 
+    async def _read_head(
+        self, pending: bytes, scanner: HeadScanner
+    ) -> tuple[bytes, bytes, int | None]:
+        """The general way to a head: read until `scanner` sees it whole, then parse it.
+
+        For every head `clean_head` does not match at once: one that comes in pieces,
+        or that the scanner must look at closely (and perhaps refuse). Raises
+        `_HeadEnded` if the client closes first.
+        """
+        end = scanner.scan(pending)
+        while end < 0:
+            if self.phase == IDLE:
+                # Part of a head: the rest must follow within the header timeout.
+                # (A whole head goes straight on: nothing waits before BUSY.)
+                self.phase = HEAD
+                self.deadline = _monotonic() + self.server.config.header_timeout
+            try:
+                data = await self.channel.receive()
+            except anyio.EndOfStream:
+                raise _HeadEnded() from None
+            pending += data
+            end = scanner.feed(pending)
+        self.phase = BUSY
+        self.deadline = None
+        head, self.pending = pending[:end], pending[end:]
+        return self._parse_head(head, scanner.line_end)
+
     def _parse_head(
-        self, head: bytes, method: bytes | None = None
+        self, head: bytes, line_end: int, method: bytes | None = None
     ) -> tuple[bytes, bytes, int | None]:
         """Feed one whole head to llhttp and check it: (method, version, Content-Length).
 
         Raises `Rejected` with the status both parsers give (see `_hardening`).
-        `method`: the real method, when `head` starts with a stand-in llhttp knows.
+        `line_end`: where the request line ends. `method`: the real method, when
+        `head` starts with a stand-in llhttp knows.
         """
         parser = self.parser
         try:
             parser.feed_data(head)
-        except HttpParserUpgrade:
-            # Upgrade or CONNECT: answered as a plain request, then closed.
-            self.upgrade = True
-        except HttpParserInvalidMethodError:
-            # llhttp knows a fixed list of methods and stops at any other. Our rule is
-            # to answer 501 for an unknown method only once the rest of the head passed
-            # every check, as on the h11 path: so parse the rest with a known method.
-            unknown = head[: head.find(b" ")]
-            if method is not None or not TOKEN.fullmatch(unknown):
-                raise Rejected(400, "malformed request line") from None
-            self.parser = _new_parser(self)
-            self.url, self.headers, self.in_message, self.head_done = b"", [], False, False
-            self._parse_head(b"GET" + head[len(unknown) :], unknown)
-            raise Rejected(501, "unknown method") from None  # check_request raised already
-        except HttpParserError:
-            if self.head_done:
-                # The fields were read: our own checks answer first (e.g. 501 for an
-                # unknown Transfer-Encoding, which llhttp calls plain invalid).
-                check_request(self.headers, self._version_bytes(), method or parser.get_method())
-            raise Rejected(400, "malformed request head") from None
+        except (HttpParserError, HttpParserUpgrade) as error:
+            self._refused(head, error, method)
         # The version as llhttp read it, taken from the end of the request line that it
-        # has just accepted: `get_http_version()` formats a new string on every call,
-        # about 1 % of all the work of a request. Anything unusual asks llhttp. Where the
-        # line ends the scanner found already (moved by a stand-in method's length); a
-        # slice and a comparison cost half of what `endswith` does with its bounds.
-        line_end = self.scanner.line_end
-        if method is not None:
-            line_end += 3 - len(method)
+        # has just accepted (`get_http_version()` formats a new string on every call).
         ending = head[line_end - 9 : line_end]
         if ending == b" HTTP/1.1":
             version = b"1.1"
@@ -299,11 +305,39 @@ class HttptoolsConnection(ConnectionBase):
             version = self._version_bytes()
         if method is None:
             method = parser.get_method()
-        url = self.url
-        if not url or url[0] != _SLASH:  # an index costs less than a slice
+        # The target: between the request line's first and last space (llhttp took it,
+        # and the scanner has refused two spaces in a row); no version: up to the end.
+        start = head.find(b" ") + 1
+        stop = head.rfind(b" ", start, line_end)
+        self.url = url = head[start : stop if stop >= 0 else line_end]
+        if not url or url[0] != _SLASH:
             check_target(url)
         length, self.chunked = check_request(self.headers, version, method)
         return method, version, length
+
+    def _refused(self, head: bytes, error: Exception, method: bytes | None = None) -> None:
+        """What llhttp raising `error` on `head` means: an Upgrade is noted, else `Rejected`."""
+        if type(error) is HttpParserUpgrade:
+            # Upgrade or CONNECT: answered as a plain request, then closed.
+            self.upgrade = True
+            return
+        if type(error) is HttpParserInvalidMethodError:
+            # llhttp knows a fixed list of methods and stops at any other. Our rule is
+            # to answer 501 for an unknown method only once the rest of the head passed
+            # every check, as on the h11 path: so parse the rest with a known method.
+            unknown = head[: head.find(b" ")]
+            if method is not None or not TOKEN.fullmatch(unknown):
+                raise Rejected(400, "malformed request line") from None
+            self.parser = _new_parser(self)
+            self.headers, self.head_done = [], False
+            stand_in = b"GET" + head[len(unknown) :]
+            self._parse_head(stand_in, stand_in.find(b"\r\n"), unknown)
+            raise Rejected(501, "unknown method") from None  # check_request raised already
+        if self.head_done:
+            # The fields were read: our own checks answer first (e.g. 501 for an
+            # unknown Transfer-Encoding, which llhttp calls plain invalid).
+            check_request(self.headers, self._version_bytes(), method or self.parser.get_method())
+        raise Rejected(400, "malformed request head") from None
 
     def _version_bytes(self) -> bytes:
         version = self.parser.get_http_version()
