@@ -41,17 +41,16 @@ Item = tuple[bytes, bytes, bytes]
 class HeaderSet:
     """An app header set h11 accepted: its normalised form, and the last response built from it."""
 
-    __slots__ = ("items", "event", "status", "tail", "close")
+    __slots__ = ("items", "last")
 
     def __init__(self, items: list[Item]) -> None:
         #: h11's normalised form of the set.
         self.items = items
-        #: The last `h11.Response` built from it (None: none yet), for `status`, the
-        #: server's lines `tail` (the list itself: a new Date makes a new list) and `close`.
-        self.event: h11.Response | None = None
-        self.status = 0
-        self.tail: list[Item] | None = None
-        self.close = False
+        #: The last response built from it (None: none yet): (status, the server's lines
+        #: it was built with (the list itself: a new Date makes a new list), close, the
+        #: `h11.Response`). One tuple, replaced whole: servers on two threads of one
+        #: process can never see the event of one response with the key of another.
+        self.last: tuple[int, list[Item], bool, h11.Response] | None = None
 
 
 #: Header sets h11 has seen: the tuple of their headers -> what h11 made of them, or None
@@ -135,7 +134,7 @@ class ServerLines:
     built the full way (`response_event`).
     """
 
-    __slots__ = ("date", "pairs", "items", "trusted", "_date_value", "_with_date")
+    __slots__ = ("date", "pairs", "items", "trusted", "_dated")
 
     def __init__(self, default_headers: list[tuple[bytes, bytes]], date: bool) -> None:
         self.date = date
@@ -152,19 +151,19 @@ class ServerLines:
         self.trusted = checked is not None and not framing
         #: The default headers in h11's form (the sample's without its Date and close).
         self.items: list[Item] = checked[1:-1] if checked is not None else []
-        self._date_value = b""
-        #: `items` behind the current Date line (rebuilt when the Date changes).
-        self._with_date: list[Item] = self.items
+        #: The Date value and `items` behind its line (rebuilt when the Date changes; one
+        #: tuple, replaced whole, as `HeaderSet.last`).
+        self._dated: tuple[bytes, list[Item]] = (b"", self.items)
 
     def current(self) -> list[Item]:
         """The lines in h11's form, with the current Date (the same list within a second)."""
         if not self.date:
             return self.items
         value = date_header()
-        if value is not self._date_value:
-            self._date_value = value
-            self._with_date = [(b"date", b"date", value), *self.items]
-        return self._with_date
+        dated = self._dated
+        if dated[0] is not value:
+            dated = self._dated = (value, [(b"date", b"date", value), *self.items])
+        return dated[1]
 
 
 _LINES: dict[tuple[tuple[tuple[bytes, bytes], ...], bool], ServerLines] = {}
@@ -191,21 +190,16 @@ def response_event(
         known = header_set(headers)
         if known is not None:
             tail = lines.current()
-            event = known.event
-            if (
-                event is not None
-                and known.tail is tail
-                and known.status == status
-                and known.close is close
-            ):
-                return event  # the same response as the last one (h11's events are immutable)
+            last = known.last
+            if last is not None and last[1] is tail and last[0] == status and last[2] is close:
+                return last[3]  # the same response as the last one (h11's events are immutable)
             items = known.items + tail
             if close:
                 items.append(_CLOSE)
-            event = known.event = _Response(
+            event = _Response(
                 status_code=status, headers=_Headers(items), reason=reason(status), _parsed=True
             )
-            known.status, known.tail, known.close = status, tail, close
+            known.last = (status, tail, close, event)
             return event
     if lines.date:
         headers.append((b"date", date_header()))
