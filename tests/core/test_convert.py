@@ -258,3 +258,42 @@ def test_the_fast_path_passes_each_field_to_its_parameter(kind: Any) -> None:
     for name in value:
         if name != "inner":
             assert getattr(made, name) == value[name]
+
+
+@dataclasses.dataclass
+class PostInit:
+    first: str
+    seen: list[str] = dataclasses.field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.seen.append(self.first)
+
+
+@dataclasses.dataclass
+class NotInInit:
+    first: str
+    stamp: int = dataclasses.field(init=False, default=7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    first: str
+
+
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    first: str
+
+
+@pytest.mark.parametrize("kind", [PostInit, NotInInit, Frozen, Slotted])
+def test_an_instance_made_without_init_is_the_one_init_would_make(kind: Any) -> None:
+    # The fast path sets the fields itself only where `__init__` would do nothing more:
+    # `__post_init__` still runs, an `init=False` field still gets its default, a frozen
+    # instance is still made by its class.
+    made = converter_for(kind)({"first": "a"})
+    assert made == kind("a")
+    assert type(made) is kind
+    if kind is PostInit:
+        assert made.seen == ["a"]
+    if kind is NotInInit:
+        assert made.stamp == 7

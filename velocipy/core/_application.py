@@ -20,7 +20,14 @@ from ._backends import InProcess, TaskBackend
 from ._datastructures import State
 from ._errors import DeclarationError, HTTPException
 from ._events import ReadBody, RequestHead
-from ._exchange import Exchange, bare_flow, exchange_flow, redirect_flow, unservable_flow
+from ._exchange import (
+    Exchange,
+    bare_flow,
+    exchange_flow,
+    new_exchange,
+    redirect_flow,
+    unservable_flow,
+)
 from ._mounts import ASGI, NATIVE, WSGI, Mount, find_mount, mounted_head, new_mount
 from ._params import Depends
 from ._plans import ParamPlan, Plan, Source, build_plan, finish_route_plans
@@ -812,7 +819,7 @@ class Application(_RouteDecorators):
         matched = self.router.match(head.method, head.path)
         if isinstance(matched, tuple):
             if matched[0].plan.trivial:
-                return Exchange(head, bare_flow(self, head, *matched), self)
+                return new_exchange(head, bare_flow(self, head, *matched), self)
         else:  # no route takes it: a mount may, or the other slash (mounts only cost here)
             if self.mounts:
                 mounted = self._mounted_exchange(head)
@@ -824,7 +831,7 @@ class Application(_RouteDecorators):
                     other = self._mount_slash_redirect(head.path)
                 if other is not None:
                     return Exchange(head, redirect_flow(head, other), self)
-        return Exchange(head, exchange_flow(self, head, matched), self)
+        return new_exchange(head, exchange_flow(self, head, matched), self)
 
     def _mounted_exchange(self, head: RequestHead) -> Exchange | None:
         """The exchange of the mount under which `head.path` lies (routes came first)."""

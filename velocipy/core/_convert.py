@@ -746,7 +746,13 @@ def _dataclass_fast_path(
         positional = names == [
             p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
         ]
-    namespace: dict[str, Any] = {"kind": kind, "general": general, "Invalid": Invalid}
+    bare = _builds_bare(kind, names)
+    namespace: dict[str, Any] = {
+        "kind": kind,
+        "general": general,
+        "Invalid": Invalid,
+        "new": object.__new__,
+    }
     reads, checks, calls, arguments = [], [], [], []
     for index, (name, each, _) in enumerate(fields):
         reads.append(f"            v{index} = value[{name!r}]")
@@ -773,13 +779,54 @@ def _dataclass_fast_path(
             converted,
             "            except Invalid:",
             "                return general(value)",
-            f"            return kind({', '.join(arguments)})",
+            *(
+                [
+                    "            made = new(kind)",
+                    *(f"            made.{name} = v{index}" for index, name in enumerate(names)),
+                    "            return made",
+                ]
+                if bare
+                else [f"            return kind({', '.join(arguments)})"]
+            ),
             "    return general(value)",
         ]
     )
     exec(source, namespace)  # noqa: S102 - field names are identifiers; values come from here
     fast: Converter = namespace["convert"]
     return fast
+
+
+_OBJECT_NEW: Any = object.__new__
+
+
+def _builds_bare(kind: type[Any], names: list[str]) -> bool:
+    """Whether an instance of dataclass `kind` with every field in `names` can be made by
+    `object.__new__` and setting the fields, exactly as its `__init__` would.
+
+    True only when that `__init__` is the one `dataclasses` wrote (a class's own is left
+    alone), it sets nothing else (every field is in `names`: no `init=False` field with
+    a default, no `InitVar`), nothing runs after it (`__post_init__`), and the fields can
+    be set (not frozen). Calling the class enters the interpreter once more from C
+    (`type.__call__`, then `__init__`): more time than its instructions say.
+    """
+    params = getattr(kind, "__dataclass_params__", None)
+    init = kind.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    return (
+        params is not None
+        and not params.frozen
+        and code is not None
+        and code.co_filename == "<string>"  # where `dataclasses` compiles what it writes
+        and getattr(init, "__qualname__", "") == f"{kind.__qualname__}.__init__"
+        and not hasattr(kind, "__post_init__")
+        and [f.name for f in dataclasses.fields(kind)] == names
+        and not any(
+            isinstance(v, dataclasses.InitVar)
+            for v in getattr(kind, "__annotations__", {}).values()
+        )
+        and type(kind) is type
+        and kind.__new__ is _OBJECT_NEW
+    )
 
 
 def _pydantic_converter(model: Any) -> Converter:

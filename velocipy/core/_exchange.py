@@ -92,8 +92,11 @@ from ._tasks import (
     Task,
     TaskState,
     log_abandoned,
+    log_succeeded,
+    new_background_tasks,
     release_tasks,
     run_tasks,
+    task_failed,
     to_error_path,
     unwrap,
 )
@@ -232,6 +235,18 @@ class Exchange:
             self._flow.close()
 
 
+def new_exchange(head: RequestHead, flow: Flow, app: Application) -> Exchange:
+    """`Exchange(head, flow, app)`, built bare: calling the class enters the interpreter
+    from C once more (`type.__call__`, then `__init__`), which costs more time than its
+    instruction count says; this is one Python call. Once per request."""
+    exchange: Exchange = _new(Exchange)
+    exchange.head = head
+    exchange.app = app
+    exchange._flow = flow
+    exchange._phase = _IDLE
+    return exchange
+
+
 class _Context:
     """Per-request state shared by the steps of one flow.
 
@@ -359,7 +374,10 @@ def bare_flow(
 
 def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) -> Flow:
     """The general flow for `head`; `matched` is the router's answer, if already asked."""
-    ctx = _Context(app, head)
+    # `_Context(app, head)`, built bare (as `new_exchange`).
+    ctx: _Context = _new(_Context)
+    ctx.app = app
+    ctx.head = head
     tasks: tuple[Task, ...] = ()
     # Bound on every path, so that they can be let go of before the tasks run.
     result: Any = None
@@ -410,7 +428,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     if plan.wants_tasks:  # queued ones when the app's backend is a queue
                         queue = app.task_queue
                         ctx.tasks = (
-                            BackgroundTasks(app.tasks)
+                            new_background_tasks(app.tasks)
                             if queue is None
                             else new_queued_tasks(app.tasks, queue, route.label)
                         )
@@ -427,7 +445,7 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
                     if plan.wants_tasks:  # queued ones when the app's backend is a queue
                         queue = app.task_queue
                         ctx.tasks = (
-                            BackgroundTasks(app.tasks)
+                            new_background_tasks(app.tasks)
                             if queue is None
                             else new_queued_tasks(app.tasks, queue, route.label)
                         )
@@ -504,7 +522,24 @@ def exchange_flow(app: Application, head: RequestHead, matched: Any = _MISSING) 
         if tasks:  # each has its route's label by now (release_tasks sets it)
             del respond
             if queue is None:
-                yield from run_tasks(tasks, tasks[0].route, app.task_error_hooks)
+                # `run_tasks`, inlined: on CPython 3.11 a generator resumed through `yield
+                # from` enters the interpreter once more from C at every step, which costs
+                # more time than its instruction count says (see `bench/bytecodes.py`).
+                route_label = tasks[0].route
+                debug = logger.isEnabledFor(logging.DEBUG)
+                for task in tasks:
+                    if task.state is not _PENDING:  # settled before its turn
+                        continue
+                    try:
+                        yield task._start()
+                    except BaseException as error:
+                        yield from task_failed(
+                            task, error, tasks, route_label, app.task_error_hooks
+                        )
+                    else:
+                        task._succeed()
+                        if debug:
+                            log_succeeded(task, route_label)
             else:
                 yield from _queued_tasks_after_response(app, ctx, tasks)
         if ctx.exits:

@@ -554,6 +554,16 @@ class BackgroundTasks:
         return f"BackgroundTasks({[task.name for task in self._tasks]!r})"
 
 
+def new_background_tasks(registry: TaskRegistry | None) -> BackgroundTasks:
+    """`BackgroundTasks(registry)`, built bare: calling a class enters the interpreter
+    once more from C (`type.__call__`, then `__init__`), which costs more time than its
+    instruction count says; this is one Python call (see `bench/bytecodes.py`)."""
+    tasks: BackgroundTasks = _new_task(BackgroundTasks)
+    tasks._tasks = []
+    tasks._registry = registry
+    return tasks
+
+
 def release_tasks(
     tasks: Sequence[Task],
     registry: TaskRegistry | None,
@@ -636,7 +646,10 @@ def run_tasks(
     route: str,
     error_hooks: Sequence[tuple[Callable[..., Any], bool]] = (),
 ) -> Generator[Call, Any, None]:
-    """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on."""
+    """The task flow: one `Call` per task, in order; failures logged and hooked, the rest go on.
+
+    `exchange_flow` runs the same loop inline for an in-process request's tasks (see there).
+    """
     debug = logger.isEnabledFor(logging.DEBUG)
     # A plain `for`, not `enumerate`: the loop's state lives as long as the tasks run
     # (a second, a thousand flows in flight), and enumerate keeps two more objects
@@ -646,64 +659,81 @@ def run_tasks(
             continue
         try:
             yield task._start()
-        except TaskTimedOut as timed_out:
-            task.error = timed_out
-            task._move(TaskState.TIMED_OUT)
-            logger.error(
-                "Background task %s for %s timed out after %ss%s",
-                task.name,
-                route,
-                task.timeout,
-                "" if task.is_async else _STILL_RUNNING,
-                extra=task._log_extra(),
-            )
-            yield from _call_hooks(error_hooks, task, timed_out, route)
-        except Exception as failure:
-            if type(failure) is ContainedBaseException:
-                # The task itself raised SystemExit, KeyboardInterrupt or the like: a
-                # failure of this task like any other, under its real type.
-                error: BaseException = failure.error
-                message = "Background task %s for %s failed (%s: contained, the server goes on)"
-                detail: tuple[str, ...] = (type(error).__name__,)
-            else:
-                error, message, detail = failure, "Background task %s for %s failed", ()
-            task.error = error
-            task._move(TaskState.FAILED)
-            logger.error(
-                message,
-                task.name,
-                route,
-                *detail,
-                exc_info=error,
-                extra=task._log_extra(),
-            )
-            yield from _call_hooks(error_hooks, task, error, route)
-        except BaseException as interruption:
-            # The driver was stopped (cancelled at shutdown): not the task's doing.
-            if task.state is _RUNNING:
-                task.error = interruption
-                task._move(TaskState.CANCELLED)
-                logger.warning(
-                    "Background task %s for %s interrupted (%s)",
-                    task.name,
-                    route,
-                    type(interruption).__name__,
-                    extra=task._log_extra(),
-                )
-            # A task still pending never started (it waited for a running slot): it is
-            # abandoned with the rest. One already settled (a drain gave up on it and
-            # said so) is not logged twice.
-            log_abandoned(tasks[_position(tasks, task) :], route, "the server stopped first")
-            raise
+        except BaseException as error:
+            yield from task_failed(task, error, tasks, route, error_hooks)
         else:
             task._succeed()
             if debug:  # otherwise skip building the record's extras
-                logger.debug(
-                    "Background task %s for %s succeeded",
-                    task.name,
-                    route,
-                    extra=task._log_extra(),
-                )
+                log_succeeded(task, route)
+
+
+def log_succeeded(task: Task, route: str) -> None:
+    """The DEBUG record of a task that succeeded."""
+    logger.debug("Background task %s for %s succeeded", task.name, route, extra=task._log_extra())
+
+
+def task_failed(
+    task: Task,
+    error: BaseException,
+    tasks: Sequence[Task],
+    route: str,
+    error_hooks: Sequence[tuple[Callable[..., Any], bool]],
+) -> Generator[Call, Any, None]:
+    """Settle `task`, which raised `error` where its `Call` was yielded, as the task flow does.
+
+    A failure or time-out is logged and hooked, and the flow goes on with the next task;
+    anything else (the driver stopped: cancelled at shutdown, the flow closed) is not
+    the task's doing: it is logged, the tasks after it are abandoned, and it propagates.
+    """
+    if isinstance(error, TaskTimedOut):
+        task.error = error
+        task._move(TaskState.TIMED_OUT)
+        logger.error(
+            "Background task %s for %s timed out after %ss%s",
+            task.name,
+            route,
+            task.timeout,
+            "" if task.is_async else _STILL_RUNNING,
+            extra=task._log_extra(),
+        )
+        yield from _call_hooks(error_hooks, task, error, route)
+    elif isinstance(error, Exception):
+        if type(error) is ContainedBaseException:
+            # The task itself raised SystemExit, KeyboardInterrupt or the like: a
+            # failure of this task like any other, under its real type.
+            failure: BaseException = error.error
+            message = "Background task %s for %s failed (%s: contained, the server goes on)"
+            detail: tuple[str, ...] = (type(failure).__name__,)
+        else:
+            failure, message, detail = error, "Background task %s for %s failed", ()
+        task.error = failure
+        task._move(TaskState.FAILED)
+        logger.error(
+            message,
+            task.name,
+            route,
+            *detail,
+            exc_info=failure,
+            extra=task._log_extra(),
+        )
+        yield from _call_hooks(error_hooks, task, failure, route)
+    else:
+        # The driver was stopped (cancelled at shutdown): not the task's doing.
+        if task.state is _RUNNING:
+            task.error = error
+            task._move(TaskState.CANCELLED)
+            logger.warning(
+                "Background task %s for %s interrupted (%s)",
+                task.name,
+                route,
+                type(error).__name__,
+                extra=task._log_extra(),
+            )
+        # A task still pending never started (it waited for a running slot): it is
+        # abandoned with the rest. One already settled (a drain gave up on it and
+        # said so) is not logged twice.
+        log_abandoned(tasks[_position(tasks, task) :], route, "the server stopped first")
+        raise error
 
 
 def _position(tasks: Sequence[Task], task: Task) -> int:
