@@ -76,12 +76,14 @@ def server_instructions(
     command: Callable[[int], list[str]] | None = None,
     request: bytes | None = None,
     env: dict[str, str] | None = None,
+    entries: list[int] | None = None,
 ) -> int:
     """Instructions the server process of `name` executes while serving `requests`.
 
     `command(port)` starts a server that is not one of `bench.configs`' (then
     `name` only labels it); `request` replaces the scenario's request bytes; `env`
-    is added to the server's environment.
+    is added to the server's environment. With `entries`, the number of times the
+    interpreter's loop was entered from C is appended to it (see `interpreter_entries`).
     """
     port = free_port()
     argv = BY_NAME[name].command(port) if command is None else command(port)
@@ -89,9 +91,10 @@ def server_instructions(
         raise SystemExit(f"{name} is not started as `python -m ...`; cannot count it")
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder:
         log = Path(folder) / "callgrind.log"
+        out = Path(folder) / "callgrind.out" if entries is not None else Path("/dev/null")
         server = Server(
             name,
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              f"--log-file={log}", *argv],
             port,
         )  # fmt: skip
@@ -113,10 +116,43 @@ def server_instructions(
         deadline = time.monotonic() + 10
         while "Collected" not in (text := log.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if entries is not None:
+            entries.append(interpreter_entries(out))
     match = re.search(r"Collected : (\d+)", text)
     if match is None:
         raise SystemExit(f"callgrind reported no total for {name}:\n{text[-2000:]}")
     return int(match.group(1))
+
+
+#: A function's line in a callgrind profile: `fn=(12) name` the first time, `fn=(12)` after.
+_FUNCTION = re.compile(r"c?fn=\((\d+)\)(?: (\S+))?")
+
+
+def interpreter_entries(path: Path) -> int:
+    """How many times a callgrind profile entered the interpreter's loop from C.
+
+    On CPython 3.11 a Python function called by Python code runs in the same loop,
+    but resuming a generator or coroutine, a class's `__init__` run by
+    `type.__call__`, and any callback from C code each enter it anew: costlier in
+    time than the instructions they add, so worth counting on their own.
+    """
+    loop: set[str] = set()  # the loop's numbers in this profile (one per recursion depth)
+    total = 0
+    pending = False
+    with path.open(errors="replace") as profile:
+        for line in profile:
+            if line.startswith(("fn=", "cfn=")):
+                match = _FUNCTION.match(line)
+                if match is None:
+                    continue
+                number, name = match.groups()
+                if name is not None and name.split("'")[0] == "_PyEval_EvalFrameDefault":
+                    loop.add(number)
+                pending = line.startswith("cfn=") and number in loop
+            elif pending and line.startswith("calls="):
+                total += int(line[6:].split()[0])
+                pending = False
+    return total
 
 
 def per_request(name: str, scenario: Scenario) -> int:
@@ -126,22 +162,44 @@ def per_request(name: str, scenario: Scenario) -> int:
     return (long - short) // (LONG - SHORT)
 
 
+def entries_per_request(name: str, scenario: Scenario) -> tuple[int, float]:
+    """Instructions and interpreter entries from C per request (long run minus short run)."""
+    counted: list[int] = []
+    short = server_instructions(name, scenario, SHORT, entries=counted)
+    long = server_instructions(name, scenario, LONG, entries=counted)
+    return (long - short) // (LONG - SHORT), (counted[1] - counted[0]) / (LONG - SHORT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", choices=sorted(BY_NAME), metavar="CONFIG")
     parser.add_argument("scenario", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--baseline", choices=sorted(BY_NAME), help="also count this one")
+    parser.add_argument(
+        "--entries", action="store_true", help="also count entries into the interpreter from C"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install -y valgrind)")
     os.chdir(ROOT)
     scenario = next(s for s in SCENARIOS if s.name == args.scenario)
-    ours = per_request(args.config, scenario)
-    print(f"{args.config} {scenario.method} {scenario.path}: {ours:,} instructions/request")
+    ours = _report(args.config, scenario, args.entries)
     if args.baseline:
-        theirs = per_request(args.baseline, scenario)
-        print(f"{args.baseline} {scenario.method} {scenario.path}: {theirs:,} instructions/request")
+        theirs = _report(args.baseline, scenario, args.entries)
         print(f"ratio {ours / theirs:.3f} (below 1: {args.config} does less work per request)")
+
+
+def _report(name: str, scenario: Scenario, entries: bool) -> int:
+    if not entries:
+        count = per_request(name, scenario)
+        print(f"{name} {scenario.method} {scenario.path}: {count:,} instructions/request")
+        return count
+    count, entered = entries_per_request(name, scenario)
+    print(
+        f"{name} {scenario.method} {scenario.path}: {count:,} instructions/request, "
+        f"{entered:.1f} entries into the interpreter from C"
+    )
+    return count
 
 
 if __name__ == "__main__":

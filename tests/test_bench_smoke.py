@@ -249,3 +249,20 @@ def test_bytecode_tracer_counts_each_call_and_twice_the_bytecodes_for_twice_the_
     per_call = counts[0]["ops"][key] / 10
     assert per_call >= 2  # at least a load and a return
     assert counts[1]["ops"][key] == 20 * per_call
+
+
+def test_interpreter_entries_counts_calls_of_the_eval_loop_at_every_depth(tmp_path: Path) -> None:
+    from bench.instructions import interpreter_entries
+
+    profile = tmp_path / "callgrind.out"
+    profile.write_text(
+        "fn=(1) main\n"
+        "cfn=(2) _PyEval_EvalFrameDefault\ncalls=3 0\n12 400\n"
+        "cfn=(3) PyObject_Malloc\ncalls=5 0\n12 50\n"
+        "fn=(2)\n"
+        "cfn=(4) _PyEval_EvalFrameDefault'2\ncalls=2 0\n7 100\n"
+        "cfn=(2)\ncalls=1 0\n7 10\n"
+        "cfn=(3)\ncalls=9 0\n7 10\n"
+    )
+    # 3 + 2 + 1 entries; the allocator's calls are not counted.
+    assert interpreter_entries(profile) == 6
