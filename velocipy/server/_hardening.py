@@ -186,6 +186,22 @@ def check_request(
         The declared Content-Length (h11 has checked it is one number) or None,
         and whether the body is chunked.
     """
+    fields = dict(headers)
+    if (
+        len(fields) == len(headers)
+        and http_version == b"1.1"
+        and b"host" in fields
+        and b"transfer-encoding" not in fields
+        and method in KNOWN_METHODS
+    ):
+        # The usual request, which nothing below refuses but a bad Content-Length:
+        # its answer in a few look-ups of a dict built in C. Anything else, faulty or
+        # not, takes the general path, which decides.
+        value = fields.get(b"content-length")
+        if value is None:
+            return None, False
+        if value.isdigit():
+            return int(value), False
     # The order of the checks is the order in which h11 finds the same faults.
     if http_version != b"1.1" and http_version != b"1.0":
         # llhttp reads a request line without a version as HTTP/0.9: malformed here.
@@ -195,7 +211,6 @@ def check_request(
     hosts = 0
     length: int | None = None
     codings: list[bytes] | None = None
-    fields = dict(headers)
     if len(fields) == len(headers):
         # No name given twice, as in nearly every request: the same checks on a dict
         # built in C rather than in a Python loop over the fields (a tenth of the

@@ -42,6 +42,8 @@ _PLAIN: dict[tuple[tuple[bytes, bytes], ...], tuple[bytes, int]] = {}
 PLAIN_MAX = 512
 
 _STATUS_LINES: dict[int, bytes] = {}
+#: The statuses whose responses may have a body (not 1xx, 204, 304): one look-up.
+_BODY_STATUSES = frozenset(range(200, 1000)) - {204, 304}
 
 _time = time.time
 
@@ -68,7 +70,7 @@ def response_head(
     for a header that would break the head.
     """
     tail = server.response_tail
-    if tail is not None and 200 <= status != 204 and status != 304:
+    if tail is not None and status in _BODY_STATUSES:
         try:
             known = _PLAIN.get(tuple(headers))
         except TypeError:  # an unhashable header: the general path
@@ -95,7 +97,12 @@ def response_head(
             if close:
                 end = end[:-2] + b"connection: close\r\n\r\n"
             line = _STATUS_LINES.get(status) or status_line(status)
-            head = b"".join((line, lines, tail.lines(), end))
+            # `tail.lines()` inlined while its lines hold (a call less per response).
+            now = _time()
+            if tail._from <= now < tail._until:
+                head = b"".join((line, lines, tail._lines, end))
+            else:
+                head = b"".join((line, lines, tail.lines(), end))
             return head, framing, declared, close
     if tail is not None:
         headers += tail.pairs()
