@@ -173,3 +173,39 @@ def test_tasks_waiting_for_a_running_slot_are_pending_and_abandoned_at_a_stop(
     assert caplog.text.count("interrupted (CancelledError)") == 1, caplog.text
     assert caplog.text.count("abandoned: the server stopped first") == 2, caplog.text
     assert app.tasks.count("cancelled") == 1 and app.tasks.count("abandoned") == 2
+
+
+@pytest.mark.parametrize("answers_at_once", [True, False])
+def test_async_driver_takes_a_body_given_at_once_or_awaited(answers_at_once: bool) -> None:
+    # The server's reader hands over a body that came with the head as bytes (no
+    # coroutine); any other reader returns something to await. Both reach the handler.
+    app = VelociPy()
+
+    @app.post("/echo")
+    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    reads: list[int] = []
+
+    def at_once(limit: int) -> bytes:
+        reads.append(limit)
+        return b'{"a": 1}'
+
+    async def awaited(limit: int) -> bytes:
+        reads.append(limit)
+        return b'{"a": 1}'
+
+    async def main() -> Any:
+        async def in_thread(call: Call) -> Any:
+            return await anyio.to_thread.run_sync(call_now, call)
+
+        exchange = app.exchange(
+            RequestHead("POST", "/echo", headers=((b"content-type", b"application/json"),))
+        )
+        reader = at_once if answers_at_once else awaited
+        return await drive_async(exchange, exchange.start(), read_body=reader, run_sync=in_thread)
+
+    respond = anyio.run(main)
+    assert type(respond) is Respond
+    assert respond.status == 200 and respond.body == b'{"a":1}'
+    assert len(reads) == 1

@@ -12,7 +12,9 @@ finishes them run right there, and only a flow that waits becomes a task.
 
 An adapter's `read_body` performs both body effects: `read_body(limit)` for
 `ReadBody` (the whole body, as bytes) and `read_body(limit, size)` for
-`ReadChunk` (the next piece, as `(data, more)`). One callable for both keeps
+`ReadChunk` (the next piece, as `(data, more)`). Under `drive_async` it returns
+an awaitable of that, or, for `ReadBody` only, the `bytes` themselves when it has
+them at once. One callable for both keeps
 requests that never stream from paying for a second reader. `OpenSpool` (a
 temporary file for an upload) is answered by `open_spool`, in a worker thread
 under the async driver. `OpenBody` is answered with `perform`, the same three
@@ -188,7 +190,7 @@ async def drive_async(
     exchange: Exchange,
     effect: Effect,
     *,
-    read_body: Callable[..., Awaitable[Any]],
+    read_body: Callable[..., Any],
     run_sync: RunSync,
 ) -> Respond | Done:
     """Perform effects on the event loop until `Respond` or `Done`, and return it.
@@ -247,7 +249,12 @@ async def drive_async(
                 effect = exchange.send(result)
         elif kind is ReadBody:
             try:
-                body = await read_body(effect.limit)  # type: ignore[union-attr]
+                # A reader may answer at once, with the bytes, when the body is here
+                # already: no coroutine to make and resume (each resumption enters the
+                # interpreter from C). Otherwise it returns something to await.
+                body = read_body(effect.limit)  # type: ignore[union-attr]
+                if type(body) is not bytes:
+                    body = await body
             except Exception as error:
                 effect = exchange.throw(error)
             else:
