@@ -73,6 +73,10 @@ class TaskBackend:
     #: broker (only after the response with the "log" policy: nothing is left to decide
     #: for the request then). Set per backend, from its settings.
     detaches = False
+    #: Whether `validate_task` may refuse a task that has no options yet, as `add_task`
+    #: makes it: only then does `add_task` call it (`with_options` always does). True
+    #: unless the backend's checks are known to look at options only. Set per backend.
+    checks_new_tasks = True
 
     def __init__(
         self,
@@ -105,6 +109,9 @@ class TaskBackend:
             *CARRIED_CONTEXT,
             *context_vars,
         )
+        if type(self).validate_task is TaskBackend.validate_task:
+            # Of the checks below, only the one of async tasks can refuse a new task.
+            self.checks_new_tasks = not self.supports_async_task
 
     def validate_task(self, task: Task) -> None:
         """Raise `ValueError` for an option this backend cannot honour (called at

@@ -209,7 +209,16 @@ class BatchPublisher:
         watch = self._watch
         if watch is None or watch.loop is not loop or watch.deadline != deadline:
             watch = self._watch = self._watch_for(loop, deadline)
-        watch.add(pending, loop.time() + deadline)
+        # `watch.add(pending, loop.time() + deadline)`, inlined: a call less per request.
+        gathered = watch._gathered
+        gathered.append(pending)
+        if len(gathered) == 1:  # the first of this pass: hand them over at its end
+            loop.call_soon(watch._hand_over)
+        expires = loop.time() + deadline
+        watch._queue.append((expires, pending))
+        if not watch._armed:
+            watch._armed = True
+            loop.call_at(expires, watch._check)
         return True
 
     def publish(self, envelopes: Sequence[Envelope], deadline: float) -> None:
@@ -414,6 +423,8 @@ class _Watch:
         self._attempt = 0
 
     def add(self, pending: Pending, expires: float) -> None:
+        """Take `pending` (its caller waits until `expires`); `apublish_detached` inlines
+        this."""
         gathered = self._gathered
         gathered.append(pending)
         if len(gathered) == 1:  # the first of this pass: hand them over at its end
