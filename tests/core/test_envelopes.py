@@ -7,6 +7,7 @@ import datetime
 import decimal
 import enum
 import json
+import os
 import uuid
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from velocipy.core import Envelope, TaskNotPortable
 from velocipy.core._envelopes import (
     engine_batches,
+    new_envelope_id,
     rebuild_arguments,
     task_path,
     to_json,
@@ -108,3 +110,34 @@ def test_a_batch_is_cut_where_queue_priority_or_delay_change() -> None:
 
     batches = engine_batches([envelope(1), envelope(2), envelope(3, "q"), envelope(4, delay=1)])
     assert [[e.id for e in batch] for batch in batches] == [["1", "2"], ["3"], ["4"]]
+
+
+def _random_part(ident: str) -> str:
+    return ident[:24]  # the last group counts ids: the rest is drawn per process
+
+
+def test_envelope_ids_are_version_4_uuid_text_and_unique() -> None:
+    ids = [new_envelope_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for ident in ids[:3] + ids[-3:]:
+        parsed = uuid.UUID(ident)
+        assert str(parsed) == ident  # the canonical text: Celery's task id as uuid4 gives it
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_makes_ids_its_parent_never_makes() -> None:
+    parent = new_envelope_id()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only os._exit, never back into pytest
+        try:
+            os.write(writer, new_envelope_id().encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 100).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child).version == 4
+    assert _random_part(child) != _random_part(parent)  # drawn again: 74 random bits
+    assert _random_part(new_envelope_id()) == _random_part(parent)  # the parent's stays
