@@ -261,7 +261,10 @@ class ASGICycle:
         try:
             if self.whole:
                 self.whole = False
-                piece: Any = (await connection.read_body(limit), False)
+                body = connection.read_body(limit)
+                if type(body) is not bytes:  # bytes: the body came with the head
+                    body = await body
+                piece: Any = (body, False)
             else:
                 piece = await connection.read_body(limit, READ_SIZE)
                 if type(piece) is bytes:  # a body-less request: the reader says so at once

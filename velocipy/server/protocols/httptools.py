@@ -477,10 +477,12 @@ class HttptoolsConnection(ConnectionBase):
                 return True
         return False
 
-    async def _read_body(self, limit: int, size: int = 0) -> Any:
+    def _read_body(self, limit: int, size: int = 0) -> Any:
         """The `ReadBody` effect: the whole body, within the limits, answering 100-continue.
 
-        With `size`, the `ReadChunk` effect: the next piece as `(data, more)`.
+        With `size`, the `ReadChunk` effect: the next piece as `(data, more)`. A body
+        that came whole with its head is returned at once, as bytes (`drive_async`
+        takes that: no coroutine to make and resume); anything else is a coroutine.
         """
         server = self.server
         if server.max_body_size is not None and server.max_body_size < limit:
@@ -510,6 +512,10 @@ class HttptoolsConnection(ConnectionBase):
                     self._feed_body(pending)
                 body = self.body
                 return body[0] if len(body) == 1 else b"".join(body)
+        return self._read_body_rest(limit, size)
+
+    async def _read_body_rest(self, limit: int, size: int) -> Any:
+        """`_read_body` where bytes have to be waited for (or 100-continue sent)."""
         if not self.message_done and self._expects_continue():
             try:
                 await self.channel.send(_CONTINUE)
