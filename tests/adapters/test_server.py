@@ -109,6 +109,20 @@ def test_requests_pipelined_behind_a_chunked_body_are_answered() -> None:
         assert reader.response().body == b'{"length":5,"text":"hello"}'
 
 
+def test_trailer_fields_do_not_become_request_headers() -> None:
+    # A proxy that strips a header from requests may pass a trailer through: read as a
+    # header, it would reach the app all the same. Both parsers drop trailers.
+    chunked = (
+        b"POST /echo-headers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nX-Trailer: yes\r\nAuthorization: Bearer smuggled\r\n\r\n"
+    )
+    with serving() as running, running.connect() as sock:
+        sock.sendall(chunked)
+        reply = Reader(sock).response()
+        assert reply.status == 200
+        assert reply.body == b'{"names":["host","transfer-encoding"]}'
+
+
 def test_a_post_without_a_body_is_answered() -> None:
     # The h11 path used to wait for body bytes that were never announced.
     with serving() as running, running.connect() as sock:

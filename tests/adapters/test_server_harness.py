@@ -43,6 +43,12 @@ async def echo(request: Request) -> dict[str, Any]:
     return {"length": len(body), "text": body.decode("utf-8", "replace")}
 
 
+@app.post("/echo-headers")
+async def echo_headers(data: dict[str, Any], request: Request) -> dict[str, Any]:
+    """The header names the handler sees, its JSON body read first (trailers must not join)."""
+    return {"names": sorted({name for name, _ in request.headers.items()})}
+
+
 @app.get("/whoami")
 async def whoami(request: Request) -> dict[str, Any]:
     """Who the server says the client is, and how it was reached (proxy headers, TLS)."""

@@ -156,6 +156,12 @@ class HttptoolsConnection(ConnectionBase):
             raise _NextMessage()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A trailer field of a chunked body (llhttp reports them here too): dropped,
+            # as on the h11 path. Kept, it would join the request's headers once the
+            # body was read (a field a proxy strips from heads can ride in a trailer),
+            # and a flood of them would grow the list without bound.
+            return
         # h11 strips trailing whitespace from values (llhttp only leading): so do we. Plain
         # `rstrip()` strips SP and HTAB here, as the other ASCII whitespace (CR, LF, VT,
         # FF) cannot be in a value llhttp accepts, and costs less than naming them.
