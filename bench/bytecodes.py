@@ -19,16 +19,13 @@ lists the functions that run the most bytecodes per request.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
 
 from bench.configs import BY_NAME, PY, SCENARIOS, Scenario
-from bench.instructions import LONG, SHORT, send_requests
+from bench.instructions import LONG, SHORT, serve_counted
 from bench.servers import ROOT, Server, free_port
 
 
@@ -42,19 +39,7 @@ def traced_counts(name: str, scenario: Scenario, requests: int) -> dict[str, dic
         out = Path(folder) / "counts.json"
         server = Server(name, [PY, "-m", "bench._trace_bytecodes", *argv[2:]], port)
         server.env = {"BENCH_BYTECODES_OUT": str(out), "PYTHONHASHSEED": "0"}
-        server.start()
-        try:
-            if not server.wait_ready(300):
-                raise SystemExit(f"{name} did not start under tracing: {server.problem}")
-            asyncio.run(send_requests(port, scenario, requests))
-        finally:
-            assert server.process is not None
-            os.killpg(server.process.pid, signal.SIGINT)
-            try:
-                server.process.wait(120)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.process.pid, signal.SIGKILL)
-                server.process.wait()
+        serve_counted(server, 300, "under tracing", scenario, requests)
         if not out.exists():
             raise SystemExit(f"{name} wrote no counts: {server.tail()}")
         counts: dict[str, dict[str, int]] = json.loads(out.read_text())

@@ -68,6 +68,31 @@ async def send_requests(
     await asyncio.gather(*(one_connection(count // CONNECTIONS) for _ in range(CONNECTIONS)))
 
 
+def serve_counted(
+    server: Server,
+    start_within: float,
+    how: str,
+    scenario: Scenario,
+    requests: int,
+    request: bytes | None = None,
+) -> None:
+    """Start `server` (counted `how`), send it `requests`, then stop it with SIGINT so that
+    it writes what it counted (SIGKILL if it does not stop within two minutes)."""
+    server.start()
+    try:
+        if not server.wait_ready(start_within):
+            raise SystemExit(f"{server.name} did not start {how}: {server.problem}")
+        asyncio.run(send_requests(server.port, scenario, requests, request))
+    finally:
+        assert server.process is not None
+        os.killpg(server.process.pid, signal.SIGINT)
+        try:
+            server.process.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
 def server_instructions(
     name: str,
     scenario: Scenario,
@@ -100,19 +125,8 @@ def server_instructions(
         )  # fmt: skip
         # Hash randomisation changes dict layouts, and with them the count, run to run.
         server.env = {**(env or {}), "PYTHONHASHSEED": "0"}
-        server.start()
-        try:
-            if not server.wait_ready(900):  # a loaded machine under valgrind can take minutes
-                raise SystemExit(f"{name} did not start under valgrind: {server.problem}")
-            asyncio.run(send_requests(port, scenario, requests, request))
-        finally:
-            assert server.process is not None
-            os.killpg(server.process.pid, signal.SIGINT)
-            try:
-                server.process.wait(120)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.process.pid, signal.SIGKILL)
-                server.process.wait()
+        # A loaded machine under valgrind can take minutes to start it.
+        serve_counted(server, 900, "under valgrind", scenario, requests, request)
         deadline = time.monotonic() + 10
         while "Collected" not in (text := log.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
