@@ -9,12 +9,14 @@ new connections, pipelining next to other clients.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import importlib.util
 import json
 import socket
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,13 @@ from tests.adapters.test_server_harness import (
     post,
     serving,
 )
-from velocipy.server._channel import READ_HIGH_WATER
+from velocipy.server._channel import (
+    BATCHED_WRITE_LIMIT,
+    READ_HIGH_WATER,
+    TransportChannel,
+    WriteBatch,
+    open_channel,
+)
 
 pytestmark = pytest.mark.server
 
@@ -133,3 +141,117 @@ def test_a_client_that_stops_reading_is_dropped_after_the_body_timeout(loop: str
             time.sleep(0.05)
         assert not running.server.connections
         assert time.monotonic() - started >= 0.4  # dropped for stalling, not for the request
+
+
+# -- small responses of one turn of the loop, written together -----------------------------------
+
+ASYNCIO_LOOPS = [loop for loop in LOOPS if loop != "trio"]
+
+
+def _on_loop(loop: str, main: Any) -> Any:
+    """Run `main()` on a fresh asyncio or uvloop event loop."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())
+
+
+async def _channel_pair(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[TransportChannel, socket.socket, WriteBatch]:
+    """A channel on one end of a connected pair, the other end (non-blocking), the batch."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    writes = WriteBatch(loop)
+    channel = await open_channel(ours, write_timeout=2.0, writes=writes)
+    assert isinstance(channel, TransportChannel)
+    return channel, theirs, writes
+
+
+def _received(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_small_responses_of_one_turn_reach_the_socket_together_at_its_end(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        other, other_theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        assert channel.write(b"first ") is False  # nothing left to flush: no await needed
+        assert other.write(b"elsewhere") is False
+        assert channel.write(b"second") is False  # pipelined: appended, in order
+        # Still this turn: nothing has been handed to the kernel yet.
+        assert _received(theirs) == b""
+        assert _received(other_theirs) == b""
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        assert _received(theirs) == b"first second"
+        assert _received(other_theirs) == b"elsewhere"
+        for sock in (theirs, other_theirs):
+            sock.close()
+        await channel.aclose()
+        await other.aclose()
+
+    _on_loop(loop, main)
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_a_large_response_and_a_send_go_out_at_once_after_what_was_batched(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        channel.write(b"small;")
+        big = b"x" * (BATCHED_WRITE_LIMIT + 1)
+        if channel.write(big):
+            await channel.flush()
+        await channel.send(b";sent")
+        received = b""
+        deadline = time.monotonic() + 2
+        while len(received) < len(big) + 11 and time.monotonic() < deadline:
+            received += _received(theirs)
+            await asyncio.sleep(0.001)
+        assert received == b"small;" + big + b";sent"
+        theirs.close()
+        await channel.aclose()
+
+    _on_loop(loop, main)
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_a_batched_response_is_sent_before_its_connection_closes(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        channel.write(b"the last response")
+        await channel.aclose()  # in the same turn: the response must not be lost
+        received = b""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                chunk = theirs.recv(1 << 16)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+                continue
+            if not chunk:
+                break  # closed, after the response
+            received += chunk
+        assert received == b"the last response"
+        theirs.close()
+
+    _on_loop(loop, main)
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_a_batched_response_to_a_peer_gone_meanwhile_is_dropped_quietly(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, writes = await _channel_pair(asyncio.get_running_loop())
+        channel.write(b"for nobody")
+        theirs.close()
+        await asyncio.sleep(0.05)  # the flush runs; the loss is noticed; nothing raises
+        writes.flush()  # and a second flush has nothing left to write
+        await channel.aclose()
+
+    _on_loop(loop, main)

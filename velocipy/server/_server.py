@@ -43,7 +43,7 @@ from velocipy.adapters._gc import (
 from velocipy.core import Application, Call, DeclarationError, Effect, Exchange
 
 from ._asgi_host import ASGIHost, asgi_connection_class, is_asgi_app, needs_host
-from ._channel import open_channel
+from ._channel import WriteBatch, open_channel
 from ._config import ServerConfig
 from ._connection_base import FIRST_REQUEST_GRACE, IDLE, no_body
 from ._proxy import TrustedProxies
@@ -188,6 +188,7 @@ class Server:
         self._handler_limiter: anyio.CapacityLimiter | None = None
         self._task_limiter: anyio.CapacityLimiter | None = None
         self._asyncio_loop: asyncio.AbstractEventLoop | None = None
+        self._writes: WriteBatch | None = None
         #: The asyncio tasks running flows, with their exchanges.
         self._flow_tasks: dict[asyncio.Task[Any], Exchange] = {}
         # Bound once: a bound method is a new object on every attribute access.
@@ -358,6 +359,8 @@ class Server:
             self._asyncio_loop = asyncio.get_running_loop()
         except RuntimeError:  # trio
             self._asyncio_loop = None
+        # Small responses of one turn of the loop, written together (see `_channel.py`).
+        self._writes = WriteBatch(self._asyncio_loop) if self._asyncio_loop is not None else None
         self._bookkeeping = contextvars.copy_context()
         async with anyio.create_task_group() as outer:
             if handle_signals:
@@ -479,7 +482,7 @@ class Server:
             client.setblocking(False)
             peer, local = _address(client.getpeername), _address(client.getsockname)
             channel = await open_channel(
-                client, self.config.body_timeout, self.tls, self.config.header_timeout
+                client, self.config.body_timeout, self.tls, self.config.header_timeout, self._writes
             )
         except OSError:  # gone before it could be served
             client.close()
