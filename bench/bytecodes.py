@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.configs import BY_NAME, PY, SCENARIOS, Scenario
@@ -29,16 +30,28 @@ from bench.instructions import LONG, SHORT, serve_counted
 from bench.servers import ROOT, Server, free_port
 
 
-def traced_counts(name: str, scenario: Scenario, requests: int) -> dict[str, dict[str, int]]:
-    """Bytecodes and calls per function while the server of `name` serves `requests`."""
+def traced_counts(
+    name: str,
+    scenario: Scenario,
+    requests: int,
+    *,
+    command: Callable[[int], list[str]] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Bytecodes and calls per function while the server of `name` serves `requests`.
+
+    `command(port)` starts a server that is not one of `bench.configs`' (then `name`
+    only labels it); `env` is added to the server's environment (as in
+    `bench.instructions.server_instructions`).
+    """
     port = free_port()
-    argv = BY_NAME[name].command(port)
+    argv = BY_NAME[name].command(port) if command is None else command(port)
     if argv[:2] != [PY, "-m"]:
         raise SystemExit(f"{name} is not started as `python -m ...`; cannot trace it")
     with tempfile.TemporaryDirectory(prefix="bench-bytecodes-") as folder:
         out = Path(folder) / "counts.json"
         server = Server(name, [PY, "-m", "bench._trace_bytecodes", *argv[2:]], port)
-        server.env = {"BENCH_BYTECODES_OUT": str(out), "PYTHONHASHSEED": "0"}
+        server.env = {**(env or {}), "BENCH_BYTECODES_OUT": str(out), "PYTHONHASHSEED": "0"}
         serve_counted(server, 300, "under tracing", scenario, requests)
         if not out.exists():
             raise SystemExit(f"{name} wrote no counts: {server.tail()}")
@@ -46,10 +59,16 @@ def traced_counts(name: str, scenario: Scenario, requests: int) -> dict[str, dic
     return counts
 
 
-def per_request(name: str, scenario: Scenario) -> dict[str, dict[str, float]]:
+def per_request(
+    name: str,
+    scenario: Scenario,
+    *,
+    command: Callable[[int], list[str]] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, dict[str, float]]:
     """Bytecodes and calls per function and request (long run minus short run)."""
-    short = traced_counts(name, scenario, SHORT)
-    long = traced_counts(name, scenario, LONG)
+    short = traced_counts(name, scenario, SHORT, command=command, env=env)
+    long = traced_counts(name, scenario, LONG, command=command, env=env)
     result: dict[str, dict[str, float]] = {}
     for kind in ("ops", "calls"):
         a, b = short[kind], long[kind]

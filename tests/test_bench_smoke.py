@@ -266,3 +266,47 @@ def test_interpreter_entries_counts_calls_of_the_eval_loop_at_every_depth(tmp_pa
     )
     # 3 + 2 + 1 entries; the allocator's calls are not counted.
     assert interpreter_entries(profile) == 6
+
+
+def test_task_queue_bytecodes_list_the_functions_that_differ_most_from_in_process() -> None:
+    from bench.task_queues import compare
+
+    base = {
+        "ops": {"a.py:1:same": 10.0, "a.py:5:shrinks": 30.0, "a.py:9:gone": 4.0},
+        "calls": {"a.py:1:same": 1.0, "a.py:5:shrinks": 2.0, "a.py:9:gone": 1.0},
+    }
+    other = {
+        "ops": {"a.py:1:same": 10.0, "a.py:5:shrinks": 25.0, "q.py:3:added": 100.0},
+        "calls": {"a.py:1:same": 1.0, "a.py:5:shrinks": 2.0, "q.py:3:added": 3.0},
+    }
+    lines = compare(base, other, top=2)
+    assert lines[0].startswith("  +91 bytecodes (+206.8%), +2.0 calls")
+    # The biggest difference first, only `top` of them, equal counts never listed.
+    assert lines[2].endswith("q.py:3:added")
+    assert "( +100.0)" in lines[2] and "0.0 ->   3.0" in lines[2]
+    assert lines[3].endswith("a.py:5:shrinks") and "(   -5.0)" in lines[3]
+    assert len(lines) == 4
+    assert not any(line.endswith("same") for line in compare(base, other, top=10))
+
+
+def test_task_queue_counts_start_each_configuration_with_its_own_backend() -> None:
+    from bench.task_queues import APPS, _command
+
+    titles = [title for title, _, _ in APPS]
+    assert "null" in [extra.get("BENCH_QUEUE_BACKEND") for _, _, extra in APPS]
+    argv = _command(APPS[1][1])(8123)
+    assert argv[:2] == [sys.executable, "-m"]  # what the tracer and callgrind can start
+    assert "bench.apps.velocipy_queue_app:app" in argv and "8123" in argv
+    assert len(set(titles)) == len(titles)
+
+
+def test_task_queue_bench_reads_a_process_cpu_time_that_grows_with_its_work() -> None:
+    import os
+
+    from bench.task_queues import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    spent = time.process_time()
+    while time.process_time() - spent < 0.3:  # busy: 0.3 s of CPU
+        pass
+    assert 0.2 <= cpu_seconds(os.getpid()) - before <= 1.0
