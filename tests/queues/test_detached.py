@@ -5,6 +5,7 @@ tasks are settled later on the request's event loop, published or failed and hoo
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -16,7 +17,8 @@ import pytest
 from tests.queues import jobs
 from velocipy import BackgroundTasks, VelociPy
 from velocipy.core import Task, TaskState
-from velocipy.tasks import BatchingBackend, Pending
+from velocipy.core._queue import Settlement
+from velocipy.tasks import BatchingBackend, Envelope, Pending, TaskBackend
 
 
 class Gate(BatchingBackend):
@@ -233,3 +235,103 @@ def test_only_after_the_response_with_the_log_policy_does_a_batch_detach(
     options: dict[str, str],
 ) -> None:
     assert not Gate(**options).detaches
+
+
+class Taker(TaskBackend):
+    """A backend that detaches through the documented `detach` hook: it keeps each
+    batch's settlement, to settle it when the test says; `taking=False` declines."""
+
+    detaches = True
+
+    def __init__(self, taking: bool) -> None:
+        super().__init__()
+        self.taking = taking
+        self.detached: list[tuple[list[str], Settlement]] = []
+        self.awaited: list[list[str]] = []
+
+    def detach(self, envelopes: Sequence[Envelope], settlement: Settlement) -> bool:
+        asyncio.get_running_loop()  # called on the request's event loop, or raises
+        if not self.taking:
+            return False
+        self.detached.append(([e.id for e in envelopes], settlement))
+        return True
+
+    async def apublish_detached(
+        self, envelopes: Sequence[Envelope], settlement: Settlement
+    ) -> bool:
+        self.awaited.append([e.id for e in envelopes])
+        return False
+
+
+def test_a_detaching_backend_takes_the_batch_in_the_flow_and_settles_it_later() -> None:
+    backend = Taker(taking=True)
+    app = VelociPy(task_backend=backend)
+    handles: list[Task] = []
+
+    @app.post("/signup")
+    async def signup(tasks: BackgroundTasks) -> str:
+        handles.append(tasks.add_task(jobs.record, "welcome"))
+        handles.append(tasks.add_task(jobs.record, "again"))
+        return "ok"
+
+    async def main() -> None:
+        assert await post(app) == 200
+        assert backend.awaited == []  # no publish effect, no coroutine
+        [(ids, settlement)] = backend.detached
+        assert ids == [task.id for task in handles]  # one batch, in the order added
+        assert [task.state for task in handles] == [TaskState.PENDING] * 2
+        assert app.tasks.pending == 2  # in flight until the backend settles them
+        settlement.published()
+        assert [task.state for task in handles] == [TaskState.PUBLISHED] * 2
+        assert app.tasks.pending == 0 and app.tasks.published == 2
+
+    asyncio.run(main())
+
+
+def test_a_batch_the_backend_cannot_detach_in_the_flow_goes_to_apublish_detached() -> None:
+    backend = Taker(taking=False)
+    app = VelociPy(task_backend=backend)
+    handles: list[Task] = []
+
+    @app.post("/signup")
+    async def signup(tasks: BackgroundTasks) -> str:
+        handles.append(tasks.add_task(jobs.record, "welcome"))
+        return "ok"
+
+    assert asyncio.run(post(app)) == 200
+    assert backend.detached == [] and backend.awaited == [[handles[0].id]]
+    # It answered False: published as `apublish` would have, settled by the core.
+    assert handles[0].state is TaskState.PUBLISHED and app.tasks.published == 1
+
+
+def test_a_detaching_backend_under_wsgi_publishes_with_no_event_loop_in_the_flow() -> None:
+    # The sync driver steps the flow where no event loop runs: `detach` declines
+    # there, and the batch goes through the publish effect, as before.
+    backend = Gate(deadline=5.0)
+    app, handles = signup_app(backend)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/signup",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": "0",
+    }
+    statuses: list[str] = []
+    try:
+        body = app.wsgi(environ, lambda status, headers, *_: statuses.append(status))
+        try:
+            assert b"".join(body) == b'"ok"'
+        finally:
+            getattr(body, "close", lambda: None)()
+        deadline = time.monotonic() + 5
+        while handles[0].state is not TaskState.PUBLISHED:
+            assert time.monotonic() < deadline, handles[0].state
+            time.sleep(0.01)
+    finally:
+        backend.close()
+    assert statuses == ["200 OK"] and backend.sent == [handles[0].id]

@@ -137,6 +137,15 @@ class TaskBackend:
         (`supports_async_publish = True`); by default it calls `publish`."""
         self.publish(envelopes)
 
+    def detach(self, envelopes: Sequence[Envelope], settlement: Settlement) -> bool:
+        """`apublish_detached`'s work done without an `await`, when `detaches` is set: queue
+        the batch and return True (settling it later as `apublish_detached` does), or
+        False when it cannot be done here, in the thread stepping the request's flow
+        (no event loop running in it). The core calls it in the flow itself, with no
+        effect for the drivers to perform, so it must neither block nor do I/O; on False
+        the core yields `apublish_detached` as before. By default: False."""
+        return False
+
     async def apublish_detached(
         self, envelopes: Sequence[Envelope], settlement: Settlement
     ) -> bool:

@@ -83,7 +83,14 @@ from ._events import (
 )
 from ._forms import read_form
 from ._plans import Kind, ParamPlan, Plan, Source
-from ._queue import QueuedTask, new_queued_tasks, publish_flow, queued_part
+from ._queue import (
+    QueuedTask,
+    detach_batch,
+    new_queued_tasks,
+    publish_flow,
+    queued_part,
+    unpublished_flow,
+)
 from ._request import BodyAccess, Request, decode_json
 from ._responses import JSONResponse, RedirectResponse, Response, encode_json
 from ._status import allows_body
@@ -618,6 +625,17 @@ def _queued_tasks_after_response(app: Application, ctx: _Context, tasks: tuple[T
             level=logging.ERROR,
         )
         return
+    if backend.detaches:
+        # Taken with a plain call where an event loop runs this flow: then nothing is left
+        # for the drivers (see `detach_batch`); else `publish_flow` below.
+        try:
+            if detach_batch(backend, queued, route, hooks):
+                return
+        except Exception as failure:
+            yield from unpublished_flow(backend, queued, route, hooks, failure)
+            if backend.on_failure == "inline":
+                yield from run_tasks(queued, route, hooks)
+            return
     if not (yield from publish_flow(backend, queued, route, hooks)):
         if backend.on_failure == "inline":
             yield from run_tasks(queued, route, hooks)

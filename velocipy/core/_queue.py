@@ -11,7 +11,9 @@ that cannot travel in this process.
 After the handler, the exchange (`_exchange.py`) calls the steps below:
 `queued_part` picks the tasks that go to the queue, `publish_flow` hands the
 request's batch to the backend as one `Call` effect bounded by the backend's
-deadline, and applies the configured policy if it fails. Order, logging and
+deadline, and applies the configured policy if it fails. A backend that
+`detaches` (nothing waits for the broker) is handed the batch by `detach_batch`,
+a plain call in the flow, when an event loop runs it: no effect at all. Order, logging and
 hooks of tasks that do run here stay in `run_tasks` (`_tasks.py`), written once.
 """
 
@@ -353,15 +355,60 @@ def publish_flow(
     try:
         detached = yield call
     except Exception as failure:
-        if backend.on_failure == "inline":
-            _log_failure(backend, tasks, route, failure, "running them in this process instead")
-            return False
-        yield from failed_flow(backend, tasks, route, hooks, failure)
+        yield from unpublished_flow(backend, tasks, route, hooks, failure)
         return False
     if detached is not True:
         for task in tasks:
             task._published()
     return True
+
+
+def detach_batch(
+    backend: TaskBackend,
+    tasks: Sequence[QueuedTask],
+    route: str,
+    hooks: Sequence[tuple[Callable[..., Any], bool]],
+) -> bool:
+    """Hand `tasks` to a backend that `detaches` with a plain call, no effect: True if it
+    took them (it settles them later, on the event loop running this flow).
+
+    False if it did not: no event loop runs in this thread (the sync driver, trio), or
+    the tasks in flight are past half the app's bound (see `_room_to_detach`); then
+    `publish_flow` publishes them. A detached batch asks nothing of the drivers: yielded
+    as a `Call`, it cost an effect, a coroutine, and a resumption of every generator
+    between the driver and `publish_flow`, per request, to queue a batch the backend
+    takes at once anyway. Raises what the backend's `detach` raised (not taken).
+    """
+    registry = tasks[0]._registry
+    if (
+        registry is not None
+        and registry.max_in_flight is not None
+        and (registry.pending + registry.running) * 2 >= registry.max_in_flight
+    ):
+        return False
+    # `publish_flow`'s envelopes and Settlement, built the same way.
+    envelopes = [tasks[0].envelope()] if len(tasks) == 1 else [task.envelope() for task in tasks]
+    settlement = _new_settlement(Settlement)
+    settlement.backend = backend
+    settlement.tasks = tasks
+    settlement.route = route
+    settlement.hooks = hooks
+    return backend.detach(envelopes, settlement)
+
+
+def unpublished_flow(
+    backend: TaskBackend,
+    tasks: Sequence[QueuedTask],
+    route: str,
+    hooks: Sequence[tuple[Callable[..., Any], bool]],
+    failure: BaseException,
+) -> Generator[Call, Any, None]:
+    """A batch the backend did not take: logged; unless the policy is `"inline"` (the
+    caller then runs the tasks here), each task failed and passed to `hooks`."""
+    if backend.on_failure == "inline":
+        _log_failure(backend, tasks, route, failure, "running them in this process instead")
+        return
+    yield from failed_flow(backend, tasks, route, hooks, failure)
 
 
 def _room_to_detach(tasks: Sequence[QueuedTask]) -> bool:

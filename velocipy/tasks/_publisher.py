@@ -182,19 +182,31 @@ class BatchPublisher:
     async def apublish_detached(
         self, envelopes: Sequence[Envelope], deadline: float, settlement: Settlement
     ) -> bool:
-        """Queue `envelopes` and return True at once: `settlement` is told on this event
-        loop when they are sent, or when sending failed or passed `deadline` (then its
-        failure flow is driven here: logging and the app's error hooks).
+        """Queue `envelopes` and return True at once (see `detach`).
 
         Off asyncio (trio) there is no loop to tell later: it waits as `apublish`
         does and returns False (the caller settles the tasks).
         """
+        if self.detach(envelopes, deadline, settlement):
+            return True
+        await anyio.to_thread.run_sync(self.publish, envelopes, deadline, abandon_on_cancel=True)
+        return False
+
+    def detach(
+        self, envelopes: Sequence[Envelope], deadline: float, settlement: Settlement
+    ) -> bool:
+        """Queue `envelopes` and return True, on the thread of the running event loop:
+        `settlement` is told on this loop when they are sent, or when sending failed or
+        passed `deadline` (then its failure flow is driven here: logging and the app's
+        error hooks). False, queuing nothing, where no asyncio loop runs in this thread.
+
+        Not a coroutine: the core calls it in the request's flow itself (see
+        `TaskBackend.detach`), so a detached publish costs no effect, no coroutine and
+        no resumption of the flow's generators.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            await anyio.to_thread.run_sync(
-                self.publish, envelopes, deadline, abandon_on_cancel=True
-            )
             return False
         # `Pending(envelopes)`, built bare with its loop and settlement: calling the class
         # cost ~1,500 instructions more, per request.
@@ -646,6 +658,9 @@ class BatchingBackend(TaskBackend):
         self, envelopes: Sequence[Envelope], settlement: Settlement
     ) -> Coroutine[Any, Any, bool]:
         return self.publisher.apublish_detached(envelopes, self.deadline, settlement)
+
+    def detach(self, envelopes: Sequence[Envelope], settlement: Settlement) -> bool:
+        return self.publisher.detach(envelopes, self.deadline, settlement)
 
     def close(self) -> None:
         self.publisher.close()
