@@ -5,10 +5,12 @@ tasks are settled later on the request's event loop, published or failed and hoo
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -335,3 +337,42 @@ def test_a_detaching_backend_under_wsgi_publishes_with_no_event_loop_in_the_flow
     finally:
         backend.close()
     assert statuses == ["200 OK"] and backend.sent == [handles[0].id]
+
+
+class WatchedSettlement(Settlement):
+    """A settlement a test can hold a weak reference to, and see settled."""
+
+    def __init__(self, backend: TaskBackend) -> None:
+        super().__init__(backend, [], "POST /signup", ())
+        self.settled = threading.Event()
+
+    def published(self) -> None:
+        self.settled.set()
+
+
+def test_a_settled_batch_is_let_go_of_long_before_its_deadline() -> None:
+    # What the publisher holds of a request it has answered is garbage at once (not
+    # when its deadline passes): held, thousands of requests' tasks outlive the young
+    # generation and the collector scans them again and again.
+    backend = Gate(deadline=30.0)
+
+    async def main() -> None:
+        settlement = WatchedSettlement(backend)
+        held = weakref.ref(settlement)
+        assert backend.detach(
+            [Envelope(id="x", task="tests.queues.jobs:record", name="record")], settlement
+        )
+        settled = settlement.settled
+        del settlement
+        await until(settled.is_set)
+        await asyncio.sleep(0)
+        assert held() is None
+        # Nor does its deadline watch keep the answered caller's entry.
+        assert [len(watch._queue) for watch in backend.publisher._watches.values()] == [0]
+
+    gc.disable()  # freed by its count of references, not by a collection
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
+        backend.close()

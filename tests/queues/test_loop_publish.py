@@ -10,9 +10,11 @@ first attempt is reached by the retry; batches from many callers share a round t
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from tests.queues.conftest import start_redis
 from tests.support.servers import free_port
 from velocipy.contrib.celery import CeleryBackend
 from velocipy.core._errors import TaskTimedOut
+from velocipy.core._queue import Settlement
 from velocipy.tasks import Envelope, Pending
 
 
@@ -179,3 +182,42 @@ def test_a_broker_down_fails_after_the_retries_and_a_retry_reaches_it_once_back(
     assert result is None and 0.4 < elapsed < 5, (result, elapsed)
     assert pushed == ["id-3"]  # the new server got the retried batch, once
     assert rounds == [1]  # every attempt after the first batch was the loop's own
+
+
+def test_a_batch_answered_on_the_loop_is_let_go_of_before_its_deadline(
+    redis_url: str, run_id: str
+) -> None:
+    # The loop's round trip answered: the publisher keeps nothing of its callers (held
+    # until their deadline, thousands of requests' tasks outlived the young generation).
+    backend = CeleryBackend(
+        Celery("velocipy-tests-web", broker=redis_url), queue=run_id, deadline=30.0
+    )
+    client = redis.Redis.from_url(redis_url)
+    rounds = counting_thread(backend)
+
+    class Watched(Settlement):
+        def published(self) -> None:
+            answered.set()
+
+    answered = asyncio.Event()
+
+    async def main() -> weakref.ref[Settlement]:
+        await warm(backend, run_id)
+        settlement = Watched(backend, [], "POST /signup", ())
+        held = weakref.ref(settlement)
+        assert backend.detach([envelope(1, run_id)], settlement)
+        del settlement
+        await asyncio.wait_for(answered.wait(), 10)
+        return held
+
+    gc.disable()  # freed by its count of references, not by a collection
+    try:
+        held = asyncio.run(main())
+        assert held() is None
+        assert [len(watch._queue) for watch in backend.publisher._watches.values()] == [0]
+        assert rounds == [1]  # the warm-up alone went through the thread
+        assert ids(client, run_id) == ["id-0", "id-1"]
+    finally:
+        gc.enable()
+        backend.close()
+        client.delete(run_id)

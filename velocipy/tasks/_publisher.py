@@ -316,7 +316,17 @@ class BatchPublisher:
                 break
             else:
                 break
-        _wake(taken)
+        _wake(taken, self._settle_on_loop)
+
+    def _settle_on_loop(self, pendings: Sequence[Pending]) -> None:
+        """On the callers' loop: settle `pendings` (the thread's answer), then drop the
+        answered callers from the deadline queues of that loop (see `_Watch._trim`)."""
+        _settle(pendings)
+        loop = pendings[0].loop
+        # A copy (one C call): another thread's loop may add a watch meanwhile.
+        for watch in list(self._watches.values()):
+            if watch.loop is loop:
+                watch._trim()
 
 
 def _fail(pendings: Sequence[Pending], error: BaseException) -> None:
@@ -325,8 +335,9 @@ def _fail(pendings: Sequence[Pending], error: BaseException) -> None:
             pending.error = error
 
 
-def _wake(pendings: Sequence[Pending]) -> None:
-    """Tell each caller its outcome: one wake-up per event loop, not one per request."""
+def _wake(pendings: Sequence[Pending], settle: Callable[[Sequence[Pending]], None]) -> None:
+    """Tell each caller its outcome: one wake-up per event loop, not one per request
+    (`settle(group)` called on each loop)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
     for pending in pendings:
         if pending.loop is not None:
@@ -339,7 +350,7 @@ def _wake(pendings: Sequence[Pending]) -> None:
             pending.event.set()
     for loop, group in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_settle, group)
+            loop.call_soon_threadsafe(settle, group)
         except RuntimeError:  # that loop is closed: nobody is waiting any more
             _orphaned(group)
 
