@@ -95,29 +95,35 @@ class Channel(Protocol):
         ...
 
 
-class WriteBatch:
-    """The small responses written during one turn of an asyncio loop, handed to the
-    kernel together at its end (see the module docstring). One per serving loop."""
+class WriteBatch(list["TransportChannel"]):
+    """The channels whose small responses wait for the end of this turn of an asyncio
+    loop, to be handed to the kernel together (see the module docstring). One per
+    serving loop; `TransportChannel.write` adds to it and asks for one `flush` per turn.
+    """
 
-    __slots__ = ("_loop", "_channels")
+    __slots__ = ("loop",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._channels: list[TransportChannel] = []
-
-    def add(self, channel: TransportChannel) -> None:
-        """Write `channel`'s unsent bytes at the end of this turn."""
-        channels = self._channels
-        channels.append(channel)
-        if len(channels) == 1:
-            self._loop.call_soon(self.flush)
+        super().__init__()
+        self.loop = loop
 
     def flush(self) -> None:
         """Write every channel's unsent bytes, in the order they were written."""
-        channels = self._channels
-        self._channels = []
+        channels = self[:]
+        self.clear()
         for channel in channels:
-            channel.write_unsent()
+            # `channel.write_unsent()`, inlined: this runs once per response.
+            data = channel._unsent
+            if data is None:
+                continue  # written already (by a send, a large write or a close)
+            channel._unsent = None
+            transport = channel._transport
+            if channel._lost or transport.is_closing():
+                continue  # gone meanwhile: as if the kernel had taken them and the peer left
+            try:
+                transport.write(data)
+            except Exception:  # pragma: no cover - an open transport takes bytes
+                transport.abort()  # and the other channels of the batch are still written
 
 
 async def open_channel(
@@ -352,10 +358,12 @@ class TransportChannel(asyncio.Protocol):
         if self._lost or transport.is_closing():
             raise anyio.BrokenResourceError
         writes = self._writes
-        if writes is not None and not self._writing_paused and len(data) <= BATCHED_WRITE_LIMIT:
+        if writes is not None and len(data) <= BATCHED_WRITE_LIMIT and not self._writing_paused:
             if self._unsent is None:
                 self._unsent = data
-                writes.add(self)
+                if not writes:
+                    writes.loop.call_soon(writes.flush)
+                writes.append(self)
             else:  # two responses in one turn (pipelining): still in order, in one write
                 self._unsent += data
             return False
