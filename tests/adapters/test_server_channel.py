@@ -255,3 +255,24 @@ def test_a_batched_response_to_a_peer_gone_meanwhile_is_dropped_quietly(loop: st
         await channel.aclose()
 
     _on_loop(loop, main)
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_a_close_cancelled_while_its_last_response_waits_still_closes_the_socket(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        # Fill both kernel buffers (the peer reads nothing): the kernel takes no more.
+        assert channel.write(b"f" * (1 << 22)) is True
+        # The state a batched response is in when its connection closes in the same
+        # turn and the kernel does not take it whole: `aclose` must wait for it...
+        channel._unsent = b"the last response"
+        closing = asyncio.ensure_future(channel.aclose())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # ...within the write timeout, for the peer to read
+        closing.cancel()  # and, cancelled meanwhile, still close the socket
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert channel._transport.is_closing()
+        theirs.close()
+
+    _on_loop(loop, main)

@@ -31,9 +31,11 @@ client once instead of once each: measured under 50 busy connections on 2
 cores, the server's CPU per `POST /signup` fell from ~54 us to ~34 us, most
 of the difference in that one wake-up (`perf record`; bench/RESULTS.md). A
 response waits at most for the rest of the turn it was made in. Larger
-responses, and any write once the kernel has stopped taking bytes, go out at
-once, so that a slow reader's response is still finished before the connection
-is counted idle.
+responses, and any write while the kernel is not taking bytes, go out at once
+(and are waited for, within the write timeout, before the connection reads its
+next request); so does what is batched when the connection closes. The rare
+batched response the kernel does not take whole at the end of the turn waits in
+the transport, and the connection's next write waits for it first.
 
 Both stay fair to other connections: a `receive` that finds bytes already
 waiting still yields to the event loop once, as anyio's does. Both bound how
@@ -421,21 +423,24 @@ class TransportChannel(asyncio.Protocol):
 
     async def aclose(self) -> None:
         transport = self._transport
-        if self._unsent is not None:
-            # The last response, batched: it goes out before the connection closes (the
-            # transport sends what it holds before closing, given the time to).
-            self.write_unsent()
-            if self._writing_paused and not self._lost:
-                try:
+        try:
+            if self._unsent is not None:
+                # The last response, batched: it goes out before the connection closes,
+                # and is waited for (within the write timeout) if the kernel did not take
+                # it all, as `write` + `flush` would have.
+                self.write_unsent()
+                if self._writing_paused and not self._lost:
                     await self._drain()
-                except anyio.BrokenResourceError:
-                    return
-        if not transport.is_closing():
-            # Nothing is buffered unless a send was interrupted; then drop it.
-            if transport.get_write_buffer_size():
-                transport.abort()
-            else:
-                transport.close()
+        except anyio.BrokenResourceError:
+            pass  # dropped for not reading, or gone: closed below all the same
+        finally:
+            # Even when cancelled while waiting above: the socket is never left open.
+            if not transport.is_closing():
+                # Nothing is buffered unless a send was interrupted; then drop it.
+                if transport.get_write_buffer_size():
+                    transport.abort()
+                else:
+                    transport.close()
 
 
 def _take_all(chunks: deque[bytes]) -> list[bytes]:
