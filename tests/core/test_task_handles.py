@@ -235,6 +235,54 @@ def test_a_closed_exchange_settles_its_tasks_as_abandoned(
     assert app.tasks.pending == 0
 
 
+def _drive_to_call(exchange: Exchange, purpose: str) -> Call:
+    """Perform effects until the exchange yields a `Call` with `purpose` (not performed)."""
+    effect = exchange.start()
+    while not (type(effect) is Call and effect.purpose == purpose):
+        assert not isinstance(effect, Done), f"no {purpose} call came"
+        if type(effect) is Respond:  # delivered
+            effect = exchange.send(None)
+            continue
+        try:
+            value = perform(effect)  # type: ignore[arg-type]
+        except Exception as error:
+            effect = exchange.throw(error)
+        else:
+            effect = exchange.send(value)
+    return effect
+
+
+def test_a_flow_closed_while_its_tasks_run_abandons_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, log, handles = build()
+    exchange = app.exchange(head("POST", "/mixed"))
+    _drive_to_call(exchange, "task")  # the first task is running
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        exchange.close()
+    assert log == []
+    assert handles[0].state is TaskState.CANCELLED
+    assert all(t.state is TaskState.ABANDONED for t in handles[1:])
+    assert caplog.text.count("abandoned") == 3
+    assert app.tasks.pending == 0 and app.tasks.running == 0
+
+
+def test_a_flow_closed_in_an_error_hook_abandons_the_tasks_after_the_failed_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, log, handles = build()
+    app.on_task_error(lambda task, error: None)
+    exchange = app.exchange(head("POST", "/mixed"))
+    _drive_to_call(exchange, "task_error_hook")  # `broken` failed; its hook is called
+    with caplog.at_level(logging.WARNING, logger="velocipy"):
+        exchange.close()
+    assert [name for name, _ in log] == ["sync", "async"]
+    assert handles[2].state is TaskState.FAILED
+    assert handles[3].state is TaskState.ABANDONED
+    assert caplog.text.count("cut short") == 1
+    assert app.tasks.pending == 0 and app.tasks.running == 0
+
+
 def test_options_are_validated_and_frozen_once_started() -> None:
     tasks = BackgroundTasks()
     handle = tasks.add_task(print)

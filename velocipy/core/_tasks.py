@@ -696,7 +696,7 @@ def task_failed(
             "" if task.is_async else _STILL_RUNNING,
             extra=task._log_extra(),
         )
-        yield from _call_hooks(error_hooks, task, error, route)
+        yield from _hooks_then_the_rest(error_hooks, task, error, tasks, route)
     elif isinstance(error, Exception):
         if type(error) is ContainedBaseException:
             # The task itself raised SystemExit, KeyboardInterrupt or the like: a
@@ -716,7 +716,7 @@ def task_failed(
             exc_info=failure,
             extra=task._log_extra(),
         )
-        yield from _call_hooks(error_hooks, task, failure, route)
+        yield from _hooks_then_the_rest(error_hooks, task, failure, tasks, route)
     else:
         # The driver was stopped (cancelled at shutdown): not the task's doing.
         if task.state is _RUNNING:
@@ -734,6 +734,25 @@ def task_failed(
         # said so) is not logged twice.
         log_abandoned(tasks[_position(tasks, task) :], route, "the server stopped first")
         raise error
+
+
+def _hooks_then_the_rest(
+    hooks: Sequence[tuple[Callable[..., Any], bool]],
+    task: Task,
+    error: BaseException,
+    tasks: Sequence[Task],
+    route: str,
+) -> Generator[Call, Any, None]:
+    """Call the error hooks for `task`; if the flow is cut short in one, abandon the rest.
+
+    The tasks after `task` will not run then, and this is the last place that has
+    them: the exchange lets go of its `BackgroundTasks` once they are running.
+    """
+    try:
+        yield from _call_hooks(hooks, task, error, route)
+    except BaseException:
+        log_abandoned(tasks[_position(tasks, task) + 1 :], route, "the exchange was cut short")
+        raise
 
 
 def _position(tasks: Sequence[Task], task: Task) -> int:
