@@ -22,10 +22,15 @@ from velocipy import BackgroundTasks, VelociPy
 pytestmark = pytest.mark.server
 
 #: Tracked objects one waiting task (its flow: exchange, drive, task, the sleep) may keep
-#: alive, on asyncio: about 30 on both parsers. It was 36 before the exchange let go of its
-#: handler-only lists, the task loop lost its enumerate, the core's context wrapper its
-#: generator and the server's done callback its copy of the context.
-BUDGET = 31
+#: alive, by event loop: 21 on asyncio, 22 on uvloop (whose timer keeps a copy of the
+#: context and a timer object of its own), on both parsers. A budget at the count, so
+#: that one more object per waiting flow fails here. It was 36 before the exchange let
+#: go of its handler-only lists, the task loop lost its enumerate, the core's context
+#: wrapper its generator and the server's done callback its copy of the context; 24
+#: (asyncio) before the exchange let go of its `BackgroundTasks` once the tasks run and
+#: the rest of an eager flow became one object (`_RestOfFlow`) instead of a coroutine
+#: awaiting an `InContext`.
+BUDGETS = {"asyncio": 21.5, "uvloop": 22.5}
 
 
 @pytest.fixture(autouse=True, params=PARSERS)
@@ -39,7 +44,8 @@ def _tracked() -> int:
     return len(gc.get_objects())
 
 
-def test_a_waiting_task_keeps_few_objects_alive() -> None:
+@pytest.mark.parametrize("loop", sorted(BUDGETS))
+def test_a_waiting_task_keeps_few_objects_alive(loop: str) -> None:
     released: list[bool] = []
     app = VelociPy(max_tasks_in_flight=10_000)
 
@@ -52,7 +58,7 @@ def test_a_waiting_task_keeps_few_objects_alive() -> None:
         tasks.add_task(wait_for_release)
         return {}
 
-    with serving(app) as running, running.connect() as sock:
+    with serving(app, loop=loop) as running, running.connect() as sock:
         reader = Reader(sock)
         try:
 
@@ -69,4 +75,4 @@ def test_a_waiting_task_keeps_few_objects_alive() -> None:
         finally:
             released.append(True)  # the stop waits for the tasks
     per_task = (after - before) / 200
-    assert per_task <= BUDGET, f"{per_task:.1f} tracked objects per waiting task"
+    assert per_task <= BUDGETS[loop], f"{per_task:.1f} tracked objects per waiting task"
