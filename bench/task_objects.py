@@ -18,6 +18,13 @@ object alive; with ~1,000 tasks in flight (1,000 req/s, a 1 s task) what each
 keeps alive sets the length of those pauses, which is what a p99 sees
 (`bench.latency`, `bench.gc_pauses`).
 
+With `--flow`, the probe also lists one waiting flow's own objects: the new
+objects connected to one `Exchange` (what it refers to and what refers to it,
+among the objects made since the first snapshot), each with the new objects it
+refers to. That says which are ours (the exchange, its flow, the tasks, the
+driver) and which the task's own code makes (its coroutine, the sleep's future
+and timer), and who keeps each alive.
+
 `python -m bench.task_objects probe FOLDER MODULE ARGS...` is the probe itself.
 """
 
@@ -46,9 +53,49 @@ SLEEP = 60.0
 CONNECTIONS = 50
 
 
-def _snapshot() -> dict[str, int]:
+#: The objects alive at the first snapshot (kept, so that no id of theirs is reused).
+_before: list[Any] = []
+
+
+def _flow_objects(objects: list[Any]) -> list[str]:
+    """One waiting flow's objects among those new since the first snapshot (see `--flow`).
+
+    The new objects connected to one `Exchange` by references either way, each
+    with the types of the flow's objects it refers to.
+    """
+    old = {id(o) for o in _before}
+    new = {id(o): o for o in objects if id(o) not in old}
+    exchanges = [o for o in new.values() if type(o).__name__ == "Exchange"]
+    if not exchanges:
+        return ["(no Exchange among the new objects)"]
+    # One from the middle: the first request on each connection after the first snapshot
+    # reads its head into a list the connection made before it, an old object.
+    exchange = exchanges[len(exchanges) // 2]
+    flow = {id(exchange): exchange}
+    stack = [exchange]
+    while stack:
+        thing = stack.pop()
+        for near in [*gc.get_referents(thing), *gc.get_referrers(thing)]:
+            if id(near) in new and id(near) not in flow:
+                flow[id(near)] = near
+                stack.append(near)
+    lines = []
+    for thing in flow.values():
+        refers = ", ".join(type(r).__qualname__ for r in gc.get_referents(thing) if id(r) in flow)
+        lines.append(f"{type(thing).__qualname__:<26} {repr(thing)[:60]:<62} -> {refers}")
+    return sorted(lines)
+
+
+def _snapshot(name: str, flow: bool) -> dict[str, Any]:
+    """Tracked objects by type (and notes in parentheses); the first one is kept."""
     gc.collect()
-    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    objects = gc.get_objects()
+    counts: dict[str, Any] = dict(collections.Counter(type(o).__qualname__ for o in objects))
+    if name == "before":
+        _before[:] = objects
+    elif flow:
+        counts["(flow)"] = _flow_objects(objects)
+    del objects
     times = []
     for _ in range(3):
         started = time.thread_time()
@@ -56,7 +103,7 @@ def _snapshot() -> dict[str, int]:
         times.append(time.thread_time() - started)
     counts["(full collection, CPU µs)"] = round(min(times) * 1e6)
     counts["(frozen)"] = gc.get_freeze_count()
-    return dict(counts)
+    return counts
 
 
 def probe(folder: str, module: str, args: list[str]) -> None:
@@ -68,7 +115,8 @@ def probe(folder: str, module: str, args: list[str]) -> None:
             time.sleep(0.05)
             for ask in base.glob("*.ask"):
                 partial = ask.with_suffix(".partial")
-                partial.write_text(json.dumps(_snapshot()))
+                wants_flow = ask.read_text() == "flow"
+                partial.write_text(json.dumps(_snapshot(ask.stem, wants_flow)))
                 ask.unlink()
                 partial.replace(ask.with_suffix(".json"))
 
@@ -77,15 +125,15 @@ def probe(folder: str, module: str, args: list[str]) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _ask(folder: Path, name: str) -> dict[str, int]:
-    (folder / f"{name}.ask").write_text("")
+def _ask(folder: Path, name: str, flow: bool = False) -> dict[str, Any]:
+    (folder / f"{name}.ask").write_text("flow" if flow else "")
     answer = folder / f"{name}.json"
     deadline = time.monotonic() + 30
     while not answer.exists():
         if time.monotonic() > deadline:
             raise SystemExit("the probe did not answer within 30 s")
         time.sleep(0.05)
-    counts: dict[str, int] = json.loads(answer.read_text())
+    counts: dict[str, Any] = json.loads(answer.read_text())
     return counts
 
 
@@ -116,8 +164,8 @@ def _exchange(sock: socket.socket, request: bytes) -> None:
         rest += sock.recv(65536)
 
 
-def count(name: str, tasks: int) -> dict[str, Any]:
-    """Tracked objects per sleeping task in configuration `name`, by type."""
+def count(name: str, tasks: int, flow: bool = False) -> dict[str, Any]:
+    """Tracked objects per sleeping task in configuration `name`, by type (`flow`: see `--flow`)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-objects-"))
     argv = BY_NAME[name].command(0)
     if argv[1] != "-m":
@@ -141,13 +189,14 @@ def count(name: str, tasks: int) -> dict[str, Any]:
         for number in range(tasks):
             _exchange(sockets[number % CONNECTIONS], request)
         time.sleep(0.3)
-        after = _ask(folder, "after")
+        after = _ask(folder, "after", flow)
         if time.monotonic() - started > SLEEP - 5:
             raise SystemExit("too slow: the first tasks may have finished before the count")
         for sock in sockets:
             sock.close()
     finally:
         stop_all([server])
+    flow_objects = after.pop("(flow)", [])
     notes = {k: (before.pop(k, 0), after.pop(k, 0)) for k in list(after) if k[0] == "("}
     diff = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
     per_type = {k: v / tasks for k, v in diff.items() if abs(v) >= tasks // 10 and k[0] != "("}
@@ -158,6 +207,7 @@ def count(name: str, tasks: int) -> dict[str, Any]:
         "tracked": (sum(before.values()), sum(after.values())),
         "notes": notes,
         "by_type": dict(sorted(per_type.items(), key=lambda kv: -kv[1])),
+        "flow": flow_objects,
     }
 
 
@@ -170,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="velocipy/own-server-httptools")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--flow", action="store_true", help="also list one waiting flow's objects (see above)"
+    )
     args = parser.parse_args(argv)
-    results = [count(n.strip(), args.tasks) for n in args.configs.split(",") if n.strip()]
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    results = [count(name, args.tasks, args.flow) for name in names]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
@@ -182,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {note}: {was} before, {now} after")
         for kind, per in result["by_type"].items():
             print(f"  {per:6.2f}  {kind}")
+        if result["flow"]:
+            print(f"  one waiting flow's {len(result['flow'])} objects (type, repr -> refers to):")
+            for line in result["flow"]:
+                print(f"    {line}")
     return 0
 
 
