@@ -351,6 +351,25 @@ class _Context:
         return self._form
 
 
+def _share_the_field_names() -> None:
+    """Set every `_Context` field once, now, so that no request's context needs a dict.
+
+    CPython (3.11 on) stores the attributes of a class's instances in a table of
+    names shared by all of them, and a small array per instance: no dict. A name
+    not yet in the table is added to it only while few instances exist (each one
+    made lowers how many more names it takes, down to one). After that, an
+    instance given a name the table lacks gets a dict of its own: one more object
+    per request for the collector to scan, as long as the process lives. Which
+    names a context gets depends on the route (`tasks`, `body`, `exits`...), so a
+    server whose first requests were of one kind (health checks, say) gave every
+    later request of another kind a dict. Setting them all here, on the first
+    instance, puts every name in the table.
+    """
+    context = _new(_Context)
+    for name in ("app", "head", *_Context.__annotations__):
+        setattr(context, name, None)
+
+
 def bare_flow(
     app: Application, head: RequestHead, route: Route, path_params: dict[str, str]
 ) -> Flow:
@@ -1152,3 +1171,6 @@ def _respond(
         body = b""
         stream = None
     return Respond(status, headers, body, stream, tasks, error)
+
+
+_share_the_field_names()
