@@ -276,3 +276,98 @@ def test_a_close_cancelled_while_its_last_response_waits_still_closes_the_socket
         theirs.close()
 
     _on_loop(loop, main)
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_a_batched_response_the_kernel_took_in_part_is_finished_before_a_later_close(
+    loop: str,
+) -> None:
+    async def main() -> None:
+        running_loop = asyncio.get_running_loop()
+        channel, theirs, _ = await _channel_pair(running_loop)
+        # A client that pipelines and reads nothing yet: small responses are batched
+        # (and the connection goes idle after each) until the kernel stops taking one whole.
+        response = b"r" * 16_000
+        sent = 0
+        for _ in range(10_000):
+            assert channel.write(response) is False
+            sent += len(response)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the turn's flush has run
+            if channel._writing_paused:
+                break
+        assert channel._writing_paused, "the kernel never filled up"
+
+        def read_all() -> int:
+            theirs.setblocking(True)
+            theirs.settimeout(3)
+            received = 0
+            while True:
+                try:
+                    chunk = theirs.recv(1 << 16)
+                except (ConnectionResetError, TimeoutError):
+                    return received
+                if not chunk:
+                    return received
+                received += len(chunk)
+
+        # A later turn closes the idle connection (keep-alive expiry, a graceful stop)
+        # while the client reads on: every byte of every response must arrive.
+        reading = running_loop.run_in_executor(None, read_all)
+        await channel.aclose()
+        assert await reading == sent
+        theirs.close()
+
+    _on_loop(loop, main)
+
+
+def test_channels_of_an_interrupted_flush_are_written_in_the_next_one() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first, first_peer, writes = await _channel_pair(loop)
+        second, second_peer, _ = await _channel_pair(loop)
+        second._writes = writes  # two connections of one server share its batch
+
+        def interrupted(data: bytes) -> None:
+            raise KeyboardInterrupt
+
+        first._transport.write = interrupted
+        first.write(b"lost with the interrupted write")
+        second.write(b"one,")
+        with pytest.raises(KeyboardInterrupt):
+            writes.flush()  # as the loop's callback at the end of the turn
+        second.write(b"two")  # its next response, appended to what it still holds
+        await asyncio.sleep(0.05)
+        assert _received(second_peer) == b"one,two"
+        first_peer.close()
+        second_peer.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", ASYNCIO_LOOPS)
+def test_what_waits_for_a_batched_response_runs_once_it_is_written(loop: str) -> None:
+    async def main() -> None:
+        channel, theirs, _ = await _channel_pair(asyncio.get_running_loop())
+        seen: list[tuple[str, bool, bytes]] = []
+
+        def then(name: str, delivered: bool) -> None:
+            seen.append((name, delivered, _received(theirs)))
+
+        assert channel.after_written(then, "nothing batched") is False
+        channel.write(b"the response")
+        assert channel.after_written(then, "the rest") is True
+        assert seen == []  # not in this turn: the response is not written yet
+        await asyncio.sleep(0.01)
+        assert seen == [("the rest", True, b"the response")]
+        # The connection lost before the end of the turn (the transport tells its
+        # protocol so): told it was not delivered.
+        channel.write(b"for nobody")
+        channel.after_written(then, "too late")
+        channel.connection_lost(ConnectionResetError())
+        await asyncio.sleep(0.01)
+        assert seen[1] == ("too late", False, b"")
+        theirs.close()
+        await channel.aclose()
+
+    _on_loop(loop, main)

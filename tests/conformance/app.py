@@ -116,6 +116,24 @@ async def schedule(key: str, plan: TaskPlan, background_tasks: BackgroundTasks) 
     return {"scheduled": len(plan.names)}
 
 
+async def wait_for_the_client(key: str, marker: str) -> None:
+    """Hold the event loop (no `await`) until the client says it has its response.
+
+    A task begun before its response left the server would hold the very loop that
+    must write that response: the client could not answer, and this records so.
+    """
+    deadline = time.monotonic() + 3.0
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    EVENTS[key].append("after the response" if os.path.exists(marker) else "before the response")
+
+
+@app.post("/after-the-response/{key}")
+async def after_the_response(key: str, marker: str, background_tasks: BackgroundTasks) -> str:
+    background_tasks.add_task(wait_for_the_client, key, marker)
+    return "sent"
+
+
 @app.post("/tasks-then-crash/{key}")
 def crash(key: str, background_tasks: BackgroundTasks) -> None:
     background_tasks.add_task(record, key, "never")

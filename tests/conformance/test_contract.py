@@ -7,6 +7,7 @@ raises runs no tasks; routing, validation and body errors answer as documented.
 
 from __future__ import annotations
 
+import pathlib
 import time
 import uuid
 
@@ -55,6 +56,19 @@ def test_a_slow_task_does_not_delay_the_response(driver: Driver) -> None:
     assert response.status_code == 200
     assert elapsed < 1.0, f"the response waited {elapsed:.2f}s for a task"
     assert wait_for_events(driver, key, 2) == ["slow", "next"]
+
+
+def test_no_task_starts_before_its_response_has_reached_the_client(
+    driver: Driver, tmp_path: pathlib.Path
+) -> None:
+    if driver.name == "testclient":
+        pytest.skip("the TestClient runs tasks before returning, by design")
+    key = new_key()
+    marker = tmp_path / "the client has its response"
+    response = driver.request("POST", f"/after-the-response/{key}", params={"marker": str(marker)})
+    assert response.status_code == 200 and response.json() == "sent"
+    marker.touch()
+    assert wait_for_events(driver, key, 1) == ["after the response"]
 
 
 def test_a_failing_task_is_logged_and_the_rest_still_run(driver: Driver) -> None:

@@ -30,12 +30,16 @@ the hypervisor. Written back to back, the responses of one turn wake such a
 client once instead of once each: measured under 50 busy connections on 2
 cores, the server's CPU per `POST /signup` fell from ~54 us to ~34 us, most
 of the difference in that one wake-up (`perf record`; bench/RESULTS.md). A
-response waits at most for the rest of the turn it was made in. Larger
+response waits at most for the rest of the turn it was made in, and what its
+request does after it (its background tasks, its dependencies' cleanup) waits
+with it (`after_written`): no task starts before its response has left the
+process, as on every other driver. Larger
 responses, and any write while the kernel is not taking bytes, go out at once
 (and are waited for, within the write timeout, before the connection reads its
 next request); so does what is batched when the connection closes. The rare
 batched response the kernel does not take whole at the end of the turn waits in
-the transport, and the connection's next write waits for it first.
+the transport: the connection's next write waits for it first, and so does its
+close (within the write timeout).
 
 Both stay fair to other connections: a `receive` that finds bytes already
 waiting still yields to the event loop once, as anyio's does. Both bound how
@@ -47,15 +51,20 @@ so a client that never reads cannot hold a connection and its response forever.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.streams.tls import TLSStream
+
+logger = logging.getLogger("velocipy.server")
 
 #: Unread bytes at which reading from the socket pauses until the connection catches up.
 READ_HIGH_WATER = 256 * 1024
@@ -79,9 +88,17 @@ class Channel(Protocol):
     def write(self, data: bytes) -> bool:
         """Start writing `data`; True if the caller must then `await flush()` to finish.
 
-        For the last write of a response: `send` without a coroutine when the
-        kernel takes everything at once, as it nearly always does.
+        For the last write of a response: `send` without a coroutine. False means
+        nothing is left for the caller to wait for: the kernel took everything, or
+        (a small response on asyncio) the bytes go to the kernel at the end of this
+        turn of the loop (see `after_written`).
         """
+        ...
+
+    def after_written(self, then: Callable[[Any, bool], None], argument: Any) -> bool:
+        """If `write` left bytes for the end of this turn, call `then(argument, delivered)`
+        in the current context once they are handed to the kernel (`delivered` is
+        False if the connection was lost first) and return True; else return False."""
         ...
 
     async def flush(self) -> None:
@@ -99,33 +116,72 @@ class Channel(Protocol):
 
 class WriteBatch(list["TransportChannel"]):
     """The channels whose small responses wait for the end of this turn of an asyncio
-    loop, to be handed to the kernel together (see the module docstring). One per
-    serving loop; `TransportChannel.write` adds to it and asks for one `flush` per turn.
+    loop, to be handed to the kernel together (see the module docstring), and what
+    waits for them to be (`after`). One per serving loop; `TransportChannel.write` adds
+    to it and asks for one `flush` per turn.
     """
 
-    __slots__ = ("loop",)
+    __slots__ = ("loop", "after")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self.loop = loop
+        #: `(context, channel, then, argument)`: `then(argument, delivered)` is called in
+        #: `context` once `channel`'s batched bytes are written (`after_written`).
+        self.after: list[tuple[contextvars.Context, TransportChannel, Any, Any]] = []
 
     def flush(self) -> None:
-        """Write every channel's unsent bytes, in the order they were written."""
+        """Write every channel's unsent bytes in the order they were written; then call
+        what waited for them."""
         channels = self[:]
         self.clear()
-        for channel in channels:
-            # `channel.write_unsent()`, inlined: this runs once per response.
-            data = channel._unsent
-            if data is None:
-                continue  # written already (by a send, a large write or a close)
-            channel._unsent = None
-            transport = channel._transport
-            if channel._lost or transport.is_closing():
-                continue  # gone meanwhile: as if the kernel had taken them and the peer left
-            try:
-                transport.write(data)
-            except Exception:  # pragma: no cover - an open transport takes bytes
-                transport.abort()  # and the other channels of the batch are still written
+        try:
+            for channel in channels:
+                # `channel.write_unsent()`, inlined (see there): this runs once per response.
+                data = channel._unsent
+                if data is None:
+                    continue  # written already (by a send, a large write or a close)
+                channel._unsent = None
+                transport = channel._transport
+                if channel._lost or transport.is_closing():
+                    continue  # gone meanwhile: `after` hears it was not delivered
+                try:
+                    transport.write(data)
+                except Exception:  # pragma: no cover - an open transport takes bytes
+                    transport.abort()  # and the other channels of the batch are still written
+                    continue
+                if channel._writing_paused:
+                    # The kernel did not take it all: its close waits for it (`aclose`).
+                    channel._tail = True
+        except BaseException:
+            # Interrupted: the channels not reached keep their bytes, and a batch to
+            # be written in (their next write only appends to what they hold).
+            for channel in channels:
+                if channel._unsent is not None:
+                    if not self:
+                        self.loop.call_soon(self.flush)
+                    self.append(channel)
+            raise
+        finally:
+            # Even if a write was interrupted (by a BaseException), what waited for this
+            # turn's responses is not left behind: it runs now, or next turn.
+            after = self.after
+            if after:
+                self.after = []
+                if len(after) == 1:  # the usual count per turn under light load
+                    self._call_after(*after[0])
+                else:
+                    for waiting in after:
+                        self._call_after(*waiting)
+
+    @staticmethod
+    def _call_after(
+        context: contextvars.Context, channel: TransportChannel, then: Any, argument: Any
+    ) -> None:
+        try:
+            context.run(then, argument, not channel._lost)
+        except Exception:  # `then` handles its own failures; this is a bug below it
+            logger.exception("Finishing a request after its response was written failed")
 
 
 async def open_channel(
@@ -184,6 +240,9 @@ class StreamChannel:
         data, self._unsent = self._unsent, b""
         await self.send(data)
 
+    def after_written(self, then: Callable[[Any, bool], None], argument: Any) -> bool:
+        return False  # `flush` has written everything by the time anyone asks
+
     async def receive(self) -> bytes:
         return bytes(await self._stream.receive())
 
@@ -223,6 +282,7 @@ class TransportChannel(asyncio.Protocol):
         "_close_waiter",
         "_writes",
         "_unsent",
+        "_tail",
     )
 
     def __init__(
@@ -236,6 +296,9 @@ class TransportChannel(asyncio.Protocol):
         self._writes = writes
         #: Bytes `write` left for the end of the loop's turn (in `_writes`), if any.
         self._unsent: bytes | None = None
+        #: A batched response the kernel did not take whole at the end of its turn is
+        #: still being written: a close waits for it (within the write timeout).
+        self._tail = False
         self._tls = tls
         self._write_timeout = write_timeout
         self._transport: Any = None
@@ -296,6 +359,7 @@ class TransportChannel(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._tail = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -374,8 +438,17 @@ class TransportChannel(asyncio.Protocol):
         transport.write(data)
         return self._writing_paused
 
+    def after_written(self, then: Callable[[Any, bool], None], argument: Any) -> bool:
+        if self._unsent is None:
+            return False
+        writes = self._writes
+        assert writes is not None  # `_unsent` is only ever set with a batch
+        writes.after.append((contextvars.copy_context(), self, then, argument))
+        return True
+
     def write_unsent(self) -> None:
-        """Hand the bytes `write` left for the end of the turn to the transport."""
+        """Hand the bytes `write` left for the end of the turn to the transport (also
+        done, inlined, by `WriteBatch.flush`: a change here belongs there too)."""
         data = self._unsent
         if data is None:
             return
@@ -424,13 +497,15 @@ class TransportChannel(asyncio.Protocol):
     async def aclose(self) -> None:
         transport = self._transport
         try:
+            tail = self._tail
             if self._unsent is not None:
-                # The last response, batched: it goes out before the connection closes,
-                # and is waited for (within the write timeout) if the kernel did not take
-                # it all, as `write` + `flush` would have.
+                # The last response, batched: it goes out before the connection closes.
                 self.write_unsent()
-                if self._writing_paused and not self._lost:
-                    await self._drain()
+                tail = True
+            if tail and self._writing_paused and not self._lost:
+                # A batched response the kernel has not taken whole: waited for (within
+                # the write timeout), as `write` + `flush` would have.
+                await self._drain()
         except anyio.BrokenResourceError:
             pass  # dropped for not reading, or gone: closed below all the same
         finally:

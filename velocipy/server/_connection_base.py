@@ -182,7 +182,18 @@ class ConnectionBase:
             await self.channel.send(error_response(status, self.server.server_header))
 
     def _finish(self, exchange: Exchange, delivered: bool) -> None:
-        """Resume the exchange after its response; hand any tasks and cleanup to the server."""
+        """Resume the exchange after its response; hand any tasks and cleanup to the server.
+
+        A response still waiting in this turn's write batch (see `_channel.py`) is
+        handed to the kernel first: the rest begins right after that, so that no task
+        or cleanup starts before its response has left the process.
+        """
+        if delivered and self.channel.after_written(self._finish_now, exchange):
+            return
+        self._finish_now(exchange, delivered)
+
+    def _finish_now(self, exchange: Exchange, delivered: bool) -> None:
+        """`_finish`, once the response is written (or known not to be delivered)."""
         try:
             rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
         except Exception:

@@ -424,7 +424,12 @@ class Server:
         if self.app.tasks.unfinished:
             logger.info("Waiting for background tasks: %s", self.app.tasks.describe())
             self.app.tasks.log_every_name(logger)
-        while (self.connections or self.flows) and not self._forced:
+        # A request answered in this turn of the loop has its tasks begun at its end,
+        # once its response is written (`WriteBatch.after`): waited for too.
+        writes = self._writes
+        while (
+            self.connections or self.flows or (writes is not None and writes.after)
+        ) and not self._forced:
             if time.monotonic() >= deadline:
                 logger.warning(
                     "Graceful timeout (%gs) reached: cancelling %d background task flow(s) "
