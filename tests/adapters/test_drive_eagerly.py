@@ -239,3 +239,27 @@ def test_done_and_other_effects() -> None:
         assert drive_eagerly(loop, exchange, rest, read_body=no_body, run_sync=in_thread) is None
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_task_whose_first_wait_is_a_bare_yield_goes_on_in_the_next_turn(loop: str) -> None:
+    # `await asyncio.sleep(0)` asks for one turn of the loop. The rest of the flow is a
+    # task whose first step is already a turn later: it goes on there, as any task would
+    # after one turn, not after a second one.
+    seen: list[str] = []
+
+    async def yields_once() -> None:
+        await asyncio.sleep(0)
+        seen.append("went on")
+
+    async def main() -> None:
+        exchange, rest = await responded(app_with(yields_once))
+        task = drive_eagerly(
+            asyncio.get_running_loop(), exchange, rest, read_body=no_body, run_sync=in_thread
+        )
+        assert task is not None and seen == []
+        await asyncio.sleep(0)  # one turn: the flow's task steps before this resumes
+        assert seen == ["went on"]
+        await task
+
+    run(loop, main)

@@ -428,7 +428,10 @@ class _RestOfFlow(_Resumed):
         waiting = self._waiting
         if waiting is not _NOTHING:  # the task's first step: hand it the awaited future
             self._waiting = _NOTHING
-            return waiting
+            if waiting is not None:
+                return waiting
+            # A bare yield (`asyncio.sleep(0)`): this step already comes a turn later,
+            # so the coroutine goes on now, as `_Resumed.send` does, not a turn later.
         context = self._context
         if context is None:
             return self._coroutine.send(value)

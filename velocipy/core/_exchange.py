@@ -260,7 +260,11 @@ class _Context:
     No `__slots__`: every field but the two given starts as the class's default, so
     making one per request stores two attributes, not sixteen (the defaults are all
     immutable, and each field is replaced, never changed in place, when a request sets
-    it). Only the fields a request sets take room in its instance.
+    it). On CPython 3.11 each instance still has a value array with room for every
+    field name (they are all in the class's shared key table from import on, see
+    `_share_the_field_names`); what the defaults save is the stores. How instances
+    keep their attributes changes between CPython versions (3.12, 3.13):
+    `tests/core/test_context_memory.py` checks that no request's context takes a dict.
     """
 
     route: Route | None = None
