@@ -20,7 +20,7 @@ import anyio
 
 from velocipy.adapters._contexts import CleanContext, InContext
 from velocipy.adapters._drive import drive_eagerly
-from velocipy.core import ClientDisconnected, ClientError, Done, Exchange
+from velocipy.core import ClientDisconnected, ClientError, Done, Effect, Exchange
 
 from ._wire import error_response
 
@@ -184,16 +184,12 @@ class ConnectionBase:
     def _finish(self, exchange: Exchange, delivered: bool) -> None:
         """Resume the exchange after its response; hand any tasks and cleanup to the server.
 
-        A response still waiting in this turn's write batch (see `_channel.py`) is
-        handed to the kernel first: the rest begins right after that, so that no task
-        or cleanup starts before its response has left the process.
+        Resuming runs only the core's own code; what comes after the response (tasks,
+        dependency cleanup) is user code run by the driver, and it begins once a
+        response still waiting in this turn's write batch (see `_channel.py`) has been
+        handed to the kernel: no task or cleanup starts before its response has left
+        the process. A request with nothing after its response waits for nothing.
         """
-        if delivered and self.channel.after_written(self._finish_now, exchange):
-            return
-        self._finish_now(exchange, delivered)
-
-    def _finish_now(self, exchange: Exchange, delivered: bool) -> None:
-        """`_finish`, once the response is written (or known not to be delivered)."""
         try:
             rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
         except Exception:
@@ -201,6 +197,18 @@ class ConnectionBase:
             return
         if type(rest) is Done:
             return
+        if delivered and self.channel.after_written(self._begin_rest, (exchange, rest)):
+            return
+        self._begin_rest((exchange, rest), delivered)
+
+    def _begin_rest(self, pending: tuple[Exchange, Effect], delivered: bool) -> None:
+        """Perform the rest of an exchange, `pending` = (exchange, its next effect).
+
+        `delivered` is not looked at: a response handed to a connection lost before
+        the end of the turn is like one the kernel took before the peer left, and the
+        request's cleanup must run either way.
+        """
+        exchange, rest = pending
         server = self.server
         loop = server._asyncio_loop
         if loop is None:  # trio: the server's task group runs it
