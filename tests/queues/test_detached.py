@@ -8,6 +8,7 @@ import asyncio
 import gc
 import io
 import logging
+import os
 import threading
 import time
 import weakref
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.adapters.test_server_harness import Reader, serving, using_parser
 from tests.queues import jobs
 from velocipy import BackgroundTasks, VelociPy
 from velocipy.core import Task, TaskState
@@ -376,3 +378,54 @@ def test_a_settled_batch_is_let_go_of_long_before_its_deadline() -> None:
     finally:
         gc.enable()
         backend.close()
+
+
+class Watcher(TaskBackend):
+    """Detaches each batch after noting whether the client already has its response:
+    it holds the event loop (no await) until the client says so, for at most 2 s."""
+
+    detaches = True
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+        self.client_had_its_response: list[bool] = []
+
+    def detach(self, envelopes: Sequence[Envelope], settlement: Settlement) -> bool:
+        deadline = time.monotonic() + 2.0
+        while not os.path.exists(self.marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.client_had_its_response.append(os.path.exists(self.marker))
+        settlement.published()
+        return True
+
+    async def apublish_detached(
+        self, envelopes: Sequence[Envelope], settlement: Settlement
+    ) -> bool:
+        raise AssertionError("detached in the flow on the built-in server's event loop")
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_on_the_built_in_server_a_batch_is_handed_over_after_its_response_is_written(
+    loop: str, parser: str, tmp_path: Any
+) -> None:
+    pytest.importorskip(loop if loop == "uvloop" else "asyncio")
+    pytest.importorskip("httptools" if parser == "httptools" else "h11")
+    marker = tmp_path / "the client has its response"
+    backend = Watcher(str(marker))
+    app = VelociPy(task_backend=backend)
+
+    @app.post("/signup")
+    async def signup(tasks: BackgroundTasks) -> str:
+        tasks.add_task(jobs.record, "welcome")
+        return "ok"
+
+    with using_parser(parser), serving(app, loop=loop) as running, running.connect() as sock:
+        sock.sendall(b"POST /signup HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert Reader(sock).response().status == 200
+        marker.touch()
+        deadline = time.monotonic() + 5
+        while not backend.client_had_its_response and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert backend.client_had_its_response == [True]

@@ -184,12 +184,23 @@ class ConnectionBase:
     def _finish(self, exchange: Exchange, delivered: bool) -> None:
         """Resume the exchange after its response; hand any tasks and cleanup to the server.
 
-        Resuming runs only the core's own code; what comes after the response (tasks,
-        dependency cleanup) is user code run by the driver, and it begins once a
-        response still waiting in this turn's write batch (see `_channel.py`) has been
-        handed to the kernel: no task or cleanup starts before its response has left
-        the process. A request with nothing after its response waits for nothing.
+        What comes after a response (tasks, dependency cleanup: user code the driver
+        runs) begins only once a response still waiting in this turn's write batch
+        (see `_channel.py`) has been handed to the kernel, so that no task or cleanup
+        starts before its response has left the process. Resuming the exchange runs
+        only the core's own code, so it is done at once (a request with nothing after
+        its response then waits for nothing), except with a queue backend: there the
+        flow may hand its batch to the backend as it resumes (`TaskBackend.detach`, no
+        effect), so it is resumed only once the response is written.
         """
+        if delivered and type(exchange) is Exchange:
+            app = exchange.app
+            if (
+                app is not None
+                and app.task_queue is not None
+                and self.channel.after_written(self._finish, exchange)  # here again then
+            ):
+                return
         try:
             rest = exchange.send(None) if delivered else exchange.throw(ClientDisconnected())
         except Exception:
