@@ -655,20 +655,18 @@ def _queued_tasks_after_response(app: Application, ctx: _Context, tasks: tuple[T
             level=logging.ERROR,
         )
         return
-    if backend.detaches:
-        # Taken with a plain call where an event loop runs this flow: then nothing is left
-        # for the drivers (see `detach_batch`); else `publish_flow` below.
-        try:
-            if detach_batch(backend, queued, route, hooks):
-                return
-        except Exception as failure:
-            yield from unpublished_flow(backend, queued, route, hooks, failure)
-            if backend.on_failure == "inline":
-                yield from run_tasks(queued, route, hooks)
+    # A backend that detaches takes the batch with a plain call where an event loop runs
+    # this flow: then nothing is left for the drivers (see `detach_batch`); else (or
+    # where it declines) `publish_flow`. Either way a failure follows one policy.
+    try:
+        published = backend.detaches and detach_batch(backend, queued, route, hooks)
+    except Exception as failure:
+        yield from unpublished_flow(backend, queued, route, hooks, failure)
+    else:
+        if published or (yield from publish_flow(backend, queued, route, hooks)):
             return
-    if not (yield from publish_flow(backend, queued, route, hooks)):
-        if backend.on_failure == "inline":
-            yield from run_tasks(queued, route, hooks)
+    if backend.on_failure == "inline":
+        yield from run_tasks(queued, route, hooks)
 
 
 def _unrouted(allowed: frozenset[str] | None) -> NoReturn:
